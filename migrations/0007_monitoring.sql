@@ -106,8 +106,8 @@ DECLARE
     created integer := 0;
     part text;
 BEGIN
-    IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb') THEN
-        RETURN 0;  -- hypertables create their chunks themselves
+    IF (SELECT relkind FROM pg_class WHERE oid = tbl::regclass) <> 'p' THEN
+        RETURN 0;  -- a hypertable creates its chunks itself
     END IF;
     PERFORM pg_advisory_xact_lock(hashtext('gpuwatch_ensure_partitions'), hashtext(tbl));
     WHILE d <= to_day LOOP
@@ -121,6 +121,26 @@ BEGIN
         d := d + 1;
     END LOOP;
     RETURN created;
+END;
+$$;
+
+-- The two forms of __MAKE_TIME_SERIES__; `gpuwatch migrate` picks one.
+CREATE FUNCTION gpuwatch_make_hypertable(tbl text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    -- Our own time index is created above on both backends, so no default ones.
+    PERFORM create_hypertable(tbl::regclass, 'collected_at',
+                              chunk_time_interval => interval '1 day',
+                              create_default_indexes => false);
+END;
+$$;
+
+CREATE FUNCTION gpuwatch_make_partitioned(tbl text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    today date := (now() AT TIME ZONE 'UTC')::date;
+BEGIN
+    PERFORM gpuwatch_ensure_partitions(tbl, today - 1, today + 7);
 END;
 $$;
 

@@ -1,1 +1,180 @@
-fn main() {}
+//! `gpuwatch`: one binary, a subcommand per role. It parses the command line
+//! and the config, sets up logging and shutdown, and calls the role crates;
+//! nothing else lives here.
+#![forbid(unsafe_code)]
+
+mod config;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use gpuwatch_collector::{CollectorError, RunOptions};
+use gpuwatch_store::StoreError;
+use tokio_util::sync::CancellationToken;
+
+use config::Config;
+
+/// sysexits: bad configuration (EX_CONFIG would be 78; linkerd and we use EX_USAGE).
+const EXIT_CONFIG: u8 = 64;
+/// sysexits EX_UNAVAILABLE: the database cannot be reached or refuses us.
+const EXIT_UNAVAILABLE: u8 = 69;
+/// How long tasks get to flush after SIGTERM/SIGINT.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// gpuwatch: telemetry, alerting and metering for a GPU cloud.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// Config file (TOML); see gpuwatch.example.toml. Environment overrides:
+    /// DATABASE_URL, GPUWATCH_SECTION__KEY (e.g. GPUWATCH_COLLECTOR__INTERVAL_SECS).
+    #[arg(long, short, global = true, env = "GPUWATCH_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create or upgrade the database schema. Picks TimescaleDB hypertables
+    /// or plain PostgreSQL partitions on first run; a second run changes nothing.
+    Migrate,
+    /// Run the collector agent: sample GPUs and hosts every interval and
+    /// write them to the database (the simulated fleet where no GPU is present).
+    Collector {
+        /// Collect and write once, then exit.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Migrate, then run every role in one process (small installs, quick start).
+    All,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let cfg = match Config::load(cli.config.as_deref(), std::env::vars()) {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("gpuwatch: bad configuration: {e}");
+            }
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    init_tracing(&cfg.log);
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("gpuwatch: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli.command, cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gpuwatch: {e}");
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+fn exit_code(e: &StoreError) -> u8 {
+    match e {
+        StoreError::Unreachable { .. }
+        | StoreError::AuthFailed { .. }
+        | StoreError::NoSuchDatabase { .. } => EXIT_UNAVAILABLE,
+        StoreError::BadUrl(_) => EXIT_CONFIG,
+        _ => 1,
+    }
+}
+
+fn init_tracing(log: &config::LogConfig) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if log.format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(command: Command, cfg: Config) -> Result<(), StoreError> {
+    let shutdown = CancellationToken::new();
+    tokio::spawn(wait_for_signal(shutdown.clone()));
+    match command {
+        Command::Migrate => migrate(&cfg).await,
+        Command::Collector { once } => collector(cfg, RunOptions { once }, shutdown).await,
+        Command::All => {
+            migrate(&cfg).await?;
+            collector(cfg, RunOptions::default(), shutdown).await
+        }
+    }
+}
+
+async fn migrate(cfg: &Config) -> Result<(), StoreError> {
+    let report = gpuwatch_store::migrate(&cfg.database).await?;
+    tracing::info!(
+        backend = %report.backend,
+        server = %report.server_version,
+        applied = report.applied.len(),
+        already_applied = report.already_applied,
+        "schema is current"
+    );
+    Ok(())
+}
+
+async fn collector(
+    cfg: Config,
+    opts: RunOptions,
+    shutdown: CancellationToken,
+) -> Result<(), StoreError> {
+    let pool = gpuwatch_store::connect(&cfg.database).await?;
+    let task = gpuwatch_collector::run(
+        cfg.collector,
+        pool,
+        cfg.database.writer,
+        opts,
+        shutdown.clone(),
+    );
+    tokio::pin!(task);
+    let result = tokio::select! {
+        r = &mut task => r,
+        _ = async { shutdown.cancelled().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
+            tracing::error!(grace_secs = SHUTDOWN_GRACE.as_secs(), "collector did not stop within the grace period");
+            Ok(())
+        }
+    };
+    result.map_err(|e| match e {
+        CollectorError::Store(s) => s,
+    })
+}
+
+async fn wait_for_signal(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::terminate(),
+        ) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops gpuwatch gracefully");
+                let _ = ctrl_c.await;
+                shutdown.cancel();
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down");
+    shutdown.cancel();
+}

@@ -1,1 +1,39 @@
-//! placeholder
+//! gpuwatch's storage layer: everything that talks to PostgreSQL or TimescaleDB.
+//!
+//! - [`connect`] builds a connection [`Pool`] and turns connection failures
+//!   (unreachable server, wrong password, missing database) into errors that
+//!   say how to fix them.
+//! - [`migrate()`] applies the SQL files of `migrations/` in order, choosing
+//!   the [`Backend`] (TimescaleDB hypertables or plain PostgreSQL daily
+//!   partitions) the first time and recording it.
+//! - [`GpuSample`], [`HostSample`] and [`EnvSample`] are the rows of the three
+//!   raw metric tables; [`BatchWriter`] streams them with binary COPY over
+//!   several connections, idempotently.
+//! - [`inventory`] holds the shared queries for `hosts` and `gpus`.
+//!
+//! Data enters as row structs and leaves as rows in the database; no other
+//! crate writes SQL against the metric tables directly.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod backend;
+mod config;
+mod error;
+pub mod inventory;
+mod migrate;
+mod pool;
+mod rows;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod writer;
+
+pub use backend::{detect, Backend, BackendPreference, ServerInfo};
+pub use config::{StoreConfig, WriterConfig};
+pub use error::StoreError;
+pub use migrate::{migrate, migrations, MigrateReport, Migration};
+pub use pool::{connect, connect_one, redact, Pool};
+pub use rows::{EnvSample, GpuSample, HostSample, Sample};
+pub use writer::{BatchWriter, WriteStats};
+
+/// Result type of this crate.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

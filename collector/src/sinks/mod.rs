@@ -1,0 +1,3 @@
+//! Where batches go, one file per sink.
+
+pub mod copy;

@@ -1,0 +1,3 @@
+//! Where samples come from, one file per source.
+
+pub mod sim;

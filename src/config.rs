@@ -1,0 +1,263 @@
+//! The one config file, environment overrides, and validation that reports
+//! every problem at once, each on one line naming the key.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use gpuwatch_collector::CollectorConfig;
+use gpuwatch_store::StoreConfig;
+use serde::Deserialize;
+
+/// Prefix of environment overrides: `GPUWATCH_DATABASE__POOL_SIZE=4` sets
+/// `database.pool_size` (`__` separates levels; one `_` stays in a key).
+const ENV_PREFIX: &str = "GPUWATCH_";
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `[database]`
+    pub database: StoreConfig,
+    /// `[collector]`
+    pub collector: CollectorConfig,
+    /// `[log]`
+    pub log: LogConfig,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// tracing filter, e.g. "info" or "gpuwatch_store=debug,info"; RUST_LOG wins.
+    pub level: String,
+    /// "text" or "json".
+    pub format: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: "text".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path` (if any), applies overrides from `env`, validates.
+    /// `env` is passed in so tests never touch the process environment.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, Vec<String>> {
+        let mut table = match path {
+            Some(p) => read_file(p)?,
+            None => toml::Table::new(),
+        };
+        let origins = apply_env(&mut table, env)?;
+        let cfg: Config =
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+                let key = e.path().to_string();
+                let origin = origins
+                    .get(&key)
+                    .map(|v| format!(" (from {v})"))
+                    .unwrap_or_default();
+                vec![format!(
+                    "{key}{origin}: {}",
+                    one_line(&e.inner().to_string())
+                )]
+            })?;
+        let errors = cfg.validate();
+        if errors.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(errors)
+        }
+    }
+
+    fn validate(&self) -> Vec<String> {
+        let mut e = self.database.validate();
+        e.extend(self.collector.validate());
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            e.push(format!(
+                "log.format: must be \"text\" or \"json\", got {:?}",
+                self.log.format
+            ));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            e.push(format!(
+                "log.level: not a valid filter: {:?}",
+                self.log.level
+            ));
+        }
+        e
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn read_file(p: &Path) -> Result<toml::Table, Vec<String>> {
+    let text = std::fs::read_to_string(p)
+        .map_err(|e| vec![format!("config file {}: cannot read it: {e}", p.display())])?;
+    text.parse::<toml::Table>().map_err(|e| {
+        let at = e
+            .span()
+            .map(|s| format!(" at line {}", text[..s.start].matches('\n').count() + 1))
+            .unwrap_or_default();
+        vec![format!("config file {}{at}: {}", p.display(), e.message())]
+    })
+}
+
+/// Applies `DATABASE_URL` and `GPUWATCH_*` overrides; returns key → variable
+/// so errors can say where a bad value came from.
+fn apply_env(
+    table: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<BTreeMap<String, String>, Vec<String>> {
+    let mut origins = BTreeMap::new();
+    let mut errors = Vec::new();
+    let mut vars: Vec<(String, String)> = env.into_iter().collect();
+    vars.sort();
+    for (var, raw) in vars {
+        let path: Vec<String> = if var == "DATABASE_URL" {
+            vec!["database".into(), "url".into()]
+        } else if let Some(rest) = var.strip_prefix(ENV_PREFIX) {
+            if rest == "CONFIG" {
+                continue; // the config file's path, read by the CLI
+            }
+            rest.split("__").map(|s| s.to_ascii_lowercase()).collect()
+        } else {
+            continue;
+        };
+        if path.iter().any(String::is_empty) {
+            errors.push(format!("{var}: not a config key (use GPUWATCH_SECTION__KEY, e.g. GPUWATCH_DATABASE__POOL_SIZE)"));
+            continue;
+        }
+        origins.insert(path.join("."), var.clone());
+        if let Err(e) = set(table, &path, parse_scalar(&raw)) {
+            errors.push(format!("{var}: {e}"));
+        }
+    }
+    if errors.is_empty() {
+        Ok(origins)
+    } else {
+        Err(errors)
+    }
+}
+
+/// An override is a TOML scalar if it parses as one (`4`, `true`, `1.5`), else a string.
+fn parse_scalar(raw: &str) -> toml::Value {
+    match format!("v = {raw}").parse::<toml::Table>() {
+        Ok(mut t) => match t.remove("v") {
+            Some(
+                v @ (toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_)),
+            ) => v,
+            _ => toml::Value::String(raw.to_string()),
+        },
+        Err(_) => toml::Value::String(raw.to_string()),
+    }
+}
+
+fn set(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    let (last, parents) = path.split_last().ok_or("empty key")?;
+    let mut t = table;
+    for p in parents {
+        let entry = t
+            .entry(p.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        t = entry
+            .as_table_mut()
+            .ok_or_else(|| format!("{p} is not a section"))?;
+    }
+    t.insert(last.clone(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn load_str(toml: &str, vars: &[(&str, &str)]) -> Result<Config, Vec<String>> {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("gpuwatch-cfg-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("gpuwatch.toml");
+        std::fs::write(&p, toml).unwrap();
+        Config::load(Some(&p), env(vars))
+    }
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("gpuwatch.example.toml");
+        Config::load(Some(&p), vec![]).expect("gpuwatch.example.toml must load");
+    }
+
+    #[test]
+    fn env_overrides_win_and_are_typed() {
+        let cfg = load_str(
+            "[database]\npool_size = 3\n",
+            &[
+                ("DATABASE_URL", "postgres://x@h/db"),
+                ("GPUWATCH_DATABASE__POOL_SIZE", "9"),
+                ("GPUWATCH_COLLECTOR__SIM__HOSTS", "2"),
+                ("HOME", "/root"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(cfg.database.url, "postgres://x@h/db");
+        assert_eq!(cfg.database.pool_size, 9);
+        assert_eq!(cfg.collector.sim.hosts, 2);
+    }
+
+    #[test]
+    fn a_wrong_type_names_the_key_and_the_variable() {
+        let errs = load_str("", &[("GPUWATCH_DATABASE__POOL_SIZE", "many")]).unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].starts_with(
+                "database.pool_size (from GPUWATCH_DATABASE__POOL_SIZE): invalid type"
+            ),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_is_rejected_by_name() {
+        let errs = load_str("[database]\npol_size = 3\n", &[]).unwrap_err();
+        assert!(
+            errs[0].starts_with("database.pol_size: unknown field `pol_size`"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn every_bad_value_is_reported_at_once() {
+        let errs = load_str(
+            "[collector]\ninterval_secs = 0\n[collector.sim]\nhosts = 0\n[log]\nformat = \"xml\"\n",
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(errs.len(), 3, "{errs:?}");
+        assert!(errs
+            .iter()
+            .any(|e| e.starts_with("collector.interval_secs:")));
+        assert!(errs.iter().any(|e| e.starts_with("collector.sim.hosts:")));
+        assert!(errs.iter().any(|e| e.starts_with("log.format:")));
+    }
+
+    #[test]
+    fn a_syntax_error_names_the_file_and_line() {
+        let errs = load_str("[database]\nurl = \n", &[]).unwrap_err();
+        assert!(errs[0].contains("gpuwatch.toml at line 2"), "{errs:?}");
+    }
+}

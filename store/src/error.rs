@@ -1,0 +1,161 @@
+use thiserror::Error;
+
+/// Everything the store can fail with. Messages name the failing thing and,
+/// where the user can fix it, how.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The server could not be reached at all.
+    #[error("cannot reach the database at {target}: {reason}; is the server running, and is database.url (DATABASE_URL) right?")]
+    Unreachable {
+        /// host:port/dbname, password redacted
+        target: String,
+        /// what the socket said
+        reason: String,
+    },
+    /// The server refused our credentials.
+    #[error("the database at {target} rejected user {user:?}: {reason}; check the user and password in database.url (DATABASE_URL)")]
+    AuthFailed {
+        /// host:port/dbname
+        target: String,
+        /// the role we tried
+        user: String,
+        /// server message
+        reason: String,
+    },
+    /// The named database does not exist.
+    #[error("database {dbname:?} does not exist at {target}; create it (createdb {dbname}) or fix database.url (DATABASE_URL)")]
+    NoSuchDatabase {
+        /// host:port
+        target: String,
+        /// the missing database
+        dbname: String,
+    },
+    /// `database.url` is not a valid PostgreSQL connection string.
+    #[error("database.url is not a valid PostgreSQL URL or key=value string: {0}")]
+    BadUrl(String),
+    /// A required extension could not be created.
+    #[error("cannot create extension {extension} in database {dbname:?}: {reason}; {hint}")]
+    Extension {
+        /// extension name
+        extension: String,
+        /// database
+        dbname: String,
+        /// server message
+        reason: String,
+        /// how to fix it
+        hint: String,
+    },
+    /// A migration statement failed.
+    #[error("migration {file} failed at statement {statement} (line {line}: {snippet}): {reason}")]
+    Migration {
+        /// file name in migrations/
+        file: String,
+        /// 1-based statement number in the file
+        statement: usize,
+        /// 1-based line where the statement starts
+        line: usize,
+        /// first line of the statement
+        snippet: String,
+        /// server message (with detail/hint)
+        reason: String,
+    },
+    /// An applied migration's file changed afterwards.
+    #[error("migration {file} was applied with checksum {applied} but the file now has {current}; never edit an applied migration, add a new one")]
+    MigrationChanged {
+        /// file name
+        file: String,
+        /// checksum in the database
+        applied: String,
+        /// checksum of the embedded file
+        current: String,
+    },
+    /// The database holds migrations newer than this binary knows.
+    #[error("the database has migration {version} applied, newer than this gpuwatch knows (latest {latest}); upgrade gpuwatch")]
+    MigrationFromFuture {
+        /// newest version in the database
+        version: i32,
+        /// newest version embedded here
+        latest: i32,
+    },
+    /// The server is too old or lacks what the chosen backend needs.
+    #[error("unsupported database server: {0}")]
+    Unsupported(String),
+    /// Writing a batch failed.
+    #[error("copy into {table} failed: {source}")]
+    Copy {
+        /// target table
+        table: &'static str,
+        /// underlying error
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// Any other query failed.
+    #[error("{what} failed: {source}")]
+    Query {
+        /// what we were doing
+        what: String,
+        /// underlying error
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// No connection could be taken from the pool.
+    #[error("no database connection available: {0}")]
+    Pool(String),
+}
+
+impl StoreError {
+    /// Wraps a query error with what we were doing.
+    pub(crate) fn query(what: impl Into<String>, source: tokio_postgres::Error) -> Self {
+        StoreError::Query {
+            what: what.into(),
+            source,
+        }
+    }
+
+    /// True when retrying later may succeed (the server is down or busy),
+    /// false when the request itself is wrong.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Unreachable { .. } | StoreError::Pool(_) => true,
+            StoreError::Copy { source, .. } | StoreError::Query { source, .. } => {
+                source.is_closed()
+                    || source.code().is_none()
+                    || source.code().is_some_and(|c| {
+                        let c = c.code();
+                        c.starts_with("08")
+                            || c.starts_with("53")
+                            || c.starts_with("57")
+                            || c == "40001"
+                            || c == "40P01"
+                    })
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Renders a server error with its detail and hint, which tokio-postgres'
+/// Display leaves out and which usually say what to do.
+pub(crate) fn db_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut s = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+            if let Some(d) = db.detail() {
+                s.push_str(&format!("; detail: {d}"));
+            }
+            if let Some(h) = db.hint() {
+                s.push_str(&format!("; hint: {h}"));
+            }
+            s
+        }
+        None => {
+            let mut s = e.to_string();
+            let mut src = std::error::Error::source(e);
+            while let Some(inner) = src {
+                s.push_str(&format!(": {inner}"));
+                src = inner.source();
+            }
+            s
+        }
+    }
+}

@@ -1,0 +1,136 @@
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod};
+use tokio_postgres::{config::Host, Client, Config, NoTls};
+
+use crate::{error::db_message, Result, StoreConfig, StoreError};
+
+/// The connection pool every role shares. Cheap to clone.
+#[derive(Clone)]
+pub struct Pool {
+    inner: deadpool_postgres::Pool,
+    pg: Config,
+}
+
+impl Pool {
+    /// Takes a connection, mapping failures to errors that say what to fix.
+    pub async fn get(&self) -> Result<deadpool_postgres::Object> {
+        use deadpool_postgres::PoolError;
+        self.inner.get().await.map_err(|e| match e {
+            PoolError::Backend(pe) => connect_error(&self.pg, pe),
+            PoolError::Timeout(_) => StoreError::Pool(format!(
+                "timed out waiting for a connection to {}; the server is slow or database.pool_size is too small",
+                redact(&self.pg)
+            )),
+            other => StoreError::Pool(other.to_string()),
+        })
+    }
+
+    /// `host:port/dbname`, for log lines.
+    pub fn target(&self) -> String {
+        redact(&self.pg)
+    }
+}
+
+/// Parses `database.url`, applying the configured connect timeout where the
+/// URL sets none.
+fn pg_config(cfg: &StoreConfig) -> Result<Config> {
+    let mut pg: Config = cfg
+        .url
+        .parse()
+        .map_err(|e: tokio_postgres::Error| StoreError::BadUrl(e.to_string()))?;
+    if pg.get_connect_timeout().is_none() {
+        pg.connect_timeout(Duration::from_secs(cfg.connect_timeout_secs));
+    }
+    if pg.get_application_name().is_none() {
+        pg.application_name("gpuwatch");
+    }
+    Ok(pg)
+}
+
+/// `host:port/dbname` of a config, never its password.
+pub fn redact(pg: &Config) -> String {
+    let host = match pg.get_hosts().first() {
+        Some(Host::Tcp(h)) => h.clone(),
+        #[cfg(unix)]
+        Some(Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = pg.get_ports().first().copied().unwrap_or(5432);
+    format!("{host}:{port}/{}", pg.get_dbname().unwrap_or("postgres"))
+}
+
+/// Turns a failed connection attempt into an error that says what to fix.
+fn connect_error(pg: &Config, e: tokio_postgres::Error) -> StoreError {
+    let target = redact(pg);
+    if let Some(db) = e.as_db_error() {
+        match db.code().code() {
+            // invalid_password, invalid_authorization_specification
+            "28P01" | "28000" => {
+                return StoreError::AuthFailed {
+                    target,
+                    user: pg.get_user().unwrap_or("").to_string(),
+                    reason: db.message().to_string(),
+                }
+            }
+            "3D000" => {
+                return StoreError::NoSuchDatabase {
+                    dbname: pg.get_dbname().unwrap_or("").to_string(),
+                    target,
+                }
+            }
+            _ => {}
+        }
+    }
+    let reason = db_message(&e);
+    if reason.contains("password missing") {
+        return StoreError::AuthFailed {
+            target,
+            user: pg.get_user().unwrap_or("").to_string(),
+            reason: "the server asks for a password and database.url has none".into(),
+        };
+    }
+    StoreError::Unreachable {
+        target,
+        reason: reason
+            .trim_start_matches("error connecting to server: ")
+            .to_string(),
+    }
+}
+
+/// Opens a single connection (for migrations and one-off work), spawning its
+/// connection task.
+pub async fn connect_one(cfg: &StoreConfig) -> Result<Client> {
+    let pg = pg_config(cfg)?;
+    let (client, conn) = pg.connect(NoTls).await.map_err(|e| connect_error(&pg, e))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::warn!(error = %e, "database connection closed");
+        }
+    });
+    Ok(client)
+}
+
+/// Builds the pool and proves the database answers, so a bad URL or a down
+/// server is reported at start instead of at the first write.
+pub async fn connect(cfg: &StoreConfig) -> Result<Pool> {
+    let pg = pg_config(cfg)?;
+    let target = redact(&pg);
+    let mgr = Manager::from_config(
+        pg.clone(),
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    let inner = deadpool_postgres::Pool::builder(mgr)
+        .max_size(cfg.pool_size)
+        .wait_timeout(Some(Duration::from_secs(cfg.connect_timeout_secs * 6)))
+        .create_timeout(Some(Duration::from_secs(cfg.connect_timeout_secs)))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()
+        .map_err(|e| StoreError::Pool(format!("{target}: {e}")))?;
+    let pool = Pool { inner, pg };
+    drop(pool.get().await?);
+    Ok(pool)
+}

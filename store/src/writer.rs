@@ -1,0 +1,200 @@
+//! The batch writer: binary COPY over several pooled connections.
+//!
+//! The common case (nothing in the batch is stored yet) goes straight into
+//! the table by COPY, as fast as the server ingests. A chunk that hits the
+//! primary key (a re-sent batch, an overlap after a crash) is rolled back
+//! and goes through a session-local staging table with
+//! `INSERT ... ON CONFLICT DO NOTHING`, so each sample is stored once and no
+//! error reaches the caller. Only the chunk with the duplicate pays for that.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use futures_util::{pin_mut, stream, StreamExt, TryStreamExt};
+use tokio_postgres::{binary_copy::BinaryCopyInWriter, error::SqlState, CopyInSink};
+
+use crate::{Pool, Result, Sample, StoreError, WriterConfig};
+
+/// What one [`BatchWriter::write`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WriteStats {
+    /// Rows handed in.
+    pub rows: u64,
+    /// Rows newly stored.
+    pub inserted: u64,
+    /// Rows that were already stored and were skipped.
+    pub duplicates: u64,
+    /// Chunks that took the de-duplicating path.
+    pub dedup_chunks: u64,
+}
+
+impl std::ops::AddAssign for WriteStats {
+    fn add_assign(&mut self, o: Self) {
+        self.rows += o.rows;
+        self.inserted += o.inserted;
+        self.duplicates += o.duplicates;
+        self.dedup_chunks += o.dedup_chunks;
+    }
+}
+
+/// Streams sample rows into the metric tables. Share one per process.
+pub struct BatchWriter {
+    pool: Pool,
+    cfg: WriterConfig,
+    /// Days whose partition is known to exist, per table (plain PostgreSQL only).
+    ensured: Mutex<HashSet<(&'static str, i64)>>,
+}
+
+impl BatchWriter {
+    /// A writer over `pool`.
+    pub fn new(pool: Pool, cfg: WriterConfig) -> Self {
+        BatchWriter {
+            pool,
+            cfg,
+            ensured: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Stores `rows`; idempotent: rows already stored are skipped, not errors.
+    /// On error, some chunks may be stored; writing the batch again is safe.
+    pub async fn write<S: Sample>(&self, rows: &[S]) -> Result<WriteStats> {
+        if rows.is_empty() {
+            return Ok(WriteStats::default());
+        }
+        self.ensure_partitions(rows).await?;
+        let chunk = self.cfg.chunk_rows.max(1);
+        stream::iter(rows.chunks(chunk).map(|c| self.write_chunk(c)))
+            .buffer_unordered(self.cfg.connections.max(1))
+            .try_fold(WriteStats::default(), |mut acc, s| async move {
+                acc += s;
+                Ok(acc)
+            })
+            .await
+    }
+
+    async fn write_chunk<S: Sample>(&self, rows: &[S]) -> Result<WriteStats> {
+        let copy_err = |source| StoreError::Copy {
+            table: S::TABLE,
+            source,
+        };
+        let mut client = self.pool.get().await?;
+        let sink = client
+            .copy_in(&copy_sql::<S>(S::TABLE))
+            .await
+            .map_err(copy_err)?;
+        match copy_rows(sink, rows).await {
+            Ok(n) => Ok(WriteStats {
+                rows: rows.len() as u64,
+                inserted: n,
+                ..Default::default()
+            }),
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                let inserted = dedup_chunk(&mut client, rows).await.map_err(copy_err)?;
+                tracing::debug!(
+                    table = S::TABLE,
+                    rows = rows.len(),
+                    inserted,
+                    "chunk held duplicates"
+                );
+                Ok(WriteStats {
+                    rows: rows.len() as u64,
+                    inserted,
+                    duplicates: rows.len() as u64 - inserted,
+                    dedup_chunks: 1,
+                })
+            }
+            Err(e) => Err(copy_err(e)),
+        }
+    }
+
+    /// Creates the daily partitions a batch needs on plain PostgreSQL, so an
+    /// insert never fails for want of one. A no-op on hypertables (the SQL
+    /// function checks), and cached per day so it costs nothing after the first.
+    async fn ensure_partitions<S: Sample>(&self, rows: &[S]) -> Result<()> {
+        let days: HashSet<i64> = rows.iter().map(|r| day_of(r.collected_at())).collect();
+        let missing: Vec<i64> = {
+            let known = self.ensured.lock().unwrap_or_else(|p| p.into_inner());
+            days.into_iter()
+                .filter(|d| !known.contains(&(S::TABLE, *d)))
+                .collect()
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let client = self.pool.get().await?;
+        for d in missing {
+            let date = DateTime::<Utc>::from_timestamp(d * 86_400, 0)
+                .map(|t| t.date_naive())
+                .ok_or_else(|| {
+                    StoreError::Unsupported(format!("sample day {d} is out of range"))
+                })?;
+            client
+                .execute(
+                    "SELECT gpuwatch_ensure_partitions($1, $2, $2)",
+                    &[&S::TABLE, &date],
+                )
+                .await
+                .map_err(|e| {
+                    StoreError::query(format!("creating the {date} partition of {}", S::TABLE), e)
+                })?;
+            self.ensured
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert((S::TABLE, d));
+        }
+        Ok(())
+    }
+}
+
+fn day_of(t: DateTime<Utc>) -> i64 {
+    t.timestamp().div_euclid(86_400)
+}
+
+fn copy_sql<S: Sample>(table: &str) -> String {
+    format!(
+        "COPY {table} ({}) FROM STDIN (FORMAT binary)",
+        S::COLUMNS.join(", ")
+    )
+}
+
+async fn copy_rows<S: Sample>(
+    sink: CopyInSink<bytes::Bytes>,
+    rows: &[S],
+) -> Result<u64, tokio_postgres::Error> {
+    let writer = BinaryCopyInWriter::new(sink, S::TYPES);
+    pin_mut!(writer);
+    for r in rows {
+        writer.as_mut().write(&r.values()).await?;
+    }
+    writer.finish().await
+}
+
+/// Stages the chunk in a temp table and inserts what is not stored yet.
+async fn dedup_chunk<S: Sample>(
+    client: &mut tokio_postgres::Client,
+    rows: &[S],
+) -> Result<u64, tokio_postgres::Error> {
+    let stage = format!("gpuwatch_stage_{}", S::TABLE);
+    let cols = S::COLUMNS.join(", ");
+    let tx = client.transaction().await?;
+    tx.batch_execute(&format!(
+        "SET LOCAL client_min_messages = warning;
+         CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
+        S::TABLE
+    ))
+    .await?;
+    let sink = tx.copy_in(&copy_sql::<S>(&stage)).await?;
+    copy_rows(sink, rows).await?;
+    let n = tx
+        .execute(
+            &format!(
+                "INSERT INTO {} ({cols}) SELECT {cols} FROM {stage} ON CONFLICT DO NOTHING",
+                S::TABLE
+            ),
+            &[],
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(n)
+}
