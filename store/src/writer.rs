@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
-use futures_util::{pin_mut, stream, StreamExt, TryStreamExt};
+use futures_util::{pin_mut, stream::FuturesUnordered, StreamExt};
 use tokio_postgres::{binary_copy::BinaryCopyInWriter, error::SqlState, CopyInSink};
 
 use crate::{Pool, Result, Sample, StoreError, WriterConfig};
@@ -63,14 +63,27 @@ impl BatchWriter {
             return Ok(WriteStats::default());
         }
         self.ensure_partitions(rows).await?;
-        let chunk = self.cfg.chunk_rows.max(1);
-        stream::iter(rows.chunks(chunk).map(|c| self.write_chunk(c)))
-            .buffer_unordered(self.cfg.connections.max(1))
-            .try_fold(WriteStats::default(), |mut acc, s| async move {
-                acc += s;
-                Ok(acc)
-            })
-            .await
+        let mut chunks = rows.chunks(self.cfg.chunk_rows.max(1));
+        let mut in_flight = FuturesUnordered::new();
+        let mut total = WriteStats::default();
+        let mut failure = None;
+        loop {
+            // After a failure no new chunk starts; the running ones finish.
+            while failure.is_none() && in_flight.len() < self.cfg.connections.max(1) {
+                match chunks.next() {
+                    Some(c) => in_flight.push(self.write_chunk(c)),
+                    None => break,
+                }
+            }
+            match in_flight.next().await {
+                Some(Ok(s)) => total += s,
+                Some(Err(e)) => {
+                    failure.get_or_insert(e);
+                }
+                None => break,
+            }
+        }
+        failure.map_or(Ok(total), Err)
     }
 
     async fn write_chunk<S: Sample>(&self, rows: &[S]) -> Result<WriteStats> {
