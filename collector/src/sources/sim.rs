@@ -366,7 +366,7 @@ mod tests {
     fn counters_never_decrease_and_gauges_stay_in_range() {
         let f = fleet(3);
         let t0 = Utc.with_ymd_and_hms(2026, 11, 24, 0, 0, 0).unwrap();
-        let mut last = vec![0i64; 12];
+        let mut last = [0i64; 12];
         for step in 0..2_000 {
             let t = t0 + chrono::Duration::seconds(step * 45);
             if !f.reports(2, t) {

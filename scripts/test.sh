@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs every test of gpuwatch against real servers: plain PostgreSQL on
+# 127.0.0.1:5432 (DATABASE_URL) and TimescaleDB from scripts/timescaledb.sh
+# (TIMESCALE_URL), both started here when they are not up. Extra arguments
+# go to `cargo test` (e.g. scripts/test.sh --test cli).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+ensure_postgres
+export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+export TIMESCALE_URL="${TIMESCALE_URL:-$(scripts/timescaledb.sh | tail -n1)}"
+log "plain PostgreSQL: $DATABASE_URL, TimescaleDB: $TIMESCALE_URL"
+cargo test --workspace "$@"

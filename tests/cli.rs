@@ -1,0 +1,182 @@
+//! The `gpuwatch` binary as an operator runs it: bad configuration, a
+//! database that is down, a wrong password, a refused CREATE EXTENSION, and
+//! data flowing with the simulated fleet. Each failure must be one clear
+//! line on stderr and a non-zero exit.
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use gpuwatch_store::testing::{admin_url, with_dbname, Kind, TestDb};
+use gpuwatch_store::both_backends;
+
+/// The binary with a clean environment: only what the test passes counts.
+fn gpuwatch(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gpuwatch"));
+    cmd.args(args);
+    for (k, _) in std::env::vars() {
+        if k == "DATABASE_URL" || k.starts_with("GPUWATCH_") || k == "RUST_LOG" {
+            cmd.env_remove(k);
+        }
+    }
+    // Log lines would mix with the error line; operators see them, tests need not.
+    cmd.env("GPUWATCH_LOG__LEVEL", "error");
+    cmd.envs(env.iter().copied());
+    cmd
+}
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    gpuwatch(args, env).output().expect("run gpuwatch")
+}
+
+/// The single non-empty stderr line; fails if there are more.
+fn one_line(out: &Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one line on stderr, got:\n{err}");
+    lines[0].to_string()
+}
+
+#[test]
+fn a_bad_config_value_names_the_key_and_exits_64() {
+    let dir = std::env::temp_dir().join(format!("gpuwatch-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad.toml");
+    std::fs::write(&file, "[database]\npool_size = \"lots\"\n").unwrap();
+    let out = run(&["--config", file.to_str().unwrap(), "migrate"], &[]);
+    assert_eq!(out.status.code(), Some(64));
+    let line = one_line(&out);
+    assert!(line.contains("database.pool_size") && line.contains("invalid type"), "{line}");
+
+    let out = run(&["collector"], &[("GPUWATCH_COLLECTOR__INTERVAL_SECS", "0")]);
+    assert_eq!(out.status.code(), Some(64));
+    let line = one_line(&out);
+    assert!(line.contains("collector.interval_secs: must be between 1 and 3600, got 0"), "{line}");
+}
+
+#[test]
+fn an_unreachable_database_is_one_line_and_exit_69() {
+    // Port 1 on loopback: nothing listens there.
+    let out = run(&["migrate"], &[("DATABASE_URL", "postgres://postgres:s3cret@127.0.0.1:1/gpuwatch")]);
+    assert_eq!(out.status.code(), Some(69));
+    let line = one_line(&out);
+    assert!(line.contains("cannot reach the database at 127.0.0.1:1/gpuwatch"), "{line}");
+    assert!(line.to_lowercase().contains("connection refused"), "{line}");
+    assert!(!line.contains("s3cret"), "the password leaked: {line}");
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_named_and_the_password_never_printed() {
+    // The TimescaleDB server asks every role but postgres for a password
+    // (scripts/timescaledb.sh writes that pg_hba.conf).
+    let admin = admin_url(Kind::TimescaleDb);
+    let (c, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await.expect("TimescaleDB server");
+    tokio::spawn(conn);
+    let role = format!("gw_pw_{}", std::process::id());
+    c.batch_execute(&format!("DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN PASSWORD 'right-one'"))
+        .await
+        .unwrap();
+    let url = admin.replacen("postgres@", &format!("{role}:wrong-one@"), 1);
+    assert_ne!(url, admin, "TIMESCALE_URL must have the form postgres://postgres@host:port/db");
+    let out = run(&["migrate"], &[("DATABASE_URL", &url)]);
+    c.batch_execute(&format!("DROP ROLE {role}")).await.unwrap();
+    assert_eq!(out.status.code(), Some(69));
+    let line = one_line(&out);
+    assert!(line.contains(&format!("rejected user \"{role}\"")), "{line}");
+    assert!(line.contains("password authentication failed"), "{line}");
+    assert!(!line.contains("wrong-one"), "the password leaked: {line}");
+}
+
+#[tokio::test]
+async fn a_refused_create_extension_names_the_extension_and_the_fix() {
+    let db = TestDb::new(Kind::Postgres).await;
+    let role = format!("gw_noext_{}", std::process::id());
+    let c = db.client().await;
+    // A role that may create tables but not extensions: the usual app role.
+    c.batch_execute(&format!(
+        "DO $$ BEGIN CREATE ROLE {role} LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+         GRANT CREATE ON SCHEMA public TO {role};"
+    ))
+    .await
+    .unwrap();
+    let url = with_dbname(&admin_url(Kind::Postgres), db.name()).replacen("postgres@", &format!("{role}@"), 1);
+    let out = run(&["migrate"], &[("DATABASE_URL", &url)]);
+    c.batch_execute(&format!("REVOKE ALL ON SCHEMA public FROM {role}; DROP OWNED BY {role}"))
+        .await
+        .unwrap();
+    drop(c);
+    drop(db);
+    let _ = drop_role(&role).await;
+    assert_eq!(out.status.code(), Some(1));
+    let line = one_line(&out);
+    assert!(line.contains("cannot create extension uuid-ossp"), "{line}");
+    assert!(line.contains("permission denied"), "{line}");
+    assert!(line.contains("CREATE EXTENSION IF NOT EXISTS \"uuid-ossp\""), "{line}");
+}
+
+async fn drop_role(role: &str) -> Result<(), tokio_postgres::Error> {
+    let (c, conn) = tokio_postgres::connect(&admin_url(Kind::Postgres), tokio_postgres::NoTls).await?;
+    tokio::spawn(conn);
+    c.batch_execute(&format!("DROP ROLE IF EXISTS {role}")).await
+}
+
+async fn counts(db: &TestDb) -> (i64, i64, i64, i64) {
+    let c = db.client().await;
+    let row = c
+        .query_one(
+            "SELECT (SELECT count(*) FROM hosts WHERE status = 'online' AND last_heartbeat IS NOT NULL),
+                    (SELECT count(*) FROM gpus),
+                    (SELECT count(*) FROM gpu_metrics),
+                    (SELECT count(*) FROM host_metrics)",
+            &[],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1), row.get(2), row.get(3))
+}
+
+both_backends! {
+    async fn collector_once_registers_the_fleet_and_writes_its_samples(db) {
+        let env = [
+            ("DATABASE_URL", db.url.as_str()),
+            ("GPUWATCH_COLLECTOR__SIM__HOSTS", "3"),
+            ("GPUWATCH_COLLECTOR__SIM__GPUS_PER_HOST", "2"),
+        ];
+        let out = run(&["migrate"], &env);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = run(&["collector", "--once"], &env);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(counts(&db).await, (3, 6, 6, 3));
+    }
+}
+
+both_backends! {
+    async fn all_migrates_collects_and_stops_cleanly_on_sigterm(db) {
+        let child = gpuwatch(&["all"], &[
+            ("DATABASE_URL", db.url.as_str()),
+            ("GPUWATCH_COLLECTOR__INTERVAL_SECS", "1"),
+            ("GPUWATCH_COLLECTOR__SIM__HOSTS", "2"),
+            ("GPUWATCH_COLLECTOR__SIM__GPUS_PER_HOST", "4"),
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+        // Rows visibly arrive: wait for at least two collections.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let c = db.client().await;
+            let n: i64 = match c.query_one("SELECT count(*) FROM gpu_metrics", &[]).await {
+                Ok(r) => r.get(0),
+                Err(_) => 0, // not migrated yet
+            };
+            if n >= 16 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no samples arrived within 60 s");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "exit {:?}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+    }
+}
