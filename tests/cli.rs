@@ -6,8 +6,8 @@
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use gpuwatch_store::testing::{admin_url, with_dbname, Kind, TestDb};
 use gpuwatch_store::both_backends;
+use gpuwatch_store::testing::{admin_url, with_dbname, Kind, TestDb};
 
 /// The binary with a clean environment: only what the test passes counts.
 fn gpuwatch(args: &[&str], env: &[(&str, &str)]) -> Command {
@@ -45,21 +45,39 @@ fn a_bad_config_value_names_the_key_and_exits_64() {
     let out = run(&["--config", file.to_str().unwrap(), "migrate"], &[]);
     assert_eq!(out.status.code(), Some(64));
     let line = one_line(&out);
-    assert!(line.contains("database.pool_size") && line.contains("invalid type"), "{line}");
+    assert!(
+        line.contains("database.pool_size") && line.contains("invalid type"),
+        "{line}"
+    );
 
-    let out = run(&["collector"], &[("GPUWATCH_COLLECTOR__INTERVAL_SECS", "0")]);
+    let out = run(
+        &["collector"],
+        &[("GPUWATCH_COLLECTOR__INTERVAL_SECS", "0")],
+    );
     assert_eq!(out.status.code(), Some(64));
     let line = one_line(&out);
-    assert!(line.contains("collector.interval_secs: must be between 1 and 3600, got 0"), "{line}");
+    assert!(
+        line.contains("collector.interval_secs: must be between 1 and 3600, got 0"),
+        "{line}"
+    );
 }
 
 #[test]
 fn an_unreachable_database_is_one_line_and_exit_69() {
     // Port 1 on loopback: nothing listens there.
-    let out = run(&["migrate"], &[("DATABASE_URL", "postgres://postgres:s3cret@127.0.0.1:1/gpuwatch")]);
+    let out = run(
+        &["migrate"],
+        &[(
+            "DATABASE_URL",
+            "postgres://postgres:s3cret@127.0.0.1:1/gpuwatch",
+        )],
+    );
     assert_eq!(out.status.code(), Some(69));
     let line = one_line(&out);
-    assert!(line.contains("cannot reach the database at 127.0.0.1:1/gpuwatch"), "{line}");
+    assert!(
+        line.contains("cannot reach the database at 127.0.0.1:1/gpuwatch"),
+        "{line}"
+    );
     assert!(line.to_lowercase().contains("connection refused"), "{line}");
     assert!(!line.contains("s3cret"), "the password leaked: {line}");
 }
@@ -69,19 +87,29 @@ async fn a_wrong_password_is_named_and_the_password_never_printed() {
     // The TimescaleDB server asks every role but postgres for a password
     // (scripts/timescaledb.sh writes that pg_hba.conf).
     let admin = admin_url(Kind::TimescaleDb);
-    let (c, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await.expect("TimescaleDB server");
+    let (c, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+        .await
+        .expect("TimescaleDB server");
     tokio::spawn(conn);
     let role = format!("gw_pw_{}", std::process::id());
-    c.batch_execute(&format!("DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN PASSWORD 'right-one'"))
-        .await
-        .unwrap();
+    c.batch_execute(&format!(
+        "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN PASSWORD 'right-one'"
+    ))
+    .await
+    .unwrap();
     let url = admin.replacen("postgres@", &format!("{role}:wrong-one@"), 1);
-    assert_ne!(url, admin, "TIMESCALE_URL must have the form postgres://postgres@host:port/db");
+    assert_ne!(
+        url, admin,
+        "TIMESCALE_URL must have the form postgres://postgres@host:port/db"
+    );
     let out = run(&["migrate"], &[("DATABASE_URL", &url)]);
     c.batch_execute(&format!("DROP ROLE {role}")).await.unwrap();
     assert_eq!(out.status.code(), Some(69));
     let line = one_line(&out);
-    assert!(line.contains(&format!("rejected user \"{role}\"")), "{line}");
+    assert!(
+        line.contains(&format!("rejected user \"{role}\"")),
+        "{line}"
+    );
     assert!(line.contains("password authentication failed"), "{line}");
     assert!(!line.contains("wrong-one"), "the password leaked: {line}");
 }
@@ -98,11 +126,17 @@ async fn a_refused_create_extension_names_the_extension_and_the_fix() {
     ))
     .await
     .unwrap();
-    let url = with_dbname(&admin_url(Kind::Postgres), db.name()).replacen("postgres@", &format!("{role}@"), 1);
+    let url = with_dbname(&admin_url(Kind::Postgres), db.name()).replacen(
+        "postgres@",
+        &format!("{role}@"),
+        1,
+    );
     let out = run(&["migrate"], &[("DATABASE_URL", &url)]);
-    c.batch_execute(&format!("REVOKE ALL ON SCHEMA public FROM {role}; DROP OWNED BY {role}"))
-        .await
-        .unwrap();
+    c.batch_execute(&format!(
+        "REVOKE ALL ON SCHEMA public FROM {role}; DROP OWNED BY {role}"
+    ))
+    .await
+    .unwrap();
     drop(c);
     drop(db);
     let _ = drop_role(&role).await;
@@ -110,13 +144,18 @@ async fn a_refused_create_extension_names_the_extension_and_the_fix() {
     let line = one_line(&out);
     assert!(line.contains("cannot create extension uuid-ossp"), "{line}");
     assert!(line.contains("permission denied"), "{line}");
-    assert!(line.contains("CREATE EXTENSION IF NOT EXISTS \"uuid-ossp\""), "{line}");
+    assert!(
+        line.contains("CREATE EXTENSION IF NOT EXISTS \"uuid-ossp\""),
+        "{line}"
+    );
 }
 
 async fn drop_role(role: &str) -> Result<(), tokio_postgres::Error> {
-    let (c, conn) = tokio_postgres::connect(&admin_url(Kind::Postgres), tokio_postgres::NoTls).await?;
+    let (c, conn) =
+        tokio_postgres::connect(&admin_url(Kind::Postgres), tokio_postgres::NoTls).await?;
     tokio::spawn(conn);
-    c.batch_execute(&format!("DROP ROLE IF EXISTS {role}")).await
+    c.batch_execute(&format!("DROP ROLE IF EXISTS {role}"))
+        .await
 }
 
 async fn counts(db: &TestDb) -> (i64, i64, i64, i64) {

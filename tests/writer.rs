@@ -170,3 +170,19 @@ both_backends! {
         assert_eq!(count(&db, "gpu_metrics").await, 2_000);
     }
 }
+
+both_backends! {
+    async fn a_read_write_url_rechecks_each_pooled_connection_and_still_writes(db) {
+        let mut cfg = db.store_config();
+        migrate(&cfg).await.unwrap();
+        cfg.url.push_str(if cfg.url.contains('?') { "&" } else { "?" });
+        cfg.url.push_str("target_session_attrs=read-write");
+        let pool = gpuwatch_store::connect(&cfg).await.expect("pool with the standby check");
+        let w = BatchWriter::new(pool, WriterConfig { connections: 2, chunk_rows: 100 });
+        // Several chunks: connections are checked out, returned and recycled.
+        for start in [t0(), t0() + Duration::hours(1)] {
+            w.write(&gpu_rows(500, start)).await.expect("write through recycled connections");
+        }
+        assert_eq!(count(&db, "gpu_metrics").await, 1_000);
+    }
+}

@@ -1,1 +1,5 @@
-//! placeholder
+//! gpuwatch billing: the billing meter, invoices and usage reports.
+//!
+//! Empty on purpose: this role arrives with its own issue, and until then
+//! the crate holds nothing rather than a pretend implementation.
+#![forbid(unsafe_code)]

@@ -1,7 +1,10 @@
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod};
-use tokio_postgres::{config::Host, Client, Config, NoTls};
+use tokio_postgres::{
+    config::{Host, TargetSessionAttrs},
+    Client, Config, NoTls,
+};
 
 use crate::{error::db_message, Result, StoreConfig, StoreError};
 
@@ -111,6 +114,22 @@ pub async fn connect_one(cfg: &StoreConfig) -> Result<Client> {
     Ok(client)
 }
 
+/// tokio-postgres checks `target_session_attrs=read-write` only at connect, so
+/// after a failover a pooled connection to the demoted primary would fail
+/// every write with SQLSTATE 25006. Where the URL asks for a writable
+/// server, each checkout re-checks it and a connection to a standby is
+/// evicted (one round trip per checkout; the batch writer checks out per
+/// chunk, so it is noise there).
+fn recycling(pg: &Config) -> RecyclingMethod {
+    if pg.get_target_session_attrs() == TargetSessionAttrs::ReadWrite {
+        RecyclingMethod::Custom(
+            "DO $$ BEGIN IF pg_is_in_recovery() THEN RAISE EXCEPTION 'server is a standby now'; END IF; END $$".into(),
+        )
+    } else {
+        RecyclingMethod::Fast
+    }
+}
+
 /// Builds the pool and proves the database answers, so a bad URL or a down
 /// server is reported at start instead of at the first write.
 pub async fn connect(cfg: &StoreConfig) -> Result<Pool> {
@@ -120,7 +139,7 @@ pub async fn connect(cfg: &StoreConfig) -> Result<Pool> {
         pg.clone(),
         NoTls,
         ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
+            recycling_method: recycling(&pg),
         },
     );
     let inner = deadpool_postgres::Pool::builder(mgr)
@@ -133,4 +152,27 @@ pub async fn connect(cfg: &StoreConfig) -> Result<Pool> {
     let pool = Pool { inner, pg };
     drop(pool.get().await?);
     Ok(pool)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_read_write_urls_pay_for_the_standby_check() {
+        let rw: Config = "postgres://u@a,b/db?target_session_attrs=read-write"
+            .parse()
+            .unwrap();
+        assert!(matches!(recycling(&rw), RecyclingMethod::Custom(_)));
+        let any: Config = "postgres://u@a/db".parse().unwrap();
+        assert!(matches!(recycling(&any), RecyclingMethod::Fast));
+    }
+
+    #[test]
+    fn redact_never_shows_the_password() {
+        let pg: Config = "postgres://u:hunter2@db.example:6543/telemetry"
+            .parse()
+            .unwrap();
+        assert_eq!(redact(&pg), "db.example:6543/telemetry");
+    }
 }
