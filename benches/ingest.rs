@@ -1,1 +1,317 @@
-fn main() {}
+//! Ingest benchmark: the [`BatchWriter`] against `psql \copy` (CSV) of the
+//! same rows into an identical hypertable, both measured in the same run.
+//!
+//! `cargo bench --bench ingest [-- --rows N --connections C --chunk-rows R --sweep]`
+//! needs the TimescaleDB server of `scripts/timescaledb.sh` (`TIMESCALE_URL`)
+//! and `psql` on PATH. Every phase starts after a CHECKPOINT and a pause,
+//! psql before the writer; both run twice on freshly truncated tables and the
+//! best round counts for each. Autovacuum is off on both tables so that one
+//! phase's rows are not vacuumed on the next phase's time. Then the same rows
+//! are written again (all duplicates: the de-duplicating path).
+
+use std::fmt::{self, Display};
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, DurationRound, SecondsFormat, TimeDelta, Utc};
+use gpuwatch_store::testing::{Kind, TestDb};
+use gpuwatch_store::{connect, migrate, BatchWriter, GpuSample, Pool, Sample, WriterConfig};
+use tokio_postgres::Client;
+
+const GPUS: usize = 400;
+const GPUS_PER_HOST: usize = 8;
+const STEP_SECS: i64 = 10;
+/// `--sweep`: (connections, rows per chunk) tried besides the main setting.
+const SWEEP: [(usize, usize); 4] = [(1, 50_000), (4, 50_000), (2, 10_000), (2, 200_000)];
+
+/// The number after `name` on the command line, or `default`; other
+/// arguments (cargo passes `--bench`) are ignored.
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    let Some(i) = args.iter().position(|a| a == name) else {
+        return default;
+    };
+    let value = args.get(i + 1).and_then(|v| v.parse().ok());
+    value
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| panic!("{name} needs a positive number"))
+}
+
+/// splitmix64: deterministic noise from a sample's coordinates.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+fn round(x: f64, places: i32) -> f64 {
+    let p = 10f64.powi(places);
+    (x * p).round() / p
+}
+
+/// One plausible sample of GPU `gpu` (0-based) at time step `step`.
+fn sample(gpu: usize, step: usize, at: DateTime<Utc>) -> GpuSample {
+    let key = ((gpu as u64) << 32) | step as u64;
+    let r = |salt: u64| (mix(key ^ (salt << 56)) >> 11) as f64 / (1u64 << 53) as f64;
+    let load = (gpu % 5) as f64 / 4.0;
+    let util = round((load * 88.0 + r(1) * 12.0).min(100.0), 1);
+    let total: i64 = 80 << 30;
+    let used = ((load * 0.8 + r(2) * 0.15) * total as f64) as i64;
+    let host = gpu / GPUS_PER_HOST;
+    GpuSample {
+        gpu_id: gpu as i64 + 1,
+        host_id: format!("bench-host-{:03}", host + 1),
+        collected_at: at,
+        utilization_percent: Some(util),
+        memory_used: Some(used),
+        memory_usage_percent: Some(round(used as f64 * 100.0 / total as f64, 2)),
+        temperature: Some(round(31.0 + util * 0.5 + r(3) * 3.0, 1)),
+        power_draw: Some(round(68.0 + util * 6.1 + r(4) * 25.0, 2)),
+        // Half the hosts are air-cooled PCIe cards; SXM boards report no fan.
+        fan_speed_percent: (host % 2 == 0).then(|| round(30.0 + util * 0.6 + r(5), 1)),
+        sm_clock: Some(1_410 + (r(6) * 570.0) as i32),
+        memory_clock: Some(2_619),
+        process_count: Some((load * 4.0 + r(7) * 2.0) as i32),
+        memory_copy_util_percent: Some(round(util * 0.4 * r(8), 1)),
+        memory_free: Some(total - used),
+        memory_temperature: Some(round(38.0 + util * 0.45 + r(9) * 2.0, 1)),
+        energy_consumed_mj: Some(gpu as i64 * 1_000_000_000 + step as i64 * 3_900_000),
+        pcie_tx_bytes_per_sec: Some((r(10) * 2.4e10 * load) as i64),
+        pcie_rx_bytes_per_sec: Some((r(11) * 2.4e10 * load) as i64),
+        ecc_sbe_volatile: Some((gpu % 3 * step / 700) as i64),
+        ecc_dbe_volatile: Some(0),
+        xid_last: (r(12) < 0.0005).then_some([13, 31, 43, 79][gpu % 4]),
+        // NVML clocks-event bits: 0x1 idle, 0x4 software power cap.
+        throttle_reasons: Some(4 * (util > 95.0) as i64 + (util < 5.0) as i64),
+    }
+}
+
+/// `n` samples of 400 GPUs every 10 s, time-major like collector batches,
+/// the newest at the last 10 s boundary.
+fn generate(n: usize) -> Vec<GpuSample> {
+    let steps = n.div_ceil(GPUS) as i64;
+    let end = Utc::now()
+        .duration_trunc(TimeDelta::seconds(STEP_SECS))
+        .expect("now is representable");
+    let start = end - TimeDelta::seconds((steps - 1) * STEP_SECS);
+    (0..n)
+        .map(|i| {
+            let (step, gpu) = (i / GPUS, i % GPUS);
+            let at = start + TimeDelta::seconds(step as i64 * STEP_SECS);
+            sample(gpu, step, at)
+        })
+        .collect()
+}
+
+/// A CSV field: the value, or nothing for NULL (psql CSV's default null).
+struct Field<T>(Option<T>);
+
+impl<T: Display> Display for Field<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.as_ref().map_or(Ok(()), |v| v.fmt(f))
+    }
+}
+
+/// The rows as CSV in [`GpuSample::COLUMNS`] order (checked by the
+/// fingerprint comparison after the first round).
+fn write_csv(rows: &[GpuSample], path: &Path) -> std::io::Result<()> {
+    let mut w = BufWriter::with_capacity(1 << 20, File::create(path)?);
+    macro_rules! fields {
+        ($r:ident: $($f:ident)*) => { $(write!(w, ",{}", Field($r.$f))?;)* };
+    }
+    for r in rows {
+        let at = r.collected_at.to_rfc3339_opts(SecondsFormat::Secs, false);
+        write!(w, "{},{},{at}", r.gpu_id, r.host_id)?;
+        fields! { r: utilization_percent memory_used memory_usage_percent temperature
+        power_draw fan_speed_percent sm_clock memory_clock process_count
+        memory_copy_util_percent memory_free memory_temperature energy_consumed_mj
+        pcie_tx_bytes_per_sec pcie_rx_bytes_per_sec ecc_sbe_volatile ecc_dbe_volatile
+        xid_last throttle_reasons }
+        writeln!(w)?;
+    }
+    w.into_inner().map_err(|e| e.into_error())?.sync_all()
+}
+
+async fn sql(c: &Client, q: &str) {
+    c.batch_execute(q)
+        .await
+        .unwrap_or_else(|e| panic!("{q}: {e}"));
+}
+
+async fn one_i64(c: &Client, q: &str) -> i64 {
+    let row = c.query_one(q, &[]).await;
+    row.unwrap_or_else(|e| panic!("{q}: {e}")).get(0)
+}
+
+const REFERENCE: &str = "SET client_min_messages = warning;
+    CREATE TABLE gpu_metrics_psql (LIKE gpu_metrics INCLUDING ALL);
+    SELECT create_hypertable('gpu_metrics_psql', 'collected_at',
+        chunk_time_interval => interval '1 day', create_default_indexes => false);
+    ALTER TABLE gpu_metrics SET (autovacuum_enabled = false);
+    ALTER TABLE gpu_metrics_psql SET (autovacuum_enabled = false)";
+
+/// The reference table, a twin of gpu_metrics; prints both index counts.
+async fn create_reference(c: &Client) {
+    sql(c, REFERENCE).await;
+    let q = |t| format!("SELECT count(*) FROM pg_index WHERE indrelid = '{t}'::regclass");
+    let ours = one_i64(c, &q("gpu_metrics")).await;
+    let theirs = one_i64(c, &q("gpu_metrics_psql")).await;
+    println!("indexes:              gpu_metrics {ours}, gpu_metrics_psql {theirs}");
+    assert_eq!(ours, theirs, "the reference table lacks indexes");
+}
+
+/// Lets the previous phase's dirty buffers reach disk before the next starts.
+async fn settle(c: &Client) {
+    sql(c, "CHECKPOINT").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+}
+
+/// Order-independent fingerprint of a table's contents.
+async fn fingerprint(c: &Client, table: &str) -> i64 {
+    let q = format!("SELECT sum(hashtext(t::text)::bigint)::bigint FROM {table} t");
+    one_i64(c, &q).await
+}
+
+/// What every timed phase needs.
+struct Bench {
+    c: Client,
+    url: String,
+    csv: PathBuf,
+    pool: Pool,
+    rows: Vec<GpuSample>,
+}
+
+impl Bench {
+    async fn expect_count(&self, table: &str) {
+        let got = one_i64(&self.c, &format!("SELECT count(*) FROM {table}")).await;
+        let n = self.rows.len() as i64;
+        assert_eq!(got, n, "{table} holds {got} rows, expected {n}");
+    }
+
+    /// `psql \copy` of the CSV into gpu_metrics_psql, timed around the process.
+    async fn psql(&self) -> Duration {
+        settle(&self.c).await;
+        let file = self.csv.to_str().filter(|p| !p.contains('\''));
+        let file = file.expect("a temp path psql can quote");
+        let cols = GpuSample::COLUMNS.join(", ");
+        let cmd = format!("\\copy gpu_metrics_psql ({cols}) FROM '{file}' WITH (FORMAT csv)");
+        let t = Instant::now();
+        let out = tokio::process::Command::new("psql")
+            .args(["-X", "-q", "-d", &self.url, "-c", &cmd])
+            .arg("--set=ON_ERROR_STOP=1")
+            .output()
+            .await
+            .expect("psql must be on PATH");
+        let took = t.elapsed();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "psql \\copy failed: {err}");
+        self.expect_count("gpu_metrics_psql").await;
+        took
+    }
+
+    /// The batch writer into gpu_metrics; `fresh`: no row is stored yet
+    /// (otherwise all are: the de-duplicating path).
+    async fn writer(&self, connections: usize, chunk_rows: usize, fresh: bool) -> Duration {
+        settle(&self.c).await;
+        let cfg = WriterConfig {
+            connections,
+            chunk_rows,
+        };
+        let writer = BatchWriter::new(self.pool.clone(), cfg);
+        let t = Instant::now();
+        let stats = writer.write(&self.rows).await.expect("batch write");
+        let took = t.elapsed();
+        let n = self.rows.len() as u64;
+        let expected = if fresh { (n, 0) } else { (0, n) };
+        assert_eq!((stats.inserted, stats.duplicates), expected, "{stats:?}");
+        self.expect_count("gpu_metrics").await;
+        took
+    }
+}
+
+fn rate(n: usize, d: Duration) -> String {
+    let per_sec = (n as f64 / d.as_secs_f64()).round() as u64;
+    let digits = per_sec.to_string();
+    let mut grouped = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        let at_group = i > 0 && (digits.len() - i) % 3 == 0;
+        grouped.extend(at_group.then_some(',').into_iter().chain([ch]));
+    }
+    format!("{n} rows in {:.1} s = {grouped} rows/s", d.as_secs_f64())
+}
+
+/// Best of two rounds of psql then writer, on fresh tables each time.
+async fn compare(b: &Bench, connections: usize, chunk_rows: usize) -> (Duration, Duration) {
+    let n = b.rows.len();
+    let (mut psql_best, mut writer_best) = (Duration::MAX, Duration::MAX);
+    for round in 1..=2 {
+        if round > 1 {
+            sql(&b.c, "TRUNCATE gpu_metrics; TRUNCATE gpu_metrics_psql").await;
+        }
+        let p = b.psql().await;
+        let w = b.writer(connections, chunk_rows, true).await;
+        println!(
+            "round {round}:              psql {}; writer {}",
+            rate(n, p),
+            rate(n, w)
+        );
+        if round == 1 {
+            let ours = fingerprint(&b.c, "gpu_metrics").await;
+            let theirs = fingerprint(&b.c, "gpu_metrics_psql").await;
+            assert_eq!(ours, theirs, "both tables must hold the same rows");
+        }
+        psql_best = psql_best.min(p);
+        writer_best = writer_best.min(w);
+    }
+    (psql_best, writer_best)
+}
+
+#[tokio::main]
+async fn main() {
+    let (rows, connections, chunk_rows) = (
+        arg("--rows", 2_000_000),
+        arg("--connections", 2),
+        arg("--chunk-rows", 50_000),
+    );
+    let db = TestDb::new(Kind::TimescaleDb).await;
+    let mut cfg = db.store_config();
+    let report = migrate(&cfg).await.expect("migrate the bench database");
+    let server = format!("PostgreSQL {}, {}", report.server_version, report.backend);
+    println!("server:               {server}");
+    cfg.pool_size = cfg.pool_size.max(connections).max(4);
+    let pool = connect(&cfg).await.expect("connect the writer pool");
+    let c = db.client().await;
+    create_reference(&c).await;
+    let rows = generate(rows);
+    let csv = std::env::temp_dir().join(format!("gpuwatch-ingest-{}.csv", std::process::id()));
+    write_csv(&rows, &csv).expect("write the CSV file");
+    let (url, n) = (db.url.clone(), rows.len());
+    let b = Bench {
+        c,
+        url,
+        csv,
+        pool,
+        rows,
+    };
+
+    let (p, w) = compare(&b, connections, chunk_rows).await;
+    let settings = format!("{connections} connections, {chunk_rows} rows/chunk");
+    let ratio = p.as_secs_f64() / w.as_secs_f64();
+    println!("psql \\copy (CSV):     {}", rate(n, p));
+    println!("BatchWriter (binary): {} ({settings})", rate(n, w));
+    println!("ratio:                {ratio:.2}x psql");
+    let d = b.writer(connections, chunk_rows, false).await;
+    println!("dedup path (resend):  {}", rate(n, d));
+
+    if std::env::args().any(|a| a == "--sweep") {
+        for (connections, chunk_rows) in SWEEP {
+            sql(&b.c, "TRUNCATE gpu_metrics").await;
+            let w = b.writer(connections, chunk_rows, true).await;
+            println!("sweep {connections} conn x {chunk_rows:>6}: {}", rate(n, w));
+        }
+    }
+    let _ = std::fs::remove_file(&b.csv);
+}

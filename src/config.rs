@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use gpuwatch_aggregator::AggregatorConfig;
 use gpuwatch_collector::CollectorConfig;
 use gpuwatch_store::StoreConfig;
 use serde::Deserialize;
@@ -20,6 +21,8 @@ pub struct Config {
     pub database: StoreConfig,
     /// `[collector]`
     pub collector: CollectorConfig,
+    /// `[aggregator]`
+    pub aggregator: AggregatorConfig,
     /// `[log]`
     pub log: LogConfig,
 }
@@ -78,6 +81,7 @@ impl Config {
     fn validate(&self) -> Vec<String> {
         let mut e = self.database.validate();
         e.extend(self.collector.validate());
+        e.extend(self.aggregator.validate());
         if !matches!(self.log.format.as_str(), "text" | "json") {
             e.push(format!(
                 "log.format: must be \"text\" or \"json\", got {:?}",

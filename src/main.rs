@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use gpuwatch_aggregator::AggregatorError;
 use gpuwatch_collector::{CollectorError, RunOptions};
 use gpuwatch_store::StoreError;
 use tokio_util::sync::CancellationToken;
@@ -47,6 +48,16 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Run the aggregator: hourly and daily tiers, retention, partitions
+    /// ahead, host liveness. Replicas may run side by side; one works at a time.
+    Aggregator {
+        /// One run, then exit.
+        #[arg(long)]
+        once: bool,
+        /// With --once: repeat runs until every tier has caught up.
+        #[arg(long, requires = "once")]
+        catch_up: bool,
+    },
     /// Migrate, then run every role in one process (small installs, quick start).
     All,
 }
@@ -79,7 +90,24 @@ fn main() -> ExitCode {
     }
 }
 
-fn exit_code(e: &StoreError) -> u8 {
+/// Any role's failure, for one line on stderr and an exit code.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Collector(#[from] CollectorError),
+    #[error(transparent)]
+    Aggregator(#[from] AggregatorError),
+}
+
+fn exit_code(f: &Failure) -> u8 {
+    let e = match f {
+        Failure::Store(s)
+        | Failure::Collector(CollectorError::Store(s))
+        | Failure::Aggregator(AggregatorError::Store(s)) => s,
+        _ => return 1,
+    };
     match e {
         StoreError::Unreachable { .. }
         | StoreError::AuthFailed { .. }
@@ -102,20 +130,26 @@ fn init_tracing(log: &config::LogConfig) {
     }
 }
 
-async fn run(command: Command, cfg: Config) -> Result<(), StoreError> {
+async fn run(command: Command, cfg: Config) -> Result<(), Failure> {
     let shutdown = CancellationToken::new();
     tokio::spawn(wait_for_signal(shutdown.clone()));
     match command {
         Command::Migrate => migrate(&cfg).await,
         Command::Collector { once } => collector(cfg, RunOptions { once }, shutdown).await,
+        Command::Aggregator { once, catch_up } => aggregator(cfg, once, catch_up, shutdown).await,
         Command::All => {
             migrate(&cfg).await?;
-            collector(cfg, RunOptions::default(), shutdown).await
+            // The first role to fail ends the process with its error.
+            tokio::try_join!(
+                collector(cfg.clone(), RunOptions::default(), shutdown.clone()),
+                aggregator(cfg, false, false, shutdown.clone())
+            )
+            .map(|_| ())
         }
     }
 }
 
-async fn migrate(cfg: &Config) -> Result<(), StoreError> {
+async fn migrate(cfg: &Config) -> Result<(), Failure> {
     let report = gpuwatch_store::migrate(&cfg.database).await?;
     tracing::info!(
         backend = %report.backend,
@@ -131,7 +165,7 @@ async fn collector(
     cfg: Config,
     opts: RunOptions,
     shutdown: CancellationToken,
-) -> Result<(), StoreError> {
+) -> Result<(), Failure> {
     let pool = gpuwatch_store::connect(&cfg.database).await?;
     let task = gpuwatch_collector::run(
         cfg.collector,
@@ -148,9 +182,17 @@ async fn collector(
             Ok(())
         }
     };
-    result.map_err(|e| match e {
-        CollectorError::Store(s) => s,
-    })
+    Ok(result?)
+}
+
+async fn aggregator(
+    cfg: Config,
+    once: bool,
+    catch_up: bool,
+    shutdown: CancellationToken,
+) -> Result<(), Failure> {
+    let pool = gpuwatch_store::connect(&cfg.database).await?;
+    Ok(gpuwatch_aggregator::run(cfg.aggregator, pool, once, catch_up, shutdown).await?)
 }
 
 async fn wait_for_signal(shutdown: CancellationToken) {

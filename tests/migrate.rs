@@ -40,6 +40,15 @@ const SEED_TABLES: [&str; 33] = [
     "artifacts",
     "dataset_usage",
 ];
+/// gpuwatch's own tables beside the seed's (tiers of the metric tables).
+const OWN_TABLES: [&str; 6] = [
+    "gpu_metrics_1h",
+    "gpu_metrics_1d",
+    "host_metrics_1h",
+    "host_metrics_1d",
+    "environment_metrics_1h",
+    "environment_metrics_1d",
+];
 const METRIC_TABLES: [&str; 3] = ["host_metrics", "gpu_metrics", "environment_metrics"];
 
 /// Tables a user sees: top-level ones, not partitions or gpuwatch's ledger.
@@ -86,9 +95,9 @@ both_backends! {
         assert_eq!(first.applied.len(), gpuwatch_store::migrations().len());
         let c = db.client().await;
 
-        let mut expected: Vec<String> = SEED_TABLES.iter().map(|s| s.to_string()).collect();
+        let mut expected: Vec<String> = SEED_TABLES.iter().chain(OWN_TABLES.iter()).map(|s| s.to_string()).collect();
         expected.sort();
-        assert_eq!(user_tables(&c).await, expected, "tables differ from seed 001's list");
+        assert_eq!(user_tables(&c).await, expected, "tables differ from seed 001's list plus the tiers");
 
         let before = snapshot(&c).await;
         let second = migrate(&cfg).await.expect("second migrate");

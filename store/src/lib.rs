@@ -33,7 +33,7 @@ pub use error::StoreError;
 pub use migrate::{migrate, migrations, MigrateReport, Migration};
 pub use pool::{connect, connect_one, redact, Pool};
 pub use rows::{EnvSample, GpuSample, HostSample, Sample};
-pub use writer::{BatchWriter, WriteStats};
+pub use writer::{tier_lock_key, BatchWriter, WriteStats};
 
 /// Result type of this crate.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

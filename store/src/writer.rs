@@ -83,7 +83,47 @@ impl BatchWriter {
                 None => break,
             }
         }
-        failure.map_or(Ok(total), Err)
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if total.inserted > 0 {
+            self.invalidate_late::<S>(rows).await?;
+        }
+        Ok(total)
+    }
+
+    /// Records the batch's time range for every tier whose watermark it
+    /// lands behind, so the aggregator recomputes those buckets. Runs after
+    /// the rows are committed, under the table's tier lock taken shared: the
+    /// aggregator holds it exclusively while it reads raw rows and advances
+    /// a watermark, so a late row is either in its read or invalidates after.
+    async fn invalidate_late<S: Sample>(&self, rows: &[S]) -> Result<()> {
+        let (lo, hi) = rows.iter().fold(
+            (DateTime::<Utc>::MAX_UTC, DateTime::<Utc>::MIN_UTC),
+            |(lo, hi), r| (lo.min(r.collected_at()), hi.max(r.collected_at())),
+        );
+        let what = |e| StoreError::query(format!("recording late samples of {}", S::TABLE), e);
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await.map_err(what)?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock_shared($1)",
+            &[&tier_lock_key(S::TABLE)],
+        )
+        .await
+        .map_err(what)?;
+        let n = tx
+            .execute(
+                "INSERT INTO gpuwatch_tier_invalidations (source, tier, lo, hi)
+                 SELECT source, tier, $2, $3 FROM gpuwatch_tier_state WHERE source = $1 AND watermark > $2",
+                &[&S::TABLE, &lo, &hi],
+            )
+            .await
+            .map_err(what)?;
+        tx.commit().await.map_err(what)?;
+        if n > 0 {
+            tracing::debug!(table = S::TABLE, %lo, %hi, tiers = n, "late samples: buckets queued for recomputation");
+        }
+        Ok(())
     }
 
     async fn write_chunk<S: Sample>(&self, rows: &[S]) -> Result<WriteStats> {
@@ -158,6 +198,18 @@ impl BatchWriter {
         }
         Ok(())
     }
+}
+
+/// Advisory lock key guarding a raw table's tier watermarks: the aggregator
+/// takes it exclusively, writers recording late batches take it shared.
+pub fn tier_lock_key(table: &str) -> i64 {
+    // FNV-1a of the table name, tagged so it cannot meet another gpuwatch key.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in table.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h >> 8) as i64 | 0x7400_0000_0000_0000
 }
 
 fn day_of(t: DateTime<Utc>) -> i64 {

@@ -55,6 +55,8 @@ static MIGRATIONS: &[Migration] = &[
     migration!(11, "0011_alerts_and_webhooks.sql"),
     migration!(12, "0012_issues_and_requirements.sql"),
     migration!(13, "0013_relationships.sql"),
+    migration!(14, "0014_tiers.sql"),
+    migration!(15, "0015_series.sql"),
 ];
 
 /// The embedded migrations, in order.

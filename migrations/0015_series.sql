@@ -1,0 +1,117 @@
+-- 15 · tier-aware series for Grafana and the API.
+--
+-- gpuwatch_series(source, ids, metric, from, to, step) returns one value per
+-- step bucket: the average of `metric` over the given series (all series
+-- when ids is NULL), computed as Σsum / Σcount over whatever serves each
+-- part of the range, never as an average of averages:
+--   * the daily tier for buckets before its watermark (step ≥ 1 day),
+--   * the hourly tier for buckets before its watermark (step ≥ 1 hour),
+--   * raw rows for the not-yet-materialised tail,
+-- so a chart is current to the last sample, and a long range reads the
+-- tiers plus at most the short raw tail. A range that starts before what a
+-- finer tier still holds (retention) moves to the next coarser tier.
+-- The range is inclusive at both ends, like Grafana's $__timeFilter; each
+-- part covers a disjoint time span (split at the watermarks), so a row on a
+-- boundary is counted once. Steps finer than the chosen tier's bucket
+-- cannot be honoured and are widened to it.
+
+CREATE FUNCTION gpuwatch_retention_days(key text, fallback integer) RETURNS integer
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(
+        (SELECT CASE WHEN config_value ~ '^\s*[0-9]+\s*$' THEN config_value::integer END
+         FROM system_configs WHERE config_key = key),
+        fallback)
+$$;
+
+CREATE FUNCTION gpuwatch_series(
+    p_source text,
+    p_ids    text[],
+    p_metric text,
+    p_from   timestamptz,
+    p_to     timestamptz,
+    p_step   interval
+) RETURNS TABLE (bucket timestamptz, value double precision)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    key_col  text;
+    key_cast text;
+    v_tier   text;
+    width    interval;
+    step     interval := p_step;
+    wm_1h    timestamptz;
+    wm_1d    timestamptz;
+    raw_from timestamptz;
+    h_from   timestamptz;
+    q        text;
+    origin   constant timestamptz := '2000-01-01 00:00:00+00';
+BEGIN
+    CASE p_source
+        WHEN 'gpu_metrics' THEN key_col := 'gpu_id'; key_cast := 'bigint[]';
+        WHEN 'host_metrics' THEN key_col := 'host_id'; key_cast := 'text[]';
+        WHEN 'environment_metrics' THEN key_col := 'env_id'; key_cast := 'text[]';
+        ELSE RAISE EXCEPTION 'gpuwatch_series: unknown source %; use gpu_metrics, host_metrics or environment_metrics', p_source;
+    END CASE;
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                   WHERE table_schema = current_schema() AND table_name = p_source || '_1h'
+                     AND column_name = p_metric || '_sum') THEN
+        RAISE EXCEPTION 'gpuwatch_series: % has no gauge metric %', p_source, p_metric;
+    END IF;
+    IF p_step IS NULL OR p_step <= interval '0' THEN
+        RAISE EXCEPTION 'gpuwatch_series: step must be positive, got %', p_step;
+    END IF;
+
+    -- The finest tier the step allows, coarsened while retention no longer holds p_from.
+    v_tier := CASE WHEN p_step >= interval '1 day' THEN '1d' WHEN p_step >= interval '1 hour' THEN '1h' ELSE 'raw' END;
+    IF v_tier = 'raw' AND p_from < now() - make_interval(days => gpuwatch_retention_days('retention.raw_days', 7)) THEN
+        v_tier := '1h';
+    END IF;
+    IF v_tier = '1h' AND p_from < now() - make_interval(days => gpuwatch_retention_days('retention.hourly_days', 90)) THEN
+        v_tier := '1d';
+    END IF;
+    width := CASE v_tier WHEN '1d' THEN interval '1 day' WHEN '1h' THEN interval '1 hour' ELSE NULL END;
+    IF width IS NOT NULL AND step < width THEN
+        step := width;
+    END IF;
+
+    SELECT s.watermark INTO wm_1h FROM gpuwatch_tier_state s WHERE s.source = p_source AND s.tier = '1h';
+    SELECT s.watermark INTO wm_1d FROM gpuwatch_tier_state s WHERE s.source = p_source AND s.tier = '1d';
+    -- Spans: daily [.., wm_1d), hourly [h_from, wm_1h), raw [raw_from, ..].
+    IF v_tier = 'raw' THEN
+        raw_from := '-infinity';
+    ELSIF v_tier = '1h' THEN
+        h_from := '-infinity';
+        raw_from := coalesce(wm_1h, '-infinity');
+    ELSE
+        wm_1d := coalesce(wm_1d, '-infinity');
+        h_from := wm_1d;
+        raw_from := greatest(wm_1d, coalesce(wm_1h, '-infinity'));
+    END IF;
+
+    q := format($f$
+        WITH parts (ts, s, c) AS (
+            SELECT d.bucket, d.%1$I, d.%2$I FROM %3$I d
+             WHERE $6 = '1d' AND d.bucket < $7 AND d.bucket >= date_bin('1 day', $2, $9) AND d.bucket <= $3
+               AND ($1 IS NULL OR d.%4$I = ANY ($1::%5$s))
+            UNION ALL
+            SELECT h.bucket, h.%1$I, h.%2$I FROM %6$I h
+             WHERE $6 IN ('1h', '1d') AND h.bucket >= $8 AND h.bucket < $10
+               AND h.bucket >= date_bin('1 hour', $2, $9) AND h.bucket <= $3
+               AND ($1 IS NULL OR h.%4$I = ANY ($1::%5$s))
+            UNION ALL
+            SELECT r.collected_at, r.%7$I::numeric, CASE WHEN r.%7$I IS NULL THEN 0 ELSE 1 END FROM %8$I r
+             WHERE r.collected_at >= greatest($2, $11) AND r.collected_at <= $3
+               AND ($1 IS NULL OR r.%4$I = ANY ($1::%5$s))
+        )
+        SELECT date_bin($4, ts, $9), (sum(s) / nullif(sum(c), 0))::float8
+        FROM parts GROUP BY 1 ORDER BY 1
+        $f$,
+        p_metric || '_sum', p_metric || '_count', p_source || '_1d', key_col, key_cast,
+        p_source || '_1h', p_metric, p_source);
+    RETURN QUERY EXECUTE q USING p_ids, p_from, p_to, step, 0, v_tier,
+        coalesce(wm_1d, '-infinity'::timestamptz), coalesce(h_from, 'infinity'::timestamptz),
+        origin, coalesce(wm_1h, '-infinity'::timestamptz), raw_from;
+END;
+$$;
+
+COMMENT ON FUNCTION gpuwatch_series(text, text[], text, timestamptz, timestamptz, interval) IS
+    'Average of a gauge over series per step bucket, from the 1d/1h tiers plus the raw tail; range inclusive at both ends.';
