@@ -185,6 +185,16 @@ both_backends! {
         let out = run(&["collector", "--once"], &env);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         assert_eq!(counts(&db).await, (3, 6, 6, 3));
+        let out = run(&["aggregator", "--once", "--catch-up"], &env);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let wm: i64 = db
+            .client()
+            .await
+            .query_one("SELECT count(watermark) FROM gpuwatch_tier_state WHERE source = 'gpu_metrics'", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(wm, 2, "the aggregator set both gpu_metrics watermarks");
     }
 }
 
