@@ -187,12 +187,7 @@ async fn choose_backend(client: &Client, cfg: &StoreConfig) -> Result<Backend> {
             info.backend
         });
     }
-    let dbname = cfg
-        .url
-        .parse::<tokio_postgres::Config>()
-        .ok()
-        .and_then(|c| c.get_dbname().map(String::from))
-        .unwrap_or_default();
+    let dbname = dbname(cfg);
     match (cfg.backend, &info.backend) {
         (BackendPreference::Postgres, _) => Ok(Backend::Postgres),
         (_, Backend::TimescaleDb { .. }) => Ok(info.backend),
@@ -230,6 +225,15 @@ fn extension_error(ext: &str, dbname: &str, e: &tokio_postgres::Error) -> StoreE
     }
 }
 
+/// The database name of `database.url`, for messages.
+fn dbname(cfg: &StoreConfig) -> String {
+    cfg.url
+        .parse::<tokio_postgres::Config>()
+        .ok()
+        .and_then(|c| c.get_dbname().map(String::from))
+        .unwrap_or_default()
+}
+
 /// Renders the backend markers of a migration file.
 pub(crate) fn render(sql: &str, backend: &Backend) -> String {
     let (clause, func) = match backend {
@@ -250,12 +254,7 @@ async fn apply(
     cfg: &StoreConfig,
 ) -> Result<()> {
     let sql = render(m.sql, backend);
-    let dbname = cfg
-        .url
-        .parse::<tokio_postgres::Config>()
-        .ok()
-        .and_then(|c| c.get_dbname().map(String::from))
-        .unwrap_or_default();
+    let dbname = dbname(cfg);
     let tx = client
         .transaction()
         .await
