@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use gpuwatch_aggregator::AggregatorConfig;
+use gpuwatch_api::ApiConfig;
 use gpuwatch_collector::CollectorConfig;
 use gpuwatch_store::StoreConfig;
 use serde::Deserialize;
@@ -23,6 +24,8 @@ pub struct Config {
     pub collector: CollectorConfig,
     /// `[aggregator]`
     pub aggregator: AggregatorConfig,
+    /// `[api]`
+    pub api: ApiConfig,
     /// `[log]`
     pub log: LogConfig,
 }
@@ -82,6 +85,7 @@ impl Config {
         let mut e = self.database.validate();
         e.extend(self.collector.validate());
         e.extend(self.aggregator.validate());
+        e.extend(self.api.validate());
         if !matches!(self.log.format.as_str(), "text" | "json") {
             e.push(format!(
                 "log.format: must be \"text\" or \"json\", got {:?}",

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use gpuwatch_aggregator::AggregatorError;
-use gpuwatch_collector::{CollectorError, RunOptions};
+use gpuwatch_collector::sinks::{copy::CopySink, http::HttpSink, Sink};
+use gpuwatch_collector::{CollectorError, RunOptions, SinkKind};
 use gpuwatch_store::StoreError;
 use tokio_util::sync::CancellationToken;
 
@@ -42,11 +43,15 @@ enum Command {
     /// or plain PostgreSQL partitions on first run; a second run changes nothing.
     Migrate,
     /// Run the collector agent: sample GPUs and hosts every interval and
-    /// write them to the database (the simulated fleet where no GPU is present).
+    /// deliver them (database or `gpuwatch serve`), spooling to disk while
+    /// the sink is down (the simulated fleet where no GPU is present).
     Collector {
-        /// Collect and write once, then exit.
+        /// Collect and deliver once, then exit.
         #[arg(long)]
         once: bool,
+        /// Print each collection as JSON on stdout instead of delivering it.
+        #[arg(long)]
+        print: bool,
     },
     /// Run the aggregator: hourly and daily tiers, retention, partitions
     /// ahead, host liveness. Replicas may run side by side; one works at a time.
@@ -58,8 +63,36 @@ enum Command {
         #[arg(long, requires = "once")]
         catch_up: bool,
     },
+    /// Serve the HTTP API (POST /api/v1/ingest for agents, /health) on api.listen.
+    Serve,
+    /// Create or revoke API bearer tokens (stored hashed; shown once).
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
     /// Migrate, then run every role in one process (small installs, quick start).
     All,
+}
+
+#[derive(Subcommand, Debug)]
+enum TokenAction {
+    /// Create a token and print it (only its hash is kept).
+    Create {
+        /// Role: admin, operator, finance, viewer or agent.
+        #[arg(long)]
+        role: String,
+        /// A name to recognise it by.
+        #[arg(long, default_value = "token")]
+        name: String,
+        /// For agent tokens: the only host it may report for.
+        #[arg(long)]
+        host: Option<String>,
+    },
+    /// Revoke a token by its id.
+    Revoke {
+        /// The id `token create` printed.
+        id: i64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -99,6 +132,10 @@ enum Failure {
     Collector(#[from] CollectorError),
     #[error(transparent)]
     Aggregator(#[from] AggregatorError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Other(String),
 }
 
 fn exit_code(f: &Failure) -> u8 {
@@ -135,14 +172,19 @@ async fn run(command: Command, cfg: Config) -> Result<(), Failure> {
     tokio::spawn(wait_for_signal(shutdown.clone()));
     match command {
         Command::Migrate => migrate(&cfg).await,
-        Command::Collector { once } => collector(cfg, RunOptions { once }, shutdown).await,
+        Command::Collector { once, print } => {
+            collector(cfg, RunOptions { once, print }, shutdown).await
+        }
+        Command::Serve => serve(cfg, shutdown).await,
+        Command::Token { action } => token(cfg, action).await,
         Command::Aggregator { once, catch_up } => aggregator(cfg, once, catch_up, shutdown).await,
         Command::All => {
             migrate(&cfg).await?;
             // The first role to fail ends the process with its error.
             tokio::try_join!(
                 collector(cfg.clone(), RunOptions::default(), shutdown.clone()),
-                aggregator(cfg, false, false, shutdown.clone())
+                aggregator(cfg.clone(), false, false, shutdown.clone()),
+                serve(cfg, shutdown.clone())
             )
             .map(|_| ())
         }
@@ -166,14 +208,17 @@ async fn collector(
     opts: RunOptions,
     shutdown: CancellationToken,
 ) -> Result<(), Failure> {
-    let pool = gpuwatch_store::connect(&cfg.database).await?;
-    let task = gpuwatch_collector::run(
-        cfg.collector,
-        pool,
-        cfg.database.writer,
-        opts,
-        shutdown.clone(),
-    );
+    let sink = match cfg.collector.sink {
+        // Lazy: an agent keeps collecting into its spool while the database is down.
+        SinkKind::Direct => Sink::Copy(CopySink::new(
+            gpuwatch_store::connect_lazy(&cfg.database)?,
+            cfg.database.writer.clone(),
+        )),
+        SinkKind::Http => Sink::Http(
+            HttpSink::new(&cfg.collector.http).map_err(|e| Failure::Other(e.to_string()))?,
+        ),
+    };
+    let task = gpuwatch_collector::run(cfg.collector, sink, opts, shutdown.clone());
     tokio::pin!(task);
     let result = tokio::select! {
         r = &mut task => r,
@@ -183,6 +228,42 @@ async fn collector(
         }
     };
     Ok(result?)
+}
+
+async fn serve(cfg: Config, shutdown: CancellationToken) -> Result<(), Failure> {
+    let pool = gpuwatch_store::connect(&cfg.database).await?;
+    let state = gpuwatch_api::AppState::new(pool, cfg.database.writer.clone(), cfg.api);
+    gpuwatch_api::serve(state, shutdown)
+        .await
+        .map_err(|e| Failure::Other(e.to_string()))
+}
+
+async fn token(cfg: Config, action: TokenAction) -> Result<(), Failure> {
+    let pool = gpuwatch_store::connect(&cfg.database).await?;
+    match action {
+        TokenAction::Create { role, name, host } => {
+            if !gpuwatch_api::auth::ROLES.contains(&role.as_str()) {
+                return Err(Failure::Usage(format!(
+                    "--role {role:?} is not one of {}",
+                    gpuwatch_api::auth::ROLES.join(", ")
+                )));
+            }
+            if host.is_some() && role != "agent" {
+                return Err(Failure::Usage("--host only applies to --role agent".into()));
+            }
+            let (id, token) =
+                gpuwatch_api::auth::create(&pool, &name, &role, host.as_deref()).await?;
+            println!("id {id}\ntoken {token}");
+            eprintln!("gpuwatch: keep the token now; only its hash is stored");
+        }
+        TokenAction::Revoke { id } => {
+            if !gpuwatch_api::auth::revoke(&pool, id).await? {
+                return Err(Failure::Usage(format!("no live token with id {id}")));
+            }
+            println!("revoked {id}");
+        }
+    }
+    Ok(())
 }
 
 async fn aggregator(

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use gpuwatch_store::both_backends;
 use gpuwatch_store::testing::{admin_url, with_dbname, Kind, TestDb};
 
+static SPOOLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 /// The binary with a clean environment: only what the test passes counts.
 fn gpuwatch(args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_gpuwatch"));
@@ -20,6 +22,14 @@ fn gpuwatch(args: &[&str], env: &[(&str, &str)]) -> Command {
     }
     // Log lines would mix with the error line; operators see them, tests need not.
     cmd.env("GPUWATCH_LOG__LEVEL", "error");
+    // Each run its own spool and a free port, so parallel tests never meet.
+    let spool = std::env::temp_dir().join(format!(
+        "gpuwatch-test-spool-{}-{}",
+        std::process::id(),
+        SPOOLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    cmd.env("GPUWATCH_COLLECTOR__SPOOL__DIR", spool);
+    cmd.env("GPUWATCH_API__LISTEN", "127.0.0.1:0");
     cmd.envs(env.iter().copied());
     cmd
 }

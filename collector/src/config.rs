@@ -1,6 +1,10 @@
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use crate::sinks::http::HttpConfig;
 
 /// `[collector]` of the config file.
 #[derive(Debug, Clone, Deserialize)]
@@ -10,8 +14,16 @@ pub struct CollectorConfig {
     pub interval_secs: u64,
     /// Where samples come from.
     pub source: SourceKind,
-    /// Batches kept in memory while the sink is down; the oldest is dropped beyond.
-    pub max_pending_batches: usize,
+    /// Where batches go.
+    pub sink: SinkKind,
+    /// This host's id in `hosts` (source "host"); default: the hostname.
+    pub host_id: Option<String>,
+    /// Labels stored with this host (`hosts.labels`), e.g. region, zone.
+    pub labels: BTreeMap<String, String>,
+    /// The HTTP sink.
+    pub http: HttpConfig,
+    /// The on-disk spool for batches the sink could not take.
+    pub spool: SpoolConfig,
     /// The simulated fleet.
     pub sim: SimConfig,
 }
@@ -21,7 +33,11 @@ impl Default for CollectorConfig {
         CollectorConfig {
             interval_secs: 10,
             source: SourceKind::Sim,
-            max_pending_batches: 360,
+            sink: SinkKind::Direct,
+            host_id: None,
+            labels: BTreeMap::new(),
+            http: HttpConfig::default(),
+            spool: SpoolConfig::default(),
             sim: SimConfig::default(),
         }
     }
@@ -33,6 +49,35 @@ impl Default for CollectorConfig {
 pub enum SourceKind {
     /// The deterministic simulated fleet.
     Sim,
+}
+
+/// Which sink the collector writes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkKind {
+    /// Binary COPY straight into `database.url`.
+    Direct,
+    /// `POST /api/v1/ingest` on `gpuwatch serve` (collector.http).
+    Http,
+}
+
+/// `[collector.spool]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpoolConfig {
+    /// Directory of the spool (created if missing).
+    pub dir: PathBuf,
+    /// Size cap in bytes; beyond it the oldest batches are dropped.
+    pub max_bytes: u64,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        SpoolConfig {
+            dir: PathBuf::from("/var/lib/gpuwatch/spool"),
+            max_bytes: 256 << 20,
+        }
+    }
 }
 
 /// `[collector.sim]`: the simulated fleet.
@@ -78,8 +123,24 @@ impl CollectorConfig {
                 self.interval_secs
             ));
         }
-        if self.max_pending_batches == 0 {
-            e.push("collector.max_pending_batches: must be at least 1".into());
+        if self.spool.max_bytes < 1 << 20 {
+            e.push(format!(
+                "collector.spool.max_bytes: must be at least 1048576 (1 MiB), got {}",
+                self.spool.max_bytes
+            ));
+        }
+        if self.spool.dir.as_os_str().is_empty() {
+            e.push("collector.spool.dir: must not be empty".into());
+        }
+        if self
+            .host_id
+            .as_deref()
+            .is_some_and(|h| h.is_empty() || h.len() > 64)
+        {
+            e.push("collector.host_id: must be 1 to 64 characters".into());
+        }
+        if self.sink == SinkKind::Http {
+            e.extend(self.http.validate());
         }
         if !(1..=10_000).contains(&self.sim.hosts) {
             e.push(format!(

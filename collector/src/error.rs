@@ -6,4 +6,15 @@ pub enum CollectorError {
     /// The database refused or could not be reached.
     #[error(transparent)]
     Store(#[from] gpuwatch_store::StoreError),
+    /// The spool directory cannot be used.
+    #[error(transparent)]
+    Spool(#[from] crate::spool::SpoolError),
+    /// `--once`: the batch could not be delivered (it is spooled).
+    #[error("batch not delivered ({spooled} batches spooled for the next run): {reason}")]
+    Undelivered {
+        /// batches now in the spool
+        spooled: usize,
+        /// why
+        reason: String,
+    },
 }

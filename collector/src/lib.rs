@@ -4,21 +4,25 @@
 //!   ([`sources::sim::SimFleet`]), used where no GPU is present; NVML,
 //!   procfs and cgroup sources arrive with their issue.
 //! - [`sinks`] deliver a [`Batch`]: [`sinks::copy::CopySink`] writes straight
-//!   into the database through the store's batch writer.
+//!   into the database through the store's batch writer,
+//!   [`sinks::http::HttpSink`] posts it to `gpuwatch serve`.
+//! - [`spool::Spool`] keeps batches the sink could not take on disk, bounded,
+//!   and gives them back oldest first when the sink returns.
 //! - [`run()`] registers the inventory (`hosts`, `gpus`), then samples every
-//!   interval, writes, records heartbeats, and keeps batches that could not
-//!   be written in memory (bounded) to retry on the next tick.
+//!   interval and delivers, spooling and replaying as the sink comes and goes.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-mod batch;
 mod config;
 mod error;
+mod fleet;
 mod run;
 pub mod sinks;
 pub mod sources;
+pub mod spool;
 
-pub use batch::{Batch, GpuReading};
-pub use config::{CollectorConfig, SimConfig, SourceKind};
+pub use config::{CollectorConfig, SimConfig, SinkKind, SourceKind, SpoolConfig};
 pub use error::CollectorError;
+pub use fleet::Fleet;
+pub use gpuwatch_store::{Batch, GpuReading};
 pub use run::{run, RunOptions};

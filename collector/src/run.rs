@@ -1,141 +1,173 @@
-//! The collector's loop: register, then sample → write → heartbeat every tick.
+//! The collector's loop: sample every tick, deliver, spool what could not be
+//! delivered, and replay the spool in order when the sink is back.
 
-use std::collections::{HashMap, VecDeque};
+use std::io::Write;
 
-use chrono::{DateTime, SubsecRound, Utc};
-use gpuwatch_store::{inventory, Pool, WriterConfig};
+use chrono::{SubsecRound, Utc};
+use gpuwatch_store::Batch;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use crate::{
-    sinks::copy::CopySink, sources::sim::SimFleet, Batch, CollectorConfig, CollectorError,
-    SourceKind,
-};
+use crate::fleet::Fleet;
+use crate::sinks::Sink;
+use crate::spool::Spool;
+use crate::{CollectorConfig, CollectorError};
 
 /// How one `run` behaves beyond the config file.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RunOptions {
-    /// Collect and write once, then return (scripts and tests).
+    /// Collect and deliver once, then return.
     pub once: bool,
+    /// Print each collection as JSON on stdout instead of delivering it.
+    pub print: bool,
 }
 
-/// Registers the inventory and collects until `shutdown` fires.
+/// Collects until `shutdown` fires (or once).
 pub async fn run(
     cfg: CollectorConfig,
-    pool: Pool,
-    writer: WriterConfig,
+    mut sink: Sink,
     opts: RunOptions,
     shutdown: CancellationToken,
 ) -> Result<(), CollectorError> {
-    let SourceKind::Sim = cfg.source;
-    let fleet = SimFleet::new(cfg.sim.clone(), Utc::now());
-    let ids = register(&pool, &fleet).await?;
-    tracing::info!(
-        hosts = cfg.sim.hosts,
-        gpus = ids.len(),
-        interval_secs = cfg.interval_secs,
-        database = %pool.target(),
-        "collector started with the simulated fleet"
-    );
-    let sink = CopySink::new(pool.clone(), writer);
-    let mut pending: VecDeque<(DateTime<Utc>, Batch)> = VecDeque::new();
+    let mut fleet = Fleet::new(&cfg);
+    let mut spool = Spool::open(&cfg.spool.dir, cfg.spool.max_bytes)?;
+    if !spool.is_empty() {
+        tracing::info!(
+            batches = spool.len(),
+            "spooled batches from an earlier run will be replayed"
+        );
+    }
+    let mut registered = false;
     let mut ticker = tokio::time::interval(cfg.interval());
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    tracing::info!(interval_secs = cfg.interval_secs, source = ?cfg.source, sink = ?cfg.sink, "collector started");
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = ticker.tick() => {}
         }
-        let now = Utc::now().trunc_subsecs(0);
-        pending.push_back((now, collect(&fleet, &ids, now)));
-        while pending.len() > cfg.max_pending_batches {
-            if let Some((at, b)) = pending.pop_front() {
-                tracing::error!(collected_at = %at, rows = b.len(), "dropped the oldest unsent batch: the database has been unreachable too long");
+        let batch = fleet.collect(Utc::now().trunc_subsecs(0));
+        if opts.print {
+            print(&fleet.inventory(), &batch);
+            if opts.once {
+                return Ok(());
+            }
+            continue;
+        }
+        if !registered {
+            match sink.register(&fleet.inventory()).await {
+                Ok(()) => registered = true,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot register the inventory yet; spooling and retrying next tick")
+                }
             }
         }
-        let flushed = flush(&sink, &pool, &mut pending).await;
+        let delivered = deliver(&mut sink, &mut spool, batch, registered).await?;
         if opts.once {
-            return flushed.map_err(CollectorError::from);
+            return match delivered {
+                Ok(()) => Ok(()),
+                Err(e) => Err(CollectorError::Undelivered {
+                    spooled: spool.len(),
+                    reason: e.message,
+                }),
+            };
         }
     }
-    if !pending.is_empty() {
+    if registered && !spool.is_empty() {
         tracing::info!(
-            batches = pending.len(),
-            "flushing unsent batches before exit"
+            batches = spool.len(),
+            "replaying the spool once more before exit"
         );
-        if flush(&sink, &pool, &mut pending).await.is_err() {
-            tracing::error!(
-                batches = pending.len(),
-                "exiting with unsent batches: the database is unreachable"
-            );
-        }
+        let _ = drain(&mut sink, &mut spool).await?;
+    }
+    if !spool.is_empty() {
+        tracing::warn!(batches = spool.len(), dir = %cfg.spool.dir.display(), "exiting with spooled batches; the next start replays them");
     }
     Ok(())
 }
 
-/// Upserts hosts and GPUs; returns UUID → `gpus.id`.
-async fn register(pool: &Pool, fleet: &SimFleet) -> Result<HashMap<String, i64>, CollectorError> {
-    let now = Utc::now();
-    for h in fleet.hosts() {
-        inventory::upsert_host(pool, &h, now).await?;
-    }
-    let mut ids = HashMap::new();
-    for g in fleet.gpus() {
-        let id = inventory::upsert_gpu(pool, &g).await?;
-        ids.insert(g.uuid, id);
-    }
-    Ok(ids)
+fn print(inventory: &crate::sinks::Inventory, batch: &Batch) {
+    let doc = serde_json::json!({ "inventory": inventory.iter().map(|(h, g)| serde_json::json!({"host": h, "gpus": g})).collect::<Vec<_>>(), "batch": batch });
+    let mut out = std::io::stdout().lock();
+    // stdout closed (e.g. `| head`) is not worth failing the agent for.
+    let _ = writeln!(
+        out,
+        "{}",
+        serde_json::to_string_pretty(&doc).unwrap_or_default()
+    );
 }
 
-fn collect(fleet: &SimFleet, ids: &HashMap<String, i64>, now: DateTime<Utc>) -> Batch {
-    let (readings, host) = fleet.sample(now);
-    let gpu = readings
-        .into_iter()
-        .filter_map(|mut r| {
-            let id = ids.get(&r.uuid).copied();
-            if id.is_none() {
-                tracing::warn!(gpu.uuid = %r.uuid, "sample of an unregistered GPU skipped");
-            }
-            r.sample.gpu_id = id?;
-            Some(r.sample)
-        })
-        .collect();
-    Batch {
-        gpu,
-        host,
-        env: Vec::new(),
-    }
-}
-
-/// Sends pending batches oldest first; stops at the first failure and keeps
-/// the rest for the next tick, returning that failure.
-async fn flush(
-    sink: &CopySink,
-    pool: &Pool,
-    pending: &mut VecDeque<(DateTime<Utc>, Batch)>,
-) -> Result<(), gpuwatch_store::StoreError> {
-    while let Some((at, batch)) = pending.front() {
+/// Sends the new batch (after anything already spooled, to keep order);
+/// what cannot be sent goes to the spool. Returns the last delivery failure.
+async fn deliver(
+    sink: &mut Sink,
+    spool: &mut Spool,
+    batch: Batch,
+    registered: bool,
+) -> Result<Result<(), crate::sinks::SinkError>, CollectorError> {
+    if registered && spool.is_empty() {
         let started = std::time::Instant::now();
-        match sink.send(batch).await {
-            Ok(stats) => {
+        match sink.send(&batch).await {
+            Ok(inserted) => {
                 tracing::info!(
-                    collected_at = %at,
-                    rows = stats.rows,
-                    inserted = stats.inserted,
-                    duplicates = stats.duplicates,
+                    rows = batch.len(),
+                    inserted,
                     latency_ms = started.elapsed().as_millis() as u64,
-                    "batch written"
+                    "batch delivered"
                 );
-                if let Err(e) = inventory::heartbeat(pool, &batch.host_ids(), *at).await {
-                    tracing::warn!(error = %e, "heartbeat update failed; the next batch retries it");
-                }
-                pending.pop_front();
+                return Ok(Ok(()));
+            }
+            Err(e) if e.transient => {
+                tracing::error!(error = %e, "batch not delivered; spooled for replay");
+                spool.push(&batch)?;
+                return Ok(Err(e));
             }
             Err(e) => {
-                tracing::error!(error = %e, pending = pending.len(), "batch not written; keeping it to retry on the next tick");
-                return Err(e);
+                tracing::error!(error = %e, "batch refused by the receiver; kept in the spool's rejected/ for inspection");
+                spool.push(&batch)?;
+                if let Some((seq, _)) = spool.oldest()? {
+                    spool.reject(seq)?;
+                }
+                return Ok(Err(e));
             }
         }
     }
-    Ok(())
+    spool.push(&batch)?;
+    if !registered {
+        return Ok(Err(crate::sinks::SinkError {
+            transient: true,
+            message: "inventory not registered".into(),
+        }));
+    }
+    drain(sink, spool).await
+}
+
+/// Replays the spool oldest first until it is empty or the sink fails.
+async fn drain(
+    sink: &mut Sink,
+    spool: &mut Spool,
+) -> Result<Result<(), crate::sinks::SinkError>, CollectorError> {
+    let mut replayed = 0;
+    while let Some((seq, b)) = spool.oldest()? {
+        match sink.send(&b).await {
+            Ok(_) => {
+                spool.remove(seq)?;
+                replayed += 1;
+            }
+            Err(e) if e.transient => {
+                if replayed > 0 {
+                    tracing::info!(replayed, left = spool.len(), "spool partly replayed");
+                }
+                return Ok(Err(e));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, spool.seq = seq, "spooled batch refused by the receiver; moved to rejected/");
+                spool.reject(seq)?;
+            }
+        }
+    }
+    if replayed > 0 {
+        tracing::info!(replayed, "spool replayed; the sink is back");
+    }
+    Ok(Ok(()))
 }

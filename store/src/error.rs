@@ -105,7 +105,7 @@ pub enum StoreError {
 
 impl StoreError {
     /// Wraps a query error with what we were doing.
-    pub(crate) fn query(what: impl Into<String>, source: tokio_postgres::Error) -> Self {
+    pub fn query(what: impl Into<String>, source: tokio_postgres::Error) -> Self {
         StoreError::Query {
             what: what.into(),
             source,

@@ -7,6 +7,7 @@ use crate::{Pool, Result, StoreError};
 
 /// What a collector knows about its host (columns of `hosts`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct HostInfo {
     /// Stable id, e.g. "host-gpu01".
     pub id: String,
@@ -36,6 +37,7 @@ pub struct HostInfo {
 
 /// What a collector knows about one GPU (columns of `gpus`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct GpuInfo {
     /// Owning host.
     pub host_id: String,

@@ -10,6 +10,7 @@
 //!   raw metric tables; [`BatchWriter`] streams them with binary COPY over
 //!   several connections, idempotently.
 //! - [`inventory`] holds the shared queries for `hosts` and `gpus`.
+//! - [`IngestPayload`] / [`Batch`] are what agents send and spool.
 //!
 //! Data enters as row structs and leaves as rows in the database; no other
 //! crate writes SQL against the metric tables directly.
@@ -21,6 +22,7 @@ mod config;
 mod error;
 pub mod inventory;
 mod migrate;
+mod payload;
 mod pool;
 mod rows;
 #[cfg(feature = "testing")]
@@ -31,7 +33,8 @@ pub use backend::{detect, Backend, BackendPreference, ServerInfo};
 pub use config::{StoreConfig, WriterConfig};
 pub use error::StoreError;
 pub use migrate::{migrate, migrations, MigrateReport, Migration};
-pub use pool::{connect, connect_one, redact, Pool};
+pub use payload::{Batch, GpuReading, IngestPayload, PAYLOAD_VERSION};
+pub use pool::{connect, connect_lazy, connect_one, redact, Pool};
 pub use rows::{EnvSample, GpuSample, HostSample, Sample};
 pub use writer::{tier_lock_key, BatchWriter, WriteStats};
 

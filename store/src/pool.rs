@@ -133,6 +133,14 @@ fn recycling(pg: &Config) -> RecyclingMethod {
 /// Builds the pool and proves the database answers, so a bad URL or a down
 /// server is reported at start instead of at the first write.
 pub async fn connect(cfg: &StoreConfig) -> Result<Pool> {
+    let pool = connect_lazy(cfg)?;
+    drop(pool.get().await?);
+    Ok(pool)
+}
+
+/// Builds the pool without touching the server: for agents, which must keep
+/// collecting (and spooling) while the database is down.
+pub fn connect_lazy(cfg: &StoreConfig) -> Result<Pool> {
     let pg = pg_config(cfg)?;
     let target = redact(&pg);
     let mgr = Manager::from_config(
@@ -149,9 +157,7 @@ pub async fn connect(cfg: &StoreConfig) -> Result<Pool> {
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .build()
         .map_err(|e| StoreError::Pool(format!("{target}: {e}")))?;
-    let pool = Pool { inner, pg };
-    drop(pool.get().await?);
-    Ok(pool)
+    Ok(Pool { inner, pg })
 }
 
 #[cfg(test)]

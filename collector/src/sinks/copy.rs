@@ -1,28 +1,69 @@
 //! The direct sink: the store's batch writer, straight into the database.
 
-use gpuwatch_store::{BatchWriter, Pool, StoreError, WriteStats, WriterConfig};
+use std::collections::HashMap;
 
-use crate::Batch;
+use chrono::Utc;
+use gpuwatch_store::{inventory, BatchWriter, Pool, WriterConfig};
+use gpuwatch_store::{Batch, GpuSample};
+
+use super::{Inventory, SinkError};
 
 /// Writes batches with binary COPY into the metric tables.
 pub struct CopySink {
+    pool: Pool,
     writer: BatchWriter,
+    /// UUID → `gpus.id`, from the last registration.
+    ids: HashMap<String, i64>,
 }
 
 impl CopySink {
     /// A sink over `pool`.
     pub fn new(pool: Pool, cfg: WriterConfig) -> Self {
         CopySink {
-            writer: BatchWriter::new(pool, cfg),
+            writer: BatchWriter::new(pool.clone(), cfg),
+            pool,
+            ids: HashMap::new(),
         }
     }
 
-    /// Stores a whole batch; safe to repeat after a failure (rows already
-    /// stored are skipped).
-    pub async fn send(&self, batch: &Batch) -> Result<WriteStats, StoreError> {
-        let mut stats = self.writer.write(&batch.gpu).await?;
-        stats += self.writer.write(&batch.host).await?;
-        stats += self.writer.write(&batch.env).await?;
-        Ok(stats)
+    /// Upserts hosts and GPUs and learns their ids.
+    pub async fn register(&mut self, inv: &Inventory) -> Result<(), SinkError> {
+        let now = Utc::now();
+        for (host, gpus) in inv {
+            inventory::upsert_host(&self.pool, host, now).await?;
+            for g in gpus {
+                let id = inventory::upsert_gpu(&self.pool, g).await?;
+                self.ids.insert(g.uuid.clone(), id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores a whole batch and records heartbeats.
+    pub async fn send(&mut self, batch: &Batch) -> Result<u64, SinkError> {
+        let mut gpu: Vec<GpuSample> = Vec::with_capacity(batch.gpu.len());
+        for r in &batch.gpu {
+            let Some(&id) = self.ids.get(&r.uuid) else {
+                return Err(SinkError {
+                    transient: false,
+                    message: format!(
+                        "GPU {} of host {} is not registered",
+                        r.uuid, r.sample.host_id
+                    ),
+                });
+            };
+            gpu.push(GpuSample {
+                gpu_id: id,
+                ..r.sample.clone()
+            });
+        }
+        let mut inserted = self.writer.write(&gpu).await?.inserted;
+        inserted += self.writer.write(&batch.host).await?.inserted;
+        inserted += self.writer.write(&batch.env).await?.inserted;
+        let latest = batch.host.iter().map(|h| h.collected_at).max();
+        if let Some(at) = latest {
+            inventory::heartbeat(&self.pool, &batch.host_ids(), at).await?;
+        }
+        Ok(inserted)
     }
 }

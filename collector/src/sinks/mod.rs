@@ -1,3 +1,64 @@
-//! Where batches go, one file per sink.
+//! Where batches go, one file per sink: straight into the database
+//! ([`copy::CopySink`]) or to the central service ([`http::HttpSink`]).
 
 pub mod copy;
+pub mod http;
+
+use gpuwatch_store::inventory::{GpuInfo, HostInfo};
+use gpuwatch_store::Batch;
+
+/// The inventory of the hosts a collector reports for.
+pub type Inventory = Vec<(HostInfo, Vec<GpuInfo>)>;
+
+/// A failed delivery.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct SinkError {
+    /// What went wrong, for the log.
+    pub message: String,
+    /// True when the same batch may succeed later (receiver down, 5xx,
+    /// 408/429); false when the receiver refused it for good (4xx).
+    pub transient: bool,
+}
+
+impl From<gpuwatch_store::StoreError> for SinkError {
+    fn from(e: gpuwatch_store::StoreError) -> Self {
+        // A store error on an already-validated batch is the database's
+        // state (down, full, failing over), not the batch's fault.
+        SinkError {
+            transient: true,
+            message: e.to_string(),
+        }
+    }
+}
+
+/// The configured sink.
+pub enum Sink {
+    /// Binary COPY into the database.
+    Copy(copy::CopySink),
+    /// `POST /api/v1/ingest` on `gpuwatch serve`.
+    Http(http::HttpSink),
+}
+
+impl Sink {
+    /// Registers (or refreshes) the inventory; later batches may only name
+    /// GPUs it holds.
+    pub async fn register(&mut self, inventory: &Inventory) -> Result<(), SinkError> {
+        match self {
+            Sink::Copy(s) => s.register(inventory).await,
+            Sink::Http(s) => {
+                s.register(inventory);
+                Ok(())
+            }
+        }
+    }
+
+    /// Delivers a batch; safe to repeat after a failure (duplicates are
+    /// skipped downstream). Returns rows newly stored, when the sink knows.
+    pub async fn send(&mut self, batch: &Batch) -> Result<u64, SinkError> {
+        match self {
+            Sink::Copy(s) => s.send(batch).await,
+            Sink::Http(s) => s.send(batch).await,
+        }
+    }
+}

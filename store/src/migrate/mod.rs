@@ -57,6 +57,7 @@ static MIGRATIONS: &[Migration] = &[
     migration!(13, "0013_relationships.sql"),
     migration!(14, "0014_tiers.sql"),
     migration!(15, "0015_series.sql"),
+    migration!(16, "0016_api_tokens.sql"),
 ];
 
 /// The embedded migrations, in order.

@@ -1,0 +1,174 @@
+//! The HTTP sink: `POST /api/v1/ingest` on `gpuwatch serve`, one request per
+//! host of a batch, gzip'd JSON ([`IngestPayload`]), with the host's bearer token.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::time::Duration;
+
+use flate2::{write::GzEncoder, Compression};
+use gpuwatch_store::{Batch, IngestPayload, PAYLOAD_VERSION};
+use serde::Deserialize;
+
+use super::{Inventory, SinkError};
+
+/// `[collector.http]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Base URL of `gpuwatch serve`.
+    pub url: String,
+    /// This agent's bearer token (`gpuwatch token create --role agent`).
+    pub token: String,
+    /// Seconds before a request is given up (and the batch spooled).
+    pub timeout_secs: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            url: "http://127.0.0.1:9400".into(),
+            token: String::new(),
+            timeout_secs: 10,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// Every problem, as `key: what is wrong` lines (only checked when the sink is http).
+    pub fn validate(&self) -> Vec<String> {
+        let mut e = Vec::new();
+        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
+            e.push(format!(
+                "collector.http.url: must start with http:// or https://, got {:?}",
+                self.url
+            ));
+        }
+        if self.token.is_empty() {
+            e.push("collector.http.token: required for the http sink (create one with `gpuwatch token create --role agent`)".into());
+        }
+        if !(1..=300).contains(&self.timeout_secs) {
+            e.push(format!(
+                "collector.http.timeout_secs: must be between 1 and 300, got {}",
+                self.timeout_secs
+            ));
+        }
+        e
+    }
+}
+
+/// Pushes batches to the central service.
+pub struct HttpSink {
+    client: reqwest::Client,
+    endpoint: String,
+    token: String,
+    inventory: Inventory,
+}
+
+impl HttpSink {
+    /// A sink for `cfg`.
+    pub fn new(cfg: &HttpConfig) -> Result<Self, SinkError> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(cfg.timeout_secs))
+            .build()
+            .map_err(|e| SinkError {
+                transient: false,
+                message: format!("cannot build the HTTP client: {e}"),
+            })?;
+        Ok(HttpSink {
+            client,
+            endpoint: format!("{}/api/v1/ingest", cfg.url.trim_end_matches('/')),
+            token: cfg.token.clone(),
+            inventory: Vec::new(),
+        })
+    }
+
+    /// Remembers the inventory; it travels with every payload and the server
+    /// writes it only when it changed.
+    pub fn register(&mut self, inv: &Inventory) {
+        self.inventory = inv.clone();
+    }
+
+    /// Sends the batch, one request per host. A failure part-way is safe to
+    /// retry whole: the server skips samples it already stored.
+    pub async fn send(&mut self, batch: &Batch) -> Result<u64, SinkError> {
+        let mut per_host: HashMap<&str, Batch> = HashMap::new();
+        for r in &batch.gpu {
+            per_host
+                .entry(&r.sample.host_id)
+                .or_default()
+                .gpu
+                .push(r.clone());
+        }
+        for h in &batch.host {
+            per_host.entry(&h.host_id).or_default().host.push(h.clone());
+        }
+        for e in &batch.env {
+            let host = e.host_id.as_deref().unwrap_or_default();
+            per_host.entry(host).or_default().env.push(e.clone());
+        }
+        let mut inserted = 0;
+        let mut hosts: Vec<_> = per_host.into_iter().collect();
+        hosts.sort_by(|a, b| a.0.cmp(b.0));
+        for (host_id, part) in hosts {
+            let Some((host, gpus)) = self.inventory.iter().find(|(h, _)| h.id == host_id) else {
+                return Err(SinkError {
+                    transient: false,
+                    message: format!(
+                        "batch names host {host_id:?}, which this agent did not register"
+                    ),
+                });
+            };
+            let payload = IngestPayload {
+                version: PAYLOAD_VERSION,
+                host: host.clone(),
+                gpus: gpus.clone(),
+                batch: part,
+            };
+            inserted += self.post(&payload).await?;
+        }
+        Ok(inserted)
+    }
+
+    async fn post(&self, payload: &IngestPayload) -> Result<u64, SinkError> {
+        let json = serde_json::to_vec(payload).map_err(|e| SinkError {
+            transient: false,
+            message: format!("cannot encode the payload: {e}"),
+        })?;
+        let mut gz = GzEncoder::new(Vec::with_capacity(json.len() / 4), Compression::fast());
+        let body = gz
+            .write_all(&json)
+            .and_then(|_| gz.finish())
+            .map_err(|e| SinkError {
+                transient: false,
+                message: format!("cannot compress the payload: {e}"),
+            })?;
+        let resp = self
+            .client
+            .post(&self.endpoint)
+            .bearer_auth(&self.token)
+            .header("content-type", "application/json")
+            .header("content-encoding", "gzip")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| SinkError {
+                transient: true,
+                message: format!("POST {} failed: {e}", self.endpoint),
+            })?;
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        if status.is_success() {
+            let inserted = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v["inserted"].as_u64())
+                .unwrap_or(0);
+            return Ok(inserted);
+        }
+        let transient =
+            status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429;
+        Err(SinkError {
+            transient,
+            message: format!("POST {} answered {status}: {}", self.endpoint, text.trim()),
+        })
+    }
+}

@@ -1,0 +1,239 @@
+//! The on-disk spool: batches the sink could not take wait here, oldest
+//! first, and survive a restart of the agent.
+//!
+//! One gzip'd JSON file per batch, named by a sequence number, written to a
+//! temporary name, fsync'd and renamed, so a crash leaves either the whole
+//! batch or nothing. The total size is capped: past the cap the oldest
+//! batches are dropped (and counted), because the newest data is what an
+//! operator looks at first after an outage. Batches the receiver rejects
+//! for good (4xx) go to `rejected/` for inspection instead of blocking the queue.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use flate2::{read::GzDecoder, write::GzEncoder, Compression};
+use gpuwatch_store::Batch;
+use thiserror::Error;
+
+/// What the spool can fail with.
+#[derive(Debug, Error)]
+pub enum SpoolError {
+    /// The spool directory or a file in it could not be used.
+    #[error("spool {path}: {source}; check collector.spool.dir and its permissions")]
+    Io {
+        /// the file or directory
+        path: String,
+        /// the OS error
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
+    move |source| SpoolError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// A bounded, ordered, crash-safe queue of batches in a directory.
+pub struct Spool {
+    dir: PathBuf,
+    max_bytes: u64,
+    /// (sequence, size in bytes), oldest first.
+    entries: Vec<(u64, u64)>,
+    next: u64,
+    dropped: u64,
+}
+
+impl Spool {
+    /// Opens (creating) `dir` and picks up batches left by an earlier run.
+    pub fn open(dir: &Path, max_bytes: u64) -> Result<Spool, SpoolError> {
+        fs::create_dir_all(dir.join("rejected")).map_err(io(dir))?;
+        let mut entries = Vec::new();
+        for e in fs::read_dir(dir).map_err(io(dir))? {
+            let e = e.map_err(io(dir))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(seq) = name
+                .strip_suffix(".json.gz")
+                .and_then(|s| s.parse::<u64>().ok())
+            {
+                entries.push((seq, e.metadata().map_err(io(&e.path()))?.len()));
+            } else if name.ends_with(".tmp") {
+                // A write the agent did not finish: never renamed, so never acknowledged.
+                let _ = fs::remove_file(e.path());
+            }
+        }
+        entries.sort_unstable();
+        let next = entries.last().map_or(0, |(s, _)| s + 1);
+        Ok(Spool {
+            dir: dir.to_path_buf(),
+            max_bytes,
+            entries,
+            next,
+            dropped: 0,
+        })
+    }
+
+    fn path(&self, seq: u64) -> PathBuf {
+        self.dir.join(format!("{seq:020}.json.gz"))
+    }
+
+    /// Batches waiting.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Bytes on disk.
+    pub fn bytes(&self) -> u64 {
+        self.entries.iter().map(|(_, b)| b).sum()
+    }
+
+    /// Batches dropped because the spool was full, since start.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Appends a batch durably, dropping the oldest ones beyond the cap.
+    pub fn push(&mut self, batch: &Batch) -> Result<(), SpoolError> {
+        let seq = self.next;
+        let path = self.path(seq);
+        let tmp = path.with_extension("tmp");
+        let json = serde_json::to_vec(batch).map_err(|e| SpoolError::Io {
+            path: tmp.display().to_string(),
+            source: e.into(),
+        })?;
+        let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
+        gz.write_all(&json).map_err(io(&tmp))?;
+        let bytes = gz.finish().map_err(io(&tmp))?;
+        let mut f = fs::File::create(&tmp).map_err(io(&tmp))?;
+        f.write_all(&bytes).map_err(io(&tmp))?;
+        f.sync_all().map_err(io(&tmp))?;
+        fs::rename(&tmp, &path).map_err(io(&path))?;
+        self.entries.push((seq, bytes.len() as u64));
+        self.next += 1;
+        while self.bytes() > self.max_bytes && self.entries.len() > 1 {
+            let (old, _) = self.entries.remove(0);
+            let _ = fs::remove_file(self.path(old));
+            self.dropped += 1;
+            tracing::error!(
+                spool.seq = old,
+                spool.max_bytes = self.max_bytes,
+                "spool full: dropped its oldest batch"
+            );
+        }
+        Ok(())
+    }
+
+    /// The oldest batch, if any. An unreadable file is moved to `rejected/`
+    /// and the next one returned, so one bad file cannot block the queue.
+    pub fn oldest(&mut self) -> Result<Option<(u64, Batch)>, SpoolError> {
+        while let Some(&(seq, _)) = self.entries.first() {
+            let path = self.path(seq);
+            let mut json = Vec::new();
+            let read = fs::File::open(&path).and_then(|f| GzDecoder::new(f).read_to_end(&mut json));
+            match read
+                .map_err(|e| e.to_string())
+                .and_then(|_| serde_json::from_slice::<Batch>(&json).map_err(|e| e.to_string()))
+            {
+                Ok(b) => return Ok(Some((seq, b))),
+                Err(e) => {
+                    tracing::error!(spool.file = %path.display(), error = %e, "unreadable spool file moved to rejected/");
+                    self.reject(seq)?;
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Removes a batch that was delivered.
+    pub fn remove(&mut self, seq: u64) -> Result<(), SpoolError> {
+        let path = self.path(seq);
+        fs::remove_file(&path).map_err(io(&path))?;
+        self.entries.retain(|(s, _)| *s != seq);
+        Ok(())
+    }
+
+    /// Moves a batch the receiver refused for good to `rejected/`.
+    pub fn reject(&mut self, seq: u64) -> Result<(), SpoolError> {
+        let path = self.path(seq);
+        let to = self
+            .dir
+            .join("rejected")
+            .join(path.file_name().unwrap_or_default());
+        fs::rename(&path, &to).map_err(io(&path))?;
+        self.entries.retain(|(s, _)| *s != seq);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gpuwatch_store::HostSample;
+
+    fn batch(n: usize) -> Batch {
+        Batch {
+            host: (0..n)
+                .map(|i| HostSample {
+                    host_id: format!("h{i}"),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn batches_come_back_in_order_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+        for n in 1..=3 {
+            s.push(&batch(n)).unwrap();
+        }
+        drop(s);
+        let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(s.len(), 3);
+        let (seq, b) = s.oldest().unwrap().unwrap();
+        assert_eq!(b, batch(1));
+        s.remove(seq).unwrap();
+        assert_eq!(s.oldest().unwrap().unwrap().1, batch(2));
+        s.push(&batch(9)).unwrap();
+        assert_eq!(s.len(), 3, "a push after a reopen continues the sequence");
+    }
+
+    #[test]
+    fn a_full_spool_drops_the_oldest_and_counts_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(dir.path(), 1).unwrap();
+        s.push(&batch(1)).unwrap();
+        s.push(&batch(2)).unwrap();
+        assert_eq!((s.len(), s.dropped()), (1, 1));
+        assert_eq!(s.oldest().unwrap().unwrap().1, batch(2));
+    }
+
+    #[test]
+    fn a_corrupt_file_is_set_aside_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+        s.push(&batch(1)).unwrap();
+        s.push(&batch(2)).unwrap();
+        fs::write(dir.path().join(format!("{:020}.json.gz", 0)), b"not gzip").unwrap();
+        assert_eq!(s.oldest().unwrap().unwrap().1, batch(2));
+        assert!(dir
+            .path()
+            .join("rejected")
+            .join(format!("{:020}.json.gz", 0))
+            .exists());
+        // A half-written file from a crash is discarded on open.
+        fs::write(dir.path().join("00000000000000000009.json.tmp"), b"partial").unwrap();
+        let s = Spool::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(s.len(), 1);
+    }
+}
