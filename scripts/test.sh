@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 ensure_postgres
+# node_exporter is the reference the host source is checked against; curl
+# and the PostgreSQL server binaries serve the outage tests.
+need_packages prometheus-node-exporter curl
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 export TIMESCALE_URL="${TIMESCALE_URL:-$(scripts/timescaledb.sh | tail -n1)}"
 log "plain PostgreSQL: $DATABASE_URL, TimescaleDB: $TIMESCALE_URL"

@@ -46,7 +46,9 @@ pub async fn run(
             _ = shutdown.cancelled() => break,
             _ = ticker.tick() => {}
         }
-        let batch = fleet.collect(Utc::now().trunc_subsecs(0));
+        let at = Utc::now().trunc_subsecs(0);
+        let batch = fleet.collect(at);
+        tracing::debug!(collected_at = %at.to_rfc3339(), rows = batch.len(), "collected");
         if opts.print {
             print(&fleet.inventory(), &batch);
             if opts.once {
