@@ -40,14 +40,15 @@ const SEED_TABLES: [&str; 33] = [
     "artifacts",
     "dataset_usage",
 ];
-/// gpuwatch's own tables beside the seed's (tiers of the metric tables).
-const OWN_TABLES: [&str; 6] = [
+/// gpuwatch's own tables beside the seed's (tiers of the metric tables, API tokens).
+const OWN_TABLES: [&str; 7] = [
     "gpu_metrics_1h",
     "gpu_metrics_1d",
     "host_metrics_1h",
     "host_metrics_1d",
     "environment_metrics_1h",
     "environment_metrics_1d",
+    "api_tokens",
 ];
 const METRIC_TABLES: [&str; 3] = ["host_metrics", "gpu_metrics", "environment_metrics"];
 
