@@ -210,10 +210,10 @@ async fn collector(
 ) -> Result<(), Failure> {
     let sink = match cfg.collector.sink {
         // Lazy: an agent keeps collecting into its spool while the database is down.
-        SinkKind::Direct => Sink::Copy(CopySink::new(
+        SinkKind::Direct => Sink::Copy(Box::new(CopySink::new(
             gpuwatch_store::connect_lazy(&cfg.database)?,
             cfg.database.writer.clone(),
-        )),
+        ))),
         SinkKind::Http => Sink::Http(
             HttpSink::new(&cfg.collector.http).map_err(|e| Failure::Other(e.to_string()))?,
         ),

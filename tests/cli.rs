@@ -250,9 +250,17 @@ fn collector_once_print_shows_one_cycle_as_json_without_a_database() {
             ("GPUWATCH_COLLECTOR__SIM__GPUS_PER_HOST", "2"),
         ],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
-    assert_eq!(doc["inventory"][0]["gpus"].as_array().map(Vec::len), Some(2));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
+    assert_eq!(
+        doc["inventory"][0]["gpus"].as_array().map(Vec::len),
+        Some(2)
+    );
     assert_eq!(doc["batch"]["gpu"].as_array().map(Vec::len), Some(2));
     assert_eq!(doc["batch"]["host"][0]["host_id"], "sim-host-000");
     assert!(doc["batch"]["gpu"][0]["sample"]["temperature"].is_number());

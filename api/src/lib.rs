@@ -31,6 +31,9 @@ use tokio_util::sync::CancellationToken;
 pub use config::ApiConfig;
 pub use error::ApiError;
 
+/// host id → (inventory fingerprint, UUID → gpus.id).
+type KnownInventory = Arc<Mutex<HashMap<String, (u64, HashMap<String, i64>)>>>;
+
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
@@ -39,7 +42,7 @@ pub struct AppState {
     cfg: Arc<ApiConfig>,
     /// host id → (inventory fingerprint, UUID → gpus.id): inventory is
     /// written only when it changes.
-    known: Arc<Mutex<HashMap<String, (u64, HashMap<String, i64>)>>>,
+    known: KnownInventory,
 }
 
 impl AppState {

@@ -34,8 +34,8 @@ impl From<gpuwatch_store::StoreError> for SinkError {
 
 /// The configured sink.
 pub enum Sink {
-    /// Binary COPY into the database.
-    Copy(copy::CopySink),
+    /// Binary COPY into the database (boxed: it holds the writer's state).
+    Copy(Box<copy::CopySink>),
     /// `POST /api/v1/ingest` on `gpuwatch serve`.
     Http(http::HttpSink),
 }
