@@ -5,6 +5,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::sinks::http::HttpConfig;
+use crate::sources::cgroup::CgroupConfig;
+use crate::sources::procfs::ProcfsConfig;
 
 /// `[collector]` of the config file.
 #[derive(Debug, Clone, Deserialize)]
@@ -26,6 +28,10 @@ pub struct CollectorConfig {
     pub spool: SpoolConfig,
     /// The simulated fleet.
     pub sim: SimConfig,
+    /// The host source (source "host").
+    pub host: ProcfsConfig,
+    /// The environment source (source "host").
+    pub cgroup: CgroupConfig,
 }
 
 impl Default for CollectorConfig {
@@ -39,6 +45,8 @@ impl Default for CollectorConfig {
             http: HttpConfig::default(),
             spool: SpoolConfig::default(),
             sim: SimConfig::default(),
+            host: ProcfsConfig::default(),
+            cgroup: CgroupConfig::default(),
         }
     }
 }
@@ -49,6 +57,8 @@ impl Default for CollectorConfig {
 pub enum SourceKind {
     /// The deterministic simulated fleet.
     Sim,
+    /// This machine: /proc and statfs, NVML for GPUs, cgroup v2 for environments.
+    Host,
 }
 
 /// Which sink the collector writes to.
@@ -138,6 +148,10 @@ impl CollectorConfig {
             .is_some_and(|h| h.is_empty() || h.len() > 64)
         {
             e.push("collector.host_id: must be 1 to 64 characters".into());
+        }
+        if self.source == SourceKind::Host {
+            e.extend(self.host.validate());
+            e.extend(self.cgroup.validate());
         }
         if self.sink == SinkKind::Http {
             e.extend(self.http.validate());

@@ -6,6 +6,9 @@ pub enum CollectorError {
     /// The database refused or could not be reached.
     #[error(transparent)]
     Store(#[from] gpuwatch_store::StoreError),
+    /// A source failed in a way the agent cannot work around.
+    #[error(transparent)]
+    Source(#[from] crate::sources::SourceError),
     /// The spool directory cannot be used.
     #[error(transparent)]
     Spool(#[from] crate::spool::SpoolError),

@@ -47,21 +47,36 @@ pub async fn run(
             _ = ticker.tick() => {}
         }
         let at = Utc::now().trunc_subsecs(0);
-        let batch = fleet.collect(at);
+        // NVML reads block (PCIe throughput waits ~20 ms per read); keep them
+        // off the async workers.
+        let batch = match fleet {
+            Fleet::Host(_) => tokio::task::block_in_place(|| fleet.collect(at)),
+            Fleet::Sim(_) => fleet.collect(at),
+        };
         tracing::debug!(collected_at = %at.to_rfc3339(), rows = batch.len(), "collected");
         if opts.print {
-            print(&fleet.inventory(), &batch);
+            print(&fleet.inventory()?, &batch);
             if opts.once {
                 return Ok(());
             }
             continue;
         }
         if !registered {
-            match sink.register(&fleet.inventory()).await {
-                Ok(()) => registered = true,
+            match fleet.inventory() {
+                Ok(inv) => match sink.register(&inv).await {
+                    Ok(()) => registered = true,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot register the inventory yet; spooling and retrying next tick")
+                    }
+                },
                 Err(e) => {
-                    tracing::error!(error = %e, "cannot register the inventory yet; spooling and retrying next tick")
+                    tracing::error!(error = %e, "cannot read the inventory; retrying next tick")
                 }
+            }
+        }
+        if let Some(host) = fleet.host_id().map(str::to_string) {
+            if let Some(envs) = sink.environments(&host).await {
+                fleet.set_environments(envs);
             }
         }
         let delivered = deliver(&mut sink, &mut spool, batch, registered).await?;

@@ -53,6 +53,15 @@ impl Sink {
         }
     }
 
+    /// The running environments of `host` to sample, where the sink can
+    /// tell (the database can; over HTTP this is not offered yet).
+    pub async fn environments(&self, host: &str) -> Option<Vec<crate::sources::cgroup::EnvTarget>> {
+        match self {
+            Sink::Copy(s) => s.environments(host).await,
+            Sink::Http(_) => None,
+        }
+    }
+
     /// Delivers a batch; safe to repeat after a failure (duplicates are
     /// skipped downstream). Returns rows newly stored, when the sink knows.
     pub async fn send(&mut self, batch: &Batch) -> Result<u64, SinkError> {
