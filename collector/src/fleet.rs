@@ -40,17 +40,23 @@ impl Fleet {
     pub fn new(cfg: &CollectorConfig) -> Fleet {
         match cfg.source {
             SourceKind::Sim => Fleet::Sim(SimFleet::new(cfg.sim.clone(), Utc::now())),
-            SourceKind::Host => Fleet::Host(Box::new(HostAgent {
-                id: cfg.host_id.clone(),
-                labels: serde_json::to_value(&cfg.labels).unwrap_or_default(),
-                procfs_cfg: cfg.host.clone(),
-                procfs: ProcfsSource::new(cfg.host.clone()),
-                gpu: GpuSource::open(),
-                cgroup: CgroupSource::new(cfg.cgroup.clone()),
-                envs: Vec::new(),
-                host: None,
-            })),
+            SourceKind::Host => Fleet::host_with(cfg, GpuSource::open()),
         }
+    }
+
+    /// This machine with a GPU source of the caller's (benchmarks and tests
+    /// drive the host path through a `GpuBackend` of their own).
+    pub fn host_with(cfg: &CollectorConfig, gpu: GpuSource) -> Fleet {
+        Fleet::Host(Box::new(HostAgent {
+            id: cfg.host_id.clone(),
+            labels: serde_json::to_value(&cfg.labels).unwrap_or_default(),
+            procfs_cfg: cfg.host.clone(),
+            procfs: ProcfsSource::new(cfg.host.clone()),
+            gpu,
+            cgroup: CgroupSource::new(cfg.cgroup.clone()),
+            envs: Vec::new(),
+            host: None,
+        }))
     }
 
     /// Hosts and GPUs, for registration.

@@ -55,9 +55,11 @@ impl Held {
 }
 
 /// Attributes `procs` to `envs` ((env id, cgroup path below the root)),
-/// keyed by env id; envs without a GPU process are absent.
+/// keyed by env id; envs without a GPU process are absent. `pid_cgroups`
+/// caches each pid's cgroup across calls (the caller clears it now and then).
 pub fn attribute(
     proc_path: &Path,
+    pid_cgroups: &mut HashMap<u32, Option<String>>,
     envs: &[(&str, &str)],
     procs: &[GpuProcess],
     util: &HashMap<String, f64>,
@@ -68,9 +70,12 @@ pub fn attribute(
     let mut per_env: HashMap<&str, HashMap<&str, Held>> = HashMap::new();
     for p in procs {
         per_gpu.entry(&p.uuid).or_default().add(p);
-        let env = *owner
-            .entry(p.pid)
-            .or_insert_with(|| pid_cgroup(proc_path, p.pid).and_then(|cg| owning_env(envs, &cg)));
+        let env = *owner.entry(p.pid).or_insert_with(|| {
+            let cg = pid_cgroups
+                .entry(p.pid)
+                .or_insert_with(|| pid_cgroup(proc_path, p.pid));
+            cg.as_deref().and_then(|cg| owning_env(envs, cg))
+        });
         if let Some(env) = env {
             per_env
                 .entry(env)
@@ -106,7 +111,7 @@ pub fn attribute(
 
 /// The cgroup v2 path of `pid` ("/a/b"), or `None` if it has exited.
 fn pid_cgroup(proc_path: &Path, pid: u32) -> Option<String> {
-    let text = std::fs::read_to_string(proc_path.join(pid.to_string()).join("cgroup")).ok()?;
+    let text = super::read(&proc_path.join(pid.to_string()).join("cgroup"))?;
     text.lines()
         .find_map(|l| l.strip_prefix("0::"))
         .map(|p| p.trim().to_string())

@@ -108,6 +108,23 @@ pub struct CgroupSource {
     cpu: HashMap<String, (u64, DateTime<Utc>)>,
     /// Environments whose cgroup was missing, warned about once.
     missing: HashSet<String>,
+    /// What rarely changes, per environment (its cgroup, memory.max, a pid
+    /// in its network namespace) and per GPU process (its cgroup): re-read
+    /// every [`REFRESH_CYCLES`] samples or as soon as a read fails, so a
+    /// steady cycle opens three files per environment instead of seven.
+    slow: HashMap<String, Slow>,
+    pid_cgroups: HashMap<u32, Option<String>>,
+    cycle: u64,
+}
+
+/// Samples between re-reads of the slowly changing facts.
+const REFRESH_CYCLES: u64 = 30;
+
+#[derive(Debug, Clone)]
+struct Slow {
+    path: String,
+    memory_max: Option<u64>,
+    pid: Option<u32>,
 }
 
 impl CgroupSource {
@@ -117,6 +134,9 @@ impl CgroupSource {
             cfg,
             cpu: HashMap::new(),
             missing: HashSet::new(),
+            slow: HashMap::new(),
+            pid_cgroups: HashMap::new(),
+            cycle: 0,
         }
     }
 
@@ -150,23 +170,39 @@ impl CgroupSource {
         host_id: &str,
         at: DateTime<Utc>,
     ) -> Vec<EnvSample> {
-        let found: Vec<(&EnvTarget, String)> = envs
+        self.cycle += 1;
+        if self.cycle.is_multiple_of(REFRESH_CYCLES) {
+            self.slow.clear();
+            self.pid_cgroups.clear();
+        }
+        let found: Vec<(&EnvTarget, Slow)> = envs
             .iter()
-            .filter_map(|e| self.locate(e).map(|p| (e, p)))
+            .filter_map(|e| self.slow_facts(e).map(|s| (e, s)))
             .collect();
         let paths: Vec<(&str, &str)> = found
             .iter()
-            .map(|(e, p)| (e.env_id.as_str(), p.as_str()))
+            .map(|(e, s)| (e.env_id.as_str(), s.path.as_str()))
             .collect();
-        let gpu = attribute(&self.cfg.proc_path, &paths, gpu_procs, gpu_util);
+        let gpu = attribute(
+            &self.cfg.proc_path,
+            &mut self.pid_cgroups,
+            &paths,
+            gpu_procs,
+            gpu_util,
+        );
         let mut out = Vec::with_capacity(found.len());
-        for (env, path) in &found {
-            let dir = self.cfg.root.join(path);
-            let (memory_used, memory_usage_percent) = memory(&dir, env.memory_bytes);
-            let (network_rx_bytes, network_tx_bytes) = match first_pid(&dir) {
+        for (env, slow) in &found {
+            let dir = self.cfg.root.join(&slow.path);
+            let (memory_used, memory_usage_percent) =
+                memory(&dir, slow.memory_max, env.memory_bytes);
+            let (network_rx_bytes, network_tx_bytes) = match slow.pid {
                 Some(pid) => network(&self.cfg.proc_path, pid),
                 None => (None, None),
             };
+            if memory_used.is_none() || (slow.pid.is_some() && network_rx_bytes.is_none()) {
+                // The cgroup or its process went away: look again next time.
+                self.slow.remove(&env.env_id);
+            }
             let g = gpu.get(&env.env_id);
             out.push(EnvSample {
                 env_id: env.env_id.clone(),
@@ -185,6 +221,22 @@ impl CgroupSource {
         let live: HashSet<&str> = found.iter().map(|(e, _)| e.env_id.as_str()).collect();
         self.cpu.retain(|id, _| live.contains(id.as_str()));
         out
+    }
+
+    /// The env's cached cgroup facts, read afresh when not cached.
+    fn slow_facts(&mut self, env: &EnvTarget) -> Option<Slow> {
+        if let Some(s) = self.slow.get(&env.env_id) {
+            return Some(s.clone());
+        }
+        let path = self.locate(env)?;
+        let dir = self.cfg.root.join(&path);
+        let s = Slow {
+            memory_max: read(&dir.join("memory.max")).and_then(|s| s.trim().parse::<u64>().ok()),
+            pid: first_pid(&dir),
+            path,
+        };
+        self.slow.insert(env.env_id.clone(), s.clone());
+        Some(s)
     }
 
     /// The env's cgroup if it exists; warns once per env while it does not.
@@ -225,14 +277,31 @@ impl CgroupSource {
 }
 
 /// A file's text, or `None` (logged at debug: a controller may simply be off).
-fn read(path: &Path) -> Option<String> {
-    match std::fs::read_to_string(path) {
+pub(crate) fn read(path: &Path) -> Option<String> {
+    match read_small(path) {
         Ok(s) => Some(s),
         Err(e) => {
             tracing::debug!(path = %path.display(), error = %e, "cannot read");
             None
         }
     }
+}
+
+/// Reads a small kernel file with open + read + close only:
+/// `fs::read_to_string` also stats the file for a size hint, which for
+/// cgroup and /proc files is 0 anyway, and costs a syscall per file.
+fn read_small(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut buf = Vec::with_capacity(512);
+    let mut chunk = [0u8; 4096];
+    loop {
+        match f.read(&mut chunk)? {
+            0 => break,
+            n => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    String::from_utf8(buf).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
 /// `usage_usec` from cpu.stat.
@@ -243,15 +312,15 @@ fn cpu_usage_usec(cpu_stat: &str) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// (memory.current, its % of min(memory.max, allocation)).
-fn memory(dir: &Path, allocation: i64) -> (Option<i64>, Option<f64>) {
+/// (memory.current, its % of min(memory.max, allocation)); `max` is
+/// memory.max as read (None for "max": no limit).
+fn memory(dir: &Path, max: Option<u64>, allocation: i64) -> (Option<i64>, Option<f64>) {
     let Some(current) =
         read(&dir.join("memory.current")).and_then(|s| s.trim().parse::<u64>().ok())
     else {
         return (None, None);
     };
     // "max" means no limit: only the allocation bounds it then.
-    let max = read(&dir.join("memory.max")).and_then(|s| s.trim().parse::<u64>().ok());
     let alloc = u64::try_from(allocation).ok().filter(|&a| a > 0);
     let limit = max.into_iter().chain(alloc).min().filter(|&l| l > 0);
     (

@@ -198,6 +198,7 @@ fn processes_without_memory_figures_share_a_gpu_by_count() {
     let util = HashMap::from([("GPU-0".to_string(), 90.0)]);
     let got = attribute(
         &h.cfg().proc_path,
+        &mut HashMap::new(),
         &[("a", "a"), ("b", "/b/")],
         &procs,
         &util,

@@ -1,0 +1,207 @@
+//! Agent cost per collection cycle: CPU time and memory of the host source
+//! path with 8 GPUs (through the `GpuBackend` trait), this machine's /proc,
+//! and 50 environments in a cgroup v2 tree (built in a temp directory, as
+//! this machine has no cgroup v2 hierarchy to spare). Also the cost of
+//! encoding one cycle as the HTTP sink does (JSON + gzip).
+//!
+//! `cargo bench --bench agent [-- --cycles N]`. Goal (issue): under 1 ms of
+//! CPU per cycle and under 30 MB RSS.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use gpuwatch_collector::sources::cgroup::{CgroupConfig, EnvTarget};
+use gpuwatch_collector::sources::nvml::{GpuBackend, GpuSource, RawGpu, RawProcess, XidEvent};
+use gpuwatch_collector::sources::SourceError;
+use gpuwatch_collector::{CollectorConfig, Fleet, SourceKind};
+use nix::sys::resource::{getrusage, UsageWho};
+
+const GPUS: u32 = 8;
+const ENVS: u32 = 50;
+
+/// 8 GPUs with every field NVML can give, each running the processes of
+/// the environments placed on it.
+struct EightGpus {
+    tick: u64,
+}
+
+impl GpuBackend for EightGpus {
+    fn device_count(&mut self) -> Result<u32, SourceError> {
+        Ok(GPUS)
+    }
+
+    fn read(&mut self, index: u32) -> Result<RawGpu, SourceError> {
+        self.tick += 1;
+        let t = (self.tick % 100) as u32;
+        Ok(RawGpu {
+            index,
+            uuid: format!("GPU-bench-{index:02}"),
+            name: "NVIDIA H100 80GB HBM3".into(),
+            brand: Some("NVIDIA".into()),
+            architecture: Some("Hopper".into()),
+            memory_total: 80 << 30,
+            memory_used: (20 + u64::from(t % 50)) << 30,
+            memory_free: (60 - u64::from(t % 50)) << 30,
+            compute_capability: Some((9, 0)),
+            utilization_gpu: Some(t),
+            utilization_memory: Some(t / 2),
+            temperature: Some(40 + t / 3),
+            memory_temperature: Some(45 + t / 3),
+            temperature_slowdown: Some(87),
+            power_usage_mw: Some(100_000 + t * 5_000),
+            power_limit_mw: Some(700_000),
+            fan_speed: None,
+            sm_clock_mhz: Some(1_980),
+            memory_clock_mhz: Some(2_619),
+            energy_mj: Some(self.tick * 1_000),
+            pcie_tx_kb_per_sec: Some(1_000 * t),
+            pcie_rx_kb_per_sec: Some(3_000 * t),
+            ecc_corrected_volatile: Some(0),
+            ecc_uncorrected_volatile: Some(0),
+            throttle_reasons: Some(0),
+            processes: Some(
+                (0..ENVS)
+                    .filter(|e| e % GPUS == index)
+                    .map(|e| RawProcess {
+                        pid: 10_000 + e,
+                        used_memory: Some(1 << 30),
+                    })
+                    .collect(),
+            ),
+        })
+    }
+
+    fn drain_xids(&mut self) -> Vec<XidEvent> {
+        Vec::new()
+    }
+}
+
+fn write(root: &Path, rel: &str, text: &str) {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().expect("a parent")).expect("mkdir");
+    std::fs::write(p, text).expect("write fixture");
+}
+
+/// 50 container cgroups and the /proc entries of one process in each.
+fn cgroup_tree(root: &Path) -> Vec<EnvTarget> {
+    (0..ENVS)
+        .map(|e| {
+            let cg = format!("cgroup/system.slice/docker-c{e:04}.scope");
+            let pid = 10_000 + e;
+            write(root, &format!("{cg}/cpu.stat"), &format!("usage_usec {}\nuser_usec 1\nsystem_usec 1\n", e * 1_000_000));
+            write(root, &format!("{cg}/memory.current"), "8589934592\n");
+            write(root, &format!("{cg}/memory.max"), "max\n");
+            write(root, &format!("{cg}/cgroup.procs"), &format!("{pid}\n"));
+            write(root, &format!("proc/{pid}/cgroup"), &format!("0::/system.slice/docker-c{e:04}.scope\n"));
+            write(
+                root,
+                &format!("proc/{pid}/net/dev"),
+                "Inter-|   Receive                                                |  Transmit\n face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    lo: 10 1 0 0 0 0 0 0 10 1 0 0 0 0 0 0\n  eth0: 123456 789 0 0 0 0 0 0 654321 987 0 0 0 0 0 0\n",
+            );
+            EnvTarget {
+                env_id: format!("env-{e:04}"),
+                container_id: Some(format!("c{e:04}")),
+                cgroup_path: None,
+                cpu_cores: 4.0,
+                memory_bytes: 32 << 30,
+            }
+        })
+        .collect()
+}
+
+fn cpu_time() -> Duration {
+    let u = getrusage(UsageWho::RUSAGE_SELF).expect("getrusage");
+    let tv =
+        |t: nix::sys::time::TimeVal| Duration::new(t.tv_sec() as u64, t.tv_usec() as u32 * 1_000);
+    tv(u.user_time()) + tv(u.system_time())
+}
+
+/// (VmRSS, VmHWM) in MiB.
+fn rss() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (kb("VmRSS:") / 1024.0, kb("VmHWM:") / 1024.0)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let cycles: u32 = args
+        .iter()
+        .position(|a| a == "--cycles")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000);
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let envs = cgroup_tree(tmp.path());
+    let mut cfg = CollectorConfig {
+        source: SourceKind::Host,
+        host_id: Some("bench-host".into()),
+        ..Default::default()
+    };
+    cfg.cgroup = CgroupConfig {
+        root: tmp.path().join("cgroup"),
+        proc_path: tmp.path().join("proc"),
+        ..CgroupConfig::default()
+    };
+    let mut fleet = Fleet::host_with(
+        &cfg,
+        GpuSource::with_backend(Box::new(EightGpus { tick: 0 })),
+    );
+    let inventory = fleet.inventory().expect("inventory");
+    fleet.set_environments(envs);
+    // Warm up: the first cycle has no previous CPU counters.
+    let first = fleet.collect(Utc::now());
+    let (gpu, host, env) = (first.gpu.len(), first.host.len(), first.env.len());
+    assert_eq!(
+        (gpu, host, env),
+        (GPUS as usize, 1, ENVS as usize),
+        "every source must report"
+    );
+    assert!(
+        first.env.iter().all(|e| e.gpu_usage_percent.is_some()),
+        "GPU use attributed to every environment"
+    );
+
+    let (cpu0, wall0) = (cpu_time(), Instant::now());
+    let mut rows = 0;
+    for _ in 0..cycles {
+        rows += fleet.collect(Utc::now()).len();
+    }
+    let (cpu, wall) = (cpu_time() - cpu0, wall0.elapsed());
+
+    let batch = fleet.collect(Utc::now());
+    let (cpu1, enc) = (cpu_time(), cycles.min(500));
+    let mut bytes = 0;
+    for _ in 0..enc {
+        let payload = serde_json::to_vec(&(&inventory, &batch)).expect("json");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&payload).expect("gzip");
+        bytes = gz.finish().expect("gzip").len();
+    }
+    let enc_cpu = cpu_time() - cpu1;
+    let (rss_now, rss_peak) = rss();
+
+    println!("agent cycle:     {GPUS} GPUs (trait), /proc of this host, {ENVS} environments (cgroup v2 tree), {} rows per cycle", rows / cycles as usize);
+    println!(
+        "cycles:          {cycles} in {:.2} s wall",
+        wall.as_secs_f64()
+    );
+    println!(
+        "CPU per cycle:   {:.3} ms (user+sys; goal < 1 ms)",
+        cpu.as_secs_f64() * 1_000.0 / f64::from(cycles)
+    );
+    println!(
+        "encode per cycle:{:.3} ms CPU for JSON + gzip ({bytes} bytes on the wire)",
+        enc_cpu.as_secs_f64() * 1_000.0 / f64::from(enc)
+    );
+    println!("RSS:             {rss_now:.1} MiB now, {rss_peak:.1} MiB peak (goal < 30 MB; node_exporter ~15-20 MB)");
+}
