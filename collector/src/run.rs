@@ -13,6 +13,9 @@ use crate::sinks::Sink;
 use crate::spool::Spool;
 use crate::{CollectorConfig, CollectorError};
 
+/// Ticks between inventory checks (registration happens only on change).
+const INVENTORY_EVERY: u64 = 30;
+
 /// How one `run` behaves beyond the config file.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RunOptions {
@@ -38,6 +41,8 @@ pub async fn run(
         );
     }
     let mut registered = false;
+    let mut last_inventory = None;
+    let mut ticks: u64 = 0;
     let mut ticker = tokio::time::interval(cfg.interval());
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     tracing::info!(interval_secs = cfg.interval_secs, source = ?cfg.source, sink = ?cfg.sink, "collector started");
@@ -61,10 +66,22 @@ pub async fn run(
             }
             continue;
         }
+        ticks += 1;
+        if registered && ticks.is_multiple_of(INVENTORY_EVERY) {
+            // Re-register only when something changed (a GPU swapped, labels edited).
+            if let Ok(inv) = fleet.inventory() {
+                if last_inventory.as_ref() != Some(&inv) {
+                    registered = false;
+                }
+            }
+        }
         if !registered {
             match fleet.inventory() {
                 Ok(inv) => match sink.register(&inv).await {
-                    Ok(()) => registered = true,
+                    Ok(()) => {
+                        registered = true;
+                        last_inventory = Some(inv);
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, "cannot register the inventory yet; spooling and retrying next tick")
                     }
