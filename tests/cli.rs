@@ -265,3 +265,30 @@ fn collector_once_print_shows_one_cycle_as_json_without_a_database() {
     assert_eq!(doc["batch"]["host"][0]["host_id"], "sim-host-000");
     assert!(doc["batch"]["gpu"][0]["sample"]["temperature"].is_number());
 }
+
+both_backends! {
+    async fn the_host_source_registers_this_machine_and_writes_its_sample(db) {
+        let env = [
+            ("DATABASE_URL", db.url.as_str()),
+            ("GPUWATCH_COLLECTOR__SOURCE", "host"),
+            ("GPUWATCH_COLLECTOR__HOST_ID", "this-machine"),
+        ];
+        assert!(run(&["migrate"], &env).status.success());
+        let out = run(&["collector", "--once"], &env);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let c = db.client().await;
+        let row = c
+            .query_one(
+                "SELECT h.total_cpu, h.total_memory, m.memory_used, m.disk_used, m.cpu_load_1m
+                 FROM hosts h JOIN host_metrics m ON m.host_id = h.id WHERE h.id = 'this-machine'",
+                &[],
+            )
+            .await
+            .expect("the host and one sample of it");
+        assert!(row.get::<_, i32>(0) >= 1);
+        assert!(row.get::<_, i64>(1) > 0);
+        assert!(row.get::<_, Option<i64>>(2).is_some_and(|m| m > 0));
+        assert!(row.get::<_, Option<i64>>(3).is_some_and(|d| d > 0));
+        assert!(row.get::<_, Option<f64>>(4).is_some());
+    }
+}
