@@ -117,6 +117,54 @@ async fn assert_tiers_match_raw(db: &TestDb) {
             for (a, b) in stored.iter().zip(&fresh) {
                 assert_eq!(a, b, "{table}: a tier row differs from the raw aggregation");
             }
+            let fleet = s.fleet_table(t);
+            let stored: Vec<serde_json::Value> = c
+                .query(
+                    &format!("SELECT to_jsonb(x) FROM {fleet} x ORDER BY 1"),
+                    &[],
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            let fresh: Vec<serde_json::Value> = c
+                .query(
+                    &format!(
+                        "SELECT to_jsonb(x) FROM ({}) x ORDER BY 1",
+                        s.fleet_raw_sql(t)
+                    ),
+                    &[&epoch, &far],
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            assert_eq!(
+                stored.len(),
+                fresh.len(),
+                "{fleet}: bucket count differs from raw"
+            );
+            for (a, b) in stored.iter().zip(&fresh) {
+                let diff: Vec<String> = a
+                    .as_object()
+                    .unwrap()
+                    .iter()
+                    .filter(|(k, v)| b.get(k.as_str()) != Some(v))
+                    .map(|(k, v)| {
+                        format!(
+                            "{k}: stored {v}, raw {}",
+                            b.get(k.as_str()).unwrap_or(&serde_json::Value::Null)
+                        )
+                    })
+                    .collect();
+                assert!(
+                    diff.is_empty(),
+                    "{fleet} bucket {}: the fleet rollup differs from raw: {diff:?}",
+                    a["bucket"]
+                );
+            }
         }
     }
 }
@@ -139,7 +187,8 @@ both_backends! {
                     c.batch_execute(
                         "TRUNCATE gpu_metrics, host_metrics, environment_metrics, gpu_metrics_1h, gpu_metrics_1d,
                                   host_metrics_1h, host_metrics_1d, environment_metrics_1h, environment_metrics_1d,
-                                  gpuwatch_tier_invalidations;
+                                  gpu_metrics_fleet_1h, gpu_metrics_fleet_1d, host_metrics_fleet_1h, host_metrics_fleet_1d,
+                                  environment_metrics_fleet_1h, environment_metrics_fleet_1d, gpuwatch_tier_invalidations;
                          UPDATE gpuwatch_tier_state SET watermark = NULL;",
                     ).await.unwrap();
                     let mut sent: Vec<Vec<Spec>> = Vec::new();
@@ -184,6 +233,16 @@ both_backends! {
                 assert_eq!(cols.pop().as_deref(), Some("materialized_at"));
                 let spec: Vec<String> = s.columns(t).into_iter().map(|(n, _)| n).collect();
                 assert_eq!(cols, spec, "{table}");
+                let fleet = s.fleet_table(t);
+                let cols: Vec<String> = c
+                    .query("SELECT column_name::text FROM information_schema.columns WHERE table_name = $1 ORDER BY ordinal_position", &[&fleet])
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+                let spec: Vec<String> = s.fleet_columns(t, true).into_iter().map(|(n, _)| n).collect();
+                assert_eq!(cols, spec, "{fleet}");
             }
         }
     }

@@ -41,7 +41,13 @@ const SEED_TABLES: [&str; 33] = [
     "dataset_usage",
 ];
 /// gpuwatch's own tables beside the seed's (tiers of the metric tables, API tokens).
-const OWN_TABLES: [&str; 7] = [
+const OWN_TABLES: [&str; 13] = [
+    "gpu_metrics_fleet_1h",
+    "gpu_metrics_fleet_1d",
+    "host_metrics_fleet_1h",
+    "host_metrics_fleet_1d",
+    "environment_metrics_fleet_1h",
+    "environment_metrics_fleet_1d",
     "gpu_metrics_1h",
     "gpu_metrics_1d",
     "host_metrics_1h",

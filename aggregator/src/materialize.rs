@@ -124,7 +124,7 @@ async fn one(
     Ok(p)
 }
 
-/// Recomputes `[a, b)`, whole buckets.
+/// Recomputes `[a, b)`, whole buckets, and their fleet rollup.
 async fn recompute(
     tx: &Transaction<'_>,
     s: &TierSource,
@@ -135,7 +135,12 @@ async fn recompute(
     let (delete, insert) = s.materialize_sql(tier);
     let what = || format!("materialising {} for [{a}, {b})", s.tier_table(tier));
     tx.execute(&delete, &[&a, &b]).await.map_err(q(what()))?;
-    tx.execute(&insert, &[&a, &b]).await.map_err(q(what()))
+    let rows = tx.execute(&insert, &[&a, &b]).await.map_err(q(what()))?;
+    // The fleet rollup of the same buckets, from the rows just written.
+    let (delete, insert) = s.fleet_sql(tier);
+    tx.execute(&delete, &[&a, &b]).await.map_err(q(what()))?;
+    tx.execute(&insert, &[&a, &b]).await.map_err(q(what()))?;
+    Ok(rows)
 }
 
 async fn recompute_invalidated(

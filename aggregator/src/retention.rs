@@ -128,16 +128,15 @@ pub async fn apply(
             .await
             .map_err(q(format!("deleting expired rows of {}", s.table)))?;
         for (tier, days) in [(Tier::Hourly, r.hourly_days), (Tier::Daily, r.daily_days)] {
-            rep.tier_rows_deleted += client
-                .execute(
-                    &format!("DELETE FROM {} WHERE bucket < $1", s.tier_table(tier)),
-                    &[&(now - Duration::days(days))],
-                )
-                .await
-                .map_err(q(format!(
-                    "deleting expired rows of {}",
-                    s.tier_table(tier)
-                )))?;
+            for table in [s.tier_table(tier), s.fleet_table(tier)] {
+                rep.tier_rows_deleted += client
+                    .execute(
+                        &format!("DELETE FROM {table} WHERE bucket < $1"),
+                        &[&(now - Duration::days(days))],
+                    )
+                    .await
+                    .map_err(q(format!("deleting expired rows of {table}")))?;
+            }
         }
     }
     // Ranges wholly before raw retention can never be recomputed.

@@ -210,6 +210,90 @@ impl TierSource {
         )
     }
 
+    /// `<table>_fleet_<tier>`: per bucket, summed over every series.
+    pub fn fleet_table(&self, tier: Tier) -> String {
+        format!("{}_fleet_{}", self.table, tier.name())
+    }
+
+    /// Columns of a fleet row, each with its expression over tier rows
+    /// (`over_tier`) and over raw rows (`!over_tier`, for tests).
+    pub fn fleet_columns(&self, tier: Tier, over_tier: bool) -> Vec<(String, String)> {
+        let mut c = vec![
+            (
+                "bucket".to_string(),
+                if over_tier {
+                    "bucket".into()
+                } else {
+                    format!(
+                        "date_bin('{} seconds', collected_at, '{ORIGIN}')",
+                        tier.seconds()
+                    )
+                },
+            ),
+            (
+                "sample_count".into(),
+                if over_tier {
+                    "sum(sample_count)::bigint".into()
+                } else {
+                    "count(*)".into()
+                },
+            ),
+        ];
+        for m in self.gauges {
+            let (count, sum, min, max) = if over_tier {
+                (
+                    format!("sum({m}_count)::bigint"),
+                    format!("sum({m}_sum)"),
+                    format!("min({m}_min)"),
+                    format!("max({m}_max)"),
+                )
+            } else {
+                (
+                    format!("count({m})"),
+                    format!("sum({m}::numeric)"),
+                    format!("min({m})"),
+                    format!("max({m})"),
+                )
+            };
+            c.push((format!("{m}_count"), count));
+            c.push((format!("{m}_sum"), sum));
+            c.push((format!("{m}_min"), min));
+            c.push((format!("{m}_max"), max));
+        }
+        c
+    }
+
+    /// Replaces the fleet rows of buckets in `[$1, $2)` from the tier rows.
+    pub fn fleet_sql(&self, tier: Tier) -> (String, String) {
+        let cols = self.fleet_columns(tier, true);
+        let names: Vec<&str> = cols.iter().map(|(n, _)| n.as_str()).collect();
+        let exprs: Vec<&str> = cols.iter().map(|(_, e)| e.as_str()).collect();
+        let f = self.fleet_table(tier);
+        (
+            format!("DELETE FROM {f} WHERE bucket >= $1 AND bucket < $2"),
+            format!(
+                "INSERT INTO {f} ({}) SELECT {} FROM {} WHERE bucket >= $1 AND bucket < $2 GROUP BY bucket",
+                names.join(", "),
+                exprs.join(", "),
+                self.tier_table(tier)
+            ),
+        )
+    }
+
+    /// The fleet aggregation straight from raw rows in `[$1, $2)` (tests).
+    pub fn fleet_raw_sql(&self, tier: Tier) -> String {
+        let exprs: Vec<String> = self
+            .fleet_columns(tier, false)
+            .into_iter()
+            .map(|(n, e)| format!("{e} AS {n}"))
+            .collect();
+        format!(
+            "SELECT {} FROM {} WHERE collected_at >= $1 AND collected_at < $2 GROUP BY 1",
+            exprs.join(", "),
+            self.table
+        )
+    }
+
     /// Replaces the tier rows of buckets in `[$1, $2)` with fresh ones from raw.
     pub fn materialize_sql(&self, tier: Tier) -> (String, String) {
         let names: Vec<String> = self.columns(tier).into_iter().map(|(n, _)| n).collect();

@@ -1,0 +1,110 @@
+-- 18 · gpuwatch_series reads the fleet rollups (0017) when no series ids
+-- are given, and checks the metric against pg_attribute instead of
+-- information_schema (a few ms per call, on every chart refresh).
+-- Semantics are unchanged; see 0015.
+
+CREATE OR REPLACE FUNCTION gpuwatch_series(
+    p_source text,
+    p_ids    text[],
+    p_metric text,
+    p_from   timestamptz,
+    p_to     timestamptz,
+    p_step   interval
+) RETURNS TABLE (bucket timestamptz, value double precision)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    key_col  text;
+    key_cast text;
+    v_tier   text;
+    width    interval;
+    step     interval := p_step;
+    wm_1h    timestamptz;
+    wm_1d    timestamptz;
+    raw_from timestamptz;
+    h_from   timestamptz;
+    q        text;
+    t_1d     text := p_source || CASE WHEN p_ids IS NULL THEN '_fleet_1d' ELSE '_1d' END;
+    t_1h     text := p_source || CASE WHEN p_ids IS NULL THEN '_fleet_1h' ELSE '_1h' END;
+    f_d      text;
+    f_h      text;
+    f_r      text;
+    origin   constant timestamptz := '2000-01-01 00:00:00+00';
+BEGIN
+    CASE p_source
+        WHEN 'gpu_metrics' THEN key_col := 'gpu_id'; key_cast := 'bigint[]';
+        WHEN 'host_metrics' THEN key_col := 'host_id'; key_cast := 'text[]';
+        WHEN 'environment_metrics' THEN key_col := 'env_id'; key_cast := 'text[]';
+        ELSE RAISE EXCEPTION 'gpuwatch_series: unknown source %; use gpu_metrics, host_metrics or environment_metrics', p_source;
+    END CASE;
+    -- pg_attribute, not information_schema: this runs on every chart refresh.
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute
+                   WHERE attrelid = to_regclass(p_source || '_1h') AND attname = p_metric || '_sum'
+                     AND NOT attisdropped) THEN
+        RAISE EXCEPTION 'gpuwatch_series: % has no gauge metric %', p_source, p_metric;
+    END IF;
+    IF p_step IS NULL OR p_step <= interval '0' THEN
+        RAISE EXCEPTION 'gpuwatch_series: step must be positive, got %', p_step;
+    END IF;
+
+    -- The finest tier the step allows, coarsened while retention no longer holds p_from.
+    v_tier := CASE WHEN p_step >= interval '1 day' THEN '1d' WHEN p_step >= interval '1 hour' THEN '1h' ELSE 'raw' END;
+    IF v_tier = 'raw' AND p_from < now() - make_interval(days => gpuwatch_retention_days('retention.raw_days', 7)) THEN
+        v_tier := '1h';
+    END IF;
+    IF v_tier = '1h' AND p_from < now() - make_interval(days => gpuwatch_retention_days('retention.hourly_days', 90)) THEN
+        v_tier := '1d';
+    END IF;
+    width := CASE v_tier WHEN '1d' THEN interval '1 day' WHEN '1h' THEN interval '1 hour' ELSE NULL END;
+    IF width IS NOT NULL AND step < width THEN
+        step := width;
+    END IF;
+
+    SELECT s.watermark INTO wm_1h FROM gpuwatch_tier_state s WHERE s.source = p_source AND s.tier = '1h';
+    SELECT s.watermark INTO wm_1d FROM gpuwatch_tier_state s WHERE s.source = p_source AND s.tier = '1d';
+    -- Spans: daily [.., wm_1d), hourly [h_from, wm_1h), raw [raw_from, ..].
+    IF v_tier = 'raw' THEN
+        raw_from := '-infinity';
+    ELSIF v_tier = '1h' THEN
+        h_from := '-infinity';
+        raw_from := coalesce(wm_1h, '-infinity');
+    ELSE
+        wm_1d := coalesce(wm_1d, '-infinity');
+        h_from := wm_1d;
+        raw_from := greatest(wm_1d, coalesce(wm_1h, '-infinity'));
+    END IF;
+
+    -- Without ids the fleet rollups serve the tier parts (one row per bucket).
+    IF p_ids IS NULL THEN
+        f_d := 'true'; f_h := 'true'; f_r := 'true';
+    ELSE
+        f_d := format('d.%I = ANY ($1::%s)', key_col, key_cast);
+        f_h := format('h.%I = ANY ($1::%s)', key_col, key_cast);
+        f_r := format('r.%I = ANY ($1::%s)', key_col, key_cast);
+    END IF;
+
+    q := format($f$
+        WITH parts (ts, s, c) AS (
+            SELECT d.bucket, d.%1$I, d.%2$I FROM %3$I d
+             WHERE $6 = '1d' AND d.bucket < $7 AND d.bucket >= date_bin('1 day', $2, $9) AND d.bucket <= $3
+               AND %4$s
+            UNION ALL
+            SELECT h.bucket, h.%1$I, h.%2$I FROM %6$I h
+             WHERE $6 IN ('1h', '1d') AND h.bucket >= $8 AND h.bucket < $10
+               AND h.bucket >= date_bin('1 hour', $2, $9) AND h.bucket <= $3
+               AND %5$s
+            UNION ALL
+            SELECT r.collected_at, r.%7$I::numeric, CASE WHEN r.%7$I IS NULL THEN 0 ELSE 1 END FROM %8$I r
+             WHERE r.collected_at >= greatest($2, $11) AND r.collected_at <= $3
+               AND %9$s
+        )
+        SELECT date_bin($4, ts, $9), (sum(s) / nullif(sum(c), 0))::float8
+        FROM parts GROUP BY 1 ORDER BY 1
+        $f$,
+        p_metric || '_sum', p_metric || '_count', t_1d, f_d, f_h,
+        t_1h, p_metric, p_source, f_r);
+    RETURN QUERY EXECUTE q USING p_ids, p_from, p_to, step, 0, v_tier,
+        coalesce(wm_1d, '-infinity'::timestamptz), coalesce(h_from, 'infinity'::timestamptz),
+        origin, coalesce(wm_1h, '-infinity'::timestamptz), raw_from;
+END;
+$$;
+
