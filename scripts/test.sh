@@ -14,12 +14,12 @@ need_packages prometheus-node-exporter curl
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 export TIMESCALE_URL="${TIMESCALE_URL:-$(scripts/timescaledb.sh | tail -n1)}"
 log "plain PostgreSQL: $DATABASE_URL, TimescaleDB: $TIMESCALE_URL"
-log=$(mktemp)
+out=$(mktemp)
 set +e
-cargo test --workspace "$@" 2>&1 | tee "$log"
+cargo test --workspace "$@" 2>&1 | tee "$out"
 rc=${PIPESTATUS[0]}
 set -e
 # One closing line for the whole workspace (cargo ends on a doc-test crate's "0 passed").
-awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
-rm -f "$log"
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$out"
+rm -f "$out"
 exit "$rc"
