@@ -8,8 +8,10 @@
 --   * the hourly tier for buckets before its watermark (step ≥ 1 hour),
 --   * raw rows for the not-yet-materialised tail,
 -- so a chart is current to the last sample, and a long range reads the
--- tiers plus at most the short raw tail. A range that starts before what a
--- finer tier still holds (retention) moves to the next coarser tier.
+-- tiers plus at most the short raw tail. Without ids (a fleet chart) the
+-- tier parts come from the fleet rollups (0017): one row per bucket.
+-- A range that starts before what a finer tier still holds (retention)
+-- moves to the next coarser tier.
 -- The range is inclusive at both ends, like Grafana's $__timeFilter; each
 -- part covers a disjoint time span (split at the watermarks), so a row on a
 -- boundary is counted once. Steps finer than the chosen tier's bucket
@@ -43,6 +45,11 @@ DECLARE
     raw_from timestamptz;
     h_from   timestamptz;
     q        text;
+    t_1d     text := p_source || CASE WHEN p_ids IS NULL THEN '_fleet_1d' ELSE '_1d' END;
+    t_1h     text := p_source || CASE WHEN p_ids IS NULL THEN '_fleet_1h' ELSE '_1h' END;
+    f_d      text;
+    f_h      text;
+    f_r      text;
     origin   constant timestamptz := '2000-01-01 00:00:00+00';
 BEGIN
     CASE p_source
@@ -51,9 +58,10 @@ BEGIN
         WHEN 'environment_metrics' THEN key_col := 'env_id'; key_cast := 'text[]';
         ELSE RAISE EXCEPTION 'gpuwatch_series: unknown source %; use gpu_metrics, host_metrics or environment_metrics', p_source;
     END CASE;
-    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
-                   WHERE table_schema = current_schema() AND table_name = p_source || '_1h'
-                     AND column_name = p_metric || '_sum') THEN
+    -- pg_attribute, not information_schema: this runs on every chart refresh.
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute
+                   WHERE attrelid = to_regclass(p_source || '_1h') AND attname = p_metric || '_sum'
+                     AND NOT attisdropped) THEN
         RAISE EXCEPTION 'gpuwatch_series: % has no gauge metric %', p_source, p_metric;
     END IF;
     IF p_step IS NULL OR p_step <= interval '0' THEN
@@ -87,26 +95,35 @@ BEGIN
         raw_from := greatest(wm_1d, coalesce(wm_1h, '-infinity'));
     END IF;
 
+    -- Without ids the fleet rollups serve the tier parts (one row per bucket).
+    IF p_ids IS NULL THEN
+        f_d := 'true'; f_h := 'true'; f_r := 'true';
+    ELSE
+        f_d := format('d.%I = ANY ($1::%s)', key_col, key_cast);
+        f_h := format('h.%I = ANY ($1::%s)', key_col, key_cast);
+        f_r := format('r.%I = ANY ($1::%s)', key_col, key_cast);
+    END IF;
+
     q := format($f$
         WITH parts (ts, s, c) AS (
             SELECT d.bucket, d.%1$I, d.%2$I FROM %3$I d
              WHERE $6 = '1d' AND d.bucket < $7 AND d.bucket >= date_bin('1 day', $2, $9) AND d.bucket <= $3
-               AND ($1 IS NULL OR d.%4$I = ANY ($1::%5$s))
+               AND %4$s
             UNION ALL
             SELECT h.bucket, h.%1$I, h.%2$I FROM %6$I h
              WHERE $6 IN ('1h', '1d') AND h.bucket >= $8 AND h.bucket < $10
                AND h.bucket >= date_bin('1 hour', $2, $9) AND h.bucket <= $3
-               AND ($1 IS NULL OR h.%4$I = ANY ($1::%5$s))
+               AND %5$s
             UNION ALL
             SELECT r.collected_at, r.%7$I::numeric, CASE WHEN r.%7$I IS NULL THEN 0 ELSE 1 END FROM %8$I r
              WHERE r.collected_at >= greatest($2, $11) AND r.collected_at <= $3
-               AND ($1 IS NULL OR r.%4$I = ANY ($1::%5$s))
+               AND %9$s
         )
         SELECT date_bin($4, ts, $9), (sum(s) / nullif(sum(c), 0))::float8
         FROM parts GROUP BY 1 ORDER BY 1
         $f$,
-        p_metric || '_sum', p_metric || '_count', p_source || '_1d', key_col, key_cast,
-        p_source || '_1h', p_metric, p_source);
+        p_metric || '_sum', p_metric || '_count', t_1d, f_d, f_h,
+        t_1h, p_metric, p_source, f_r);
     RETURN QUERY EXECUTE q USING p_ids, p_from, p_to, step, 0, v_tier,
         coalesce(wm_1d, '-infinity'::timestamptz), coalesce(h_from, 'infinity'::timestamptz),
         origin, coalesce(wm_1h, '-infinity'::timestamptz), raw_from;

@@ -79,7 +79,49 @@ fn env(s: &Spec, base: DateTime<Utc>) -> EnvSample {
     }
 }
 
-/// Every tier row equals the aggregation of raw rows computed afresh.
+/// Rows of `sql` as JSON objects, in order.
+async fn json_rows(
+    c: &tokio_postgres::Client,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Vec<serde_json::Value> {
+    c.query(sql, params)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// Asserts two row sets are equal, naming the first differing fields.
+fn assert_same_rows(what: &str, stored: &[serde_json::Value], fresh: &[serde_json::Value]) {
+    assert_eq!(
+        stored.len(),
+        fresh.len(),
+        "{what}: bucket count differs from raw"
+    );
+    for (a, b) in stored.iter().zip(fresh) {
+        let diff: Vec<String> = a
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, v)| b.get(k.as_str()) != Some(v))
+            .map(|(k, v)| {
+                format!(
+                    "{k}: stored {v}, raw {}",
+                    b.get(k.as_str()).unwrap_or(&serde_json::Value::Null)
+                )
+            })
+            .collect();
+        assert!(
+            diff.is_empty(),
+            "{what} bucket {}: differs from the raw aggregation: {diff:?}",
+            a["bucket"]
+        );
+    }
+}
+
+/// Every tier and fleet row equals the aggregation of raw rows computed afresh.
 async fn assert_tiers_match_raw(db: &TestDb) {
     let c = db.client().await;
     let (epoch, far) = (
@@ -88,83 +130,36 @@ async fn assert_tiers_match_raw(db: &TestDb) {
     );
     for s in &SOURCES {
         for t in Tier::ALL {
-            let table = s.tier_table(t);
-            let stored: Vec<serde_json::Value> = c
-                .query(
-                    &format!("SELECT to_jsonb(x) - 'materialized_at' FROM {table} x ORDER BY 1"),
-                    &[],
-                )
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
-            let fresh: Vec<serde_json::Value> = c
-                .query(
-                    &format!("SELECT to_jsonb(x) FROM ({}) x ORDER BY 1", s.select_sql(t)),
-                    &[&epoch, &far],
-                )
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
-            assert_eq!(
-                stored.len(),
-                fresh.len(),
-                "{table}: bucket count differs from raw"
-            );
-            for (a, b) in stored.iter().zip(&fresh) {
-                assert_eq!(a, b, "{table}: a tier row differs from the raw aggregation");
-            }
-            let fleet = s.fleet_table(t);
-            let stored: Vec<serde_json::Value> = c
-                .query(
-                    &format!("SELECT to_jsonb(x) FROM {fleet} x ORDER BY 1"),
-                    &[],
-                )
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
-            let fresh: Vec<serde_json::Value> = c
-                .query(
-                    &format!(
-                        "SELECT to_jsonb(x) FROM ({}) x ORDER BY 1",
-                        s.fleet_raw_sql(t)
-                    ),
-                    &[&epoch, &far],
-                )
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
-            assert_eq!(
-                stored.len(),
-                fresh.len(),
-                "{fleet}: bucket count differs from raw"
-            );
-            for (a, b) in stored.iter().zip(&fresh) {
-                let diff: Vec<String> = a
-                    .as_object()
-                    .unwrap()
-                    .iter()
-                    .filter(|(k, v)| b.get(k.as_str()) != Some(v))
-                    .map(|(k, v)| {
-                        format!(
-                            "{k}: stored {v}, raw {}",
-                            b.get(k.as_str()).unwrap_or(&serde_json::Value::Null)
-                        )
-                    })
-                    .collect();
-                assert!(
-                    diff.is_empty(),
-                    "{fleet} bucket {}: the fleet rollup differs from raw: {diff:?}",
-                    a["bucket"]
-                );
-            }
+            let (table, fleet) = (s.tier_table(t), s.fleet_table(t));
+            let stored = json_rows(
+                &c,
+                &format!("SELECT to_jsonb(x) - 'materialized_at' FROM {table} x ORDER BY 1"),
+                &[],
+            )
+            .await;
+            let fresh = json_rows(
+                &c,
+                &format!("SELECT to_jsonb(x) FROM ({}) x ORDER BY 1", s.select_sql(t)),
+                &[&epoch, &far],
+            )
+            .await;
+            assert_same_rows(&table, &stored, &fresh);
+            let stored = json_rows(
+                &c,
+                &format!("SELECT to_jsonb(x) FROM {fleet} x ORDER BY 1"),
+                &[],
+            )
+            .await;
+            let fresh = json_rows(
+                &c,
+                &format!(
+                    "SELECT to_jsonb(x) FROM ({}) x ORDER BY 1",
+                    s.fleet_raw_sql(t)
+                ),
+                &[&epoch, &far],
+            )
+            .await;
+            assert_same_rows(&fleet, &stored, &fresh);
         }
     }
 }
