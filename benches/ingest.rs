@@ -9,6 +9,9 @@
 //! phase's rows are not vacuumed on the next phase's time. Then the same rows
 //! are written again (all duplicates: the de-duplicating path).
 
+mod common;
+use common::{mix, round};
+
 use std::fmt::{self, Display};
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -37,19 +40,6 @@ fn arg(name: &str, default: usize) -> usize {
     value
         .filter(|&n| n > 0)
         .unwrap_or_else(|| panic!("{name} needs a positive number"))
-}
-
-/// splitmix64: deterministic noise from a sample's coordinates.
-fn mix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
-
-fn round(x: f64, places: i32) -> f64 {
-    let p = 10f64.powi(places);
-    (x * p).round() / p
 }
 
 /// One plausible sample of GPU `gpu` (0-based) at time step `step`.

@@ -12,6 +12,9 @@
 //! but the partial first and last ones. `--keep` leaves the database in
 //! place (its URL is printed) for `EXPLAIN` afterwards.
 
+mod common;
+use common::{mix, round};
+
 use std::f64::consts::TAU;
 use std::time::{Duration, Instant};
 
@@ -56,19 +59,6 @@ fn backend() -> Kind {
         Some(Some("postgres")) => Kind::Postgres,
         _ => panic!("--backend needs timescaledb or postgres"),
     }
-}
-
-/// splitmix64: deterministic noise from a sample's coordinates.
-fn mix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
-
-fn round(x: f64, places: i32) -> f64 {
-    let p = 10f64.powi(places);
-    (x * p).round() / p
 }
 
 /// Counters carried from one slice of samples to the next, per GPU.

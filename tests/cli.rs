@@ -3,6 +3,8 @@
 //! data flowing with the simulated fleet. Each failure must be one clear
 //! line on stderr and a non-zero exit.
 
+mod common;
+
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,13 +15,7 @@ static SPOOLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(
 
 /// The binary with a clean environment: only what the test passes counts.
 fn gpuwatch(args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gpuwatch"));
-    cmd.args(args);
-    for (k, _) in std::env::vars() {
-        if k == "DATABASE_URL" || k.starts_with("GPUWATCH_") || k == "RUST_LOG" {
-            cmd.env_remove(k);
-        }
-    }
+    let mut cmd = common::gpuwatch_command(args);
     // Log lines would mix with the error line; operators see them, tests need not.
     cmd.env("GPUWATCH_LOG__LEVEL", "error");
     // Each run its own spool and a free port, so parallel tests never meet.

@@ -4,6 +4,8 @@
 //! took is stored exactly once. Each test runs its own PostgreSQL server,
 //! because stopping a shared one would break the tests beside it.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -114,13 +116,8 @@ struct Proc {
 
 impl Proc {
     fn spawn(args: &[&str], env: &[(&str, String)]) -> Proc {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gpuwatch"));
-        cmd.args(args).stderr(Stdio::piped()).stdout(Stdio::null());
-        for (k, _) in std::env::vars() {
-            if k == "DATABASE_URL" || k.starts_with("GPUWATCH_") || k == "RUST_LOG" {
-                cmd.env_remove(k);
-            }
-        }
+        let mut cmd = common::gpuwatch_command(args);
+        cmd.stderr(Stdio::piped()).stdout(Stdio::null());
         cmd.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
         let mut child = cmd.spawn().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
@@ -149,8 +146,7 @@ impl Drop for Proc {
 }
 
 fn run(args: &[&str], env: &[(&str, String)]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_gpuwatch"))
-        .args(args)
+    let out = common::gpuwatch_command(args)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .output()
         .unwrap();

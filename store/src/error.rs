@@ -111,27 +111,6 @@ impl StoreError {
             source,
         }
     }
-
-    /// True when retrying later may succeed (the server is down or busy),
-    /// false when the request itself is wrong.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            StoreError::Unreachable { .. } | StoreError::Pool(_) => true,
-            StoreError::Copy { source, .. } | StoreError::Query { source, .. } => {
-                source.is_closed()
-                    || source.code().is_none()
-                    || source.code().is_some_and(|c| {
-                        let c = c.code();
-                        c.starts_with("08")
-                            || c.starts_with("53")
-                            || c.starts_with("57")
-                            || c == "40001"
-                            || c == "40P01"
-                    })
-            }
-            _ => false,
-        }
-    }
 }
 
 /// Renders a server error with its detail and hint, which tokio-postgres'

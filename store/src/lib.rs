@@ -40,3 +40,10 @@ pub use writer::{tier_lock_key, BatchWriter, WriteStats};
 
 /// Result type of this crate.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// FNV-1a: a stable, dependency-free hash for checksums and lock keys.
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}

@@ -62,7 +62,8 @@ impl BatchWriter {
         if rows.is_empty() {
             return Ok(WriteStats::default());
         }
-        self.ensure_partitions(rows).await?;
+        let span = Span::of(rows);
+        self.ensure_partitions::<S>(&span.days).await?;
         let mut chunks = rows.chunks(self.cfg.chunk_rows.max(1));
         let mut in_flight = FuturesUnordered::new();
         let mut total = WriteStats::default();
@@ -87,7 +88,7 @@ impl BatchWriter {
             return Err(e);
         }
         if total.inserted > 0 {
-            self.invalidate_late::<S>(rows).await?;
+            self.invalidate_late::<S>(span.lo, span.hi).await?;
         }
         Ok(total)
     }
@@ -97,11 +98,7 @@ impl BatchWriter {
     /// the rows are committed, under the table's tier lock taken shared: the
     /// aggregator holds it exclusively while it reads raw rows and advances
     /// a watermark, so a late row is either in its read or invalidates after.
-    async fn invalidate_late<S: Sample>(&self, rows: &[S]) -> Result<()> {
-        let (lo, hi) = rows.iter().fold(
-            (DateTime::<Utc>::MAX_UTC, DateTime::<Utc>::MIN_UTC),
-            |(lo, hi), r| (lo.min(r.collected_at()), hi.max(r.collected_at())),
-        );
+    async fn invalidate_late<S: Sample>(&self, lo: DateTime<Utc>, hi: DateTime<Utc>) -> Result<()> {
         let what = |e| StoreError::query(format!("recording late samples of {}", S::TABLE), e);
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await.map_err(what)?;
@@ -164,11 +161,11 @@ impl BatchWriter {
     /// Creates the daily partitions a batch needs on plain PostgreSQL, so an
     /// insert never fails for want of one. A no-op on hypertables (the SQL
     /// function checks), and cached per day so it costs nothing after the first.
-    async fn ensure_partitions<S: Sample>(&self, rows: &[S]) -> Result<()> {
-        let days: HashSet<i64> = rows.iter().map(|r| day_of(r.collected_at())).collect();
+    async fn ensure_partitions<S: Sample>(&self, days: &HashSet<i64>) -> Result<()> {
         let missing: Vec<i64> = {
             let known = self.ensured.lock().unwrap_or_else(|p| p.into_inner());
-            days.into_iter()
+            days.iter()
+                .copied()
                 .filter(|d| !known.contains(&(S::TABLE, *d)))
                 .collect()
         };
@@ -200,20 +197,36 @@ impl BatchWriter {
     }
 }
 
+/// The time span of a batch, read in one pass: its UTC days (partitions)
+/// and its earliest and latest sample (late-data invalidation).
+struct Span {
+    days: HashSet<i64>,
+    lo: DateTime<Utc>,
+    hi: DateTime<Utc>,
+}
+
+impl Span {
+    fn of<S: Sample>(rows: &[S]) -> Span {
+        let mut span = Span {
+            days: HashSet::new(),
+            lo: DateTime::<Utc>::MAX_UTC,
+            hi: DateTime::<Utc>::MIN_UTC,
+        };
+        for r in rows {
+            let t = r.collected_at();
+            span.days.insert(t.timestamp().div_euclid(86_400));
+            span.lo = span.lo.min(t);
+            span.hi = span.hi.max(t);
+        }
+        span
+    }
+}
+
 /// Advisory lock key guarding a raw table's tier watermarks: the aggregator
 /// takes it exclusively, writers recording late batches take it shared.
 pub fn tier_lock_key(table: &str) -> i64 {
-    // FNV-1a of the table name, tagged so it cannot meet another gpuwatch key.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in table.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    (h >> 8) as i64 | 0x7400_0000_0000_0000
-}
-
-fn day_of(t: DateTime<Utc>) -> i64 {
-    t.timestamp().div_euclid(86_400)
+    // Tagged so it cannot meet another gpuwatch key.
+    (crate::fnv1a(table.as_bytes()) >> 8) as i64 | 0x7400_0000_0000_0000
 }
 
 fn copy_sql<S: Sample>(table: &str) -> String {

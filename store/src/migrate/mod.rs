@@ -318,14 +318,9 @@ async fn record_backend(client: &Client, backend: &Backend) -> Result<()> {
     Ok(())
 }
 
-/// FNV-1a: detects an edited migration file; not a security measure.
+/// Detects an edited migration file; not a security measure.
 fn checksum(s: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{h:016x}")
+    format!("{:016x}", crate::fnv1a(s.as_bytes()))
 }
 
 #[cfg(test)]
