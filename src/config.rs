@@ -7,6 +7,7 @@ use std::path::Path;
 use gpuwatch_aggregator::AggregatorConfig;
 use gpuwatch_api::ApiConfig;
 use gpuwatch_collector::CollectorConfig;
+use gpuwatch_exporter::ExporterConfig;
 use gpuwatch_store::StoreConfig;
 use serde::Deserialize;
 
@@ -26,6 +27,8 @@ pub struct Config {
     pub aggregator: AggregatorConfig,
     /// `[api]`
     pub api: ApiConfig,
+    /// `[exporter]`
+    pub exporter: ExporterConfig,
     /// `[log]`
     pub log: LogConfig,
 }
@@ -86,6 +89,7 @@ impl Config {
         e.extend(self.collector.validate());
         e.extend(self.aggregator.validate());
         e.extend(self.api.validate());
+        e.extend(self.exporter.validate());
         if !matches!(self.log.format.as_str(), "text" | "json") {
             e.push(format!(
                 "log.format: must be \"text\" or \"json\", got {:?}",
@@ -131,6 +135,10 @@ fn apply_env(
     for (var, raw) in vars {
         let path: Vec<String> = if var == "DATABASE_URL" {
             vec!["database".into(), "url".into()]
+        } else if var == "GPUWATCH_LISTEN" {
+            // dcgm-exporter's style of variable for the one setting most
+            // deployments change; it wins over GPUWATCH_API__LISTEN.
+            vec!["api".into(), "listen".into()]
         } else if let Some(rest) = var.strip_prefix(ENV_PREFIX) {
             if rest == "CONFIG" {
                 continue; // the config file's path, read by the CLI
@@ -225,6 +233,21 @@ mod tests {
         assert_eq!(cfg.database.url, "postgres://x@h/db");
         assert_eq!(cfg.database.pool_size, 9);
         assert_eq!(cfg.collector.sim.hosts, 2);
+    }
+
+    #[test]
+    fn gpuwatch_listen_sets_the_api_address() {
+        let cfg = load_str("", &[("GPUWATCH_LISTEN", "0.0.0.0:9500")]).unwrap();
+        assert_eq!(cfg.api.listen, "0.0.0.0:9500");
+        let both = load_str(
+            "",
+            &[
+                ("GPUWATCH_API__LISTEN", "127.0.0.1:1"),
+                ("GPUWATCH_LISTEN", "127.0.0.1:2"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(both.api.listen, "127.0.0.1:2");
     }
 
     #[test]

@@ -32,7 +32,7 @@ mod writer;
 pub use backend::{detect, Backend, BackendPreference, ServerInfo};
 pub use config::{StoreConfig, WriterConfig};
 pub use error::StoreError;
-pub use migrate::{migrate, migrations, MigrateReport, Migration};
+pub use migrate::{migrate, migrations, pending as pending_migrations, MigrateReport, Migration};
 pub use payload::{Batch, GpuReading, IngestPayload, PAYLOAD_VERSION};
 pub use pool::{connect, connect_lazy, connect_one, redact, Pool};
 pub use rows::{EnvSample, GpuSample, HostSample, Sample};

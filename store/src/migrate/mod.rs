@@ -170,6 +170,35 @@ async fn applied(client: &Client) -> Result<Vec<(i32, String)>> {
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
+/// Migrations this binary embeds that the database has not applied, or
+/// applied with different contents: what `/ready` checks. An empty list
+/// means the schema is current.
+pub async fn pending(client: &Client) -> Result<Vec<String>> {
+    let exists: bool = client
+        .query_one(
+            "SELECT to_regclass('gpuwatch_schema_migrations') IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(|e| StoreError::query("looking for gpuwatch_schema_migrations", e))?
+        .get(0);
+    let done = if exists {
+        applied(client).await?
+    } else {
+        Vec::new()
+    };
+    Ok(MIGRATIONS
+        .iter()
+        .filter_map(|m| match done.iter().find(|(v, _)| *v == m.version) {
+            None => Some(format!("{} not applied", m.name)),
+            Some((_, sum)) if *sum != checksum(m.sql) => {
+                Some(format!("{} applied with other contents", m.name))
+            }
+            Some(_) => None,
+        })
+        .collect())
+}
+
 /// The backend already in use, or the one the preference picks for a new
 /// database (creating the timescaledb extension where that is the choice).
 async fn choose_backend(client: &Client, cfg: &StoreConfig) -> Result<Backend> {
