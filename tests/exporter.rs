@@ -262,3 +262,32 @@ both_backends! {
         assert_eq!(value(&got[0]), 0.25);
     }
 }
+
+both_backends! {
+    async fn a_snapshot_the_database_cannot_refresh_goes_stale(db) {
+        migrate(&db.store_config()).await.expect("migrate");
+        let c = db.client().await;
+        seed(&c).await;
+        let pool = gpuwatch_store::connect(&db.store_config()).await.unwrap();
+        let exporter = gpuwatch_exporter::Exporter::new(gpuwatch_exporter::ExporterConfig {
+            refresh_secs: 1,
+            staleness_secs: 1,
+        });
+        assert!(exporter.scrape().iter().all(|b| !String::from_utf8_lossy(b).contains("DCGM_")),
+            "nothing before the first refresh");
+        // With the default 90 s window the seeded samples (5 s old) are live.
+        let wide = gpuwatch_exporter::Exporter::new(Default::default());
+        let snap = wide.refresh(&pool).await.expect("refresh");
+        assert_eq!((snap.gpus, snap.hosts, snap.environments), (4, 2, 0));
+        let text: String = wide.scrape().iter().map(|b| String::from_utf8_lossy(b).into_owned()).collect();
+        assert!(text.contains("DCGM_FI_DEV_GPU_UTIL{gpu=\"0\",UUID=\"GPU-b0\""), "{text}");
+
+        // With a 1 s window the same data is too old to export.
+        let snap = exporter.refresh(&pool).await.expect("refresh");
+        assert_eq!(snap.gpus, 0);
+        // And a snapshot that is not refreshed is dropped after the window.
+        let _ = exporter.refresh(&pool).await;
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert!(exporter.snapshot().is_none(), "a snapshot older than the window is not served");
+    }
+}
