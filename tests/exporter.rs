@@ -282,6 +282,19 @@ both_backends! {
         let text: String = wide.scrape().iter().map(|b| String::from_utf8_lossy(b).into_owned()).collect();
         assert!(text.contains("DCGM_FI_DEV_GPU_UTIL{gpu=\"0\",UUID=\"GPU-b0\""), "{text}");
 
+        // gzip: the first scrape that asks for it makes later refreshes
+        // compress; the members decode to the same fleet text.
+        let (_, gzipped) = wide.scrape_encoded(true);
+        assert!(!gzipped, "no compressed snapshot exists before a refresh");
+        let snap = wide.refresh(&pool).await.expect("refresh");
+        let (chunks, gzipped) = wide.scrape_encoded(true);
+        assert!(gzipped);
+        let joined: Vec<u8> = chunks.concat();
+        let mut decoded = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::MultiGzDecoder::new(&joined[..]), &mut decoded).unwrap();
+        assert!(decoded.starts_with(std::str::from_utf8(&snap.body).unwrap()), "gzip members decode to the snapshot");
+        assert!(decoded.contains("gpuwatch_exporter_refresh_duration_seconds"), "self-metrics follow");
+
         // With a 1 s window the same data is too old to export.
         let snap = exporter.refresh(&pool).await.expect("refresh");
         assert_eq!(snap.gpus, 0);

@@ -68,6 +68,7 @@ const HOST_COLUMNS: &str =
     h.total_cpu, h.total_memory, h.total_gpu, h.last_heartbeat,
     (SELECT to_jsonb(m) - 'host_id' FROM host_metrics m
       WHERE m.host_id = h.id AND m.collected_at > now() - interval '7 days'
+        AND m.collected_at <= now() + interval '10 minutes'
       ORDER BY m.collected_at DESC LIMIT 1)";
 
 const HOSTS: Source = Source {
@@ -234,6 +235,7 @@ const GPU_COLUMNS: &str = "g.id, g.host_id, g.gpu_index, g.uuid, g.name, g.memor
     g.health_status, g.allocated_to, g.labels,
     (SELECT to_jsonb(m) - 'gpu_id' - 'host_id' FROM gpu_metrics m
       WHERE m.gpu_id = g.id AND m.collected_at > now() - interval '7 days'
+        AND m.collected_at <= now() + interval '10 minutes'
       ORDER BY m.collected_at DESC LIMIT 1)";
 
 const GPUS: Source = Source {

@@ -196,15 +196,28 @@ async fn ready(State(st): State<AppState>) -> Result<Json<serde_json::Value>, Ap
     ))
 }
 
-/// `/metrics`: the snapshot's bytes as they are, then self-metrics.
-async fn metrics(State(st): State<AppState>) -> Response {
-    let chunks = st.exporter.scrape();
+/// `/metrics`: the snapshot's bytes as they are (gzip'd once per refresh
+/// for scrapers that accept it), then self-metrics.
+async fn metrics(State(st): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    let accept_gzip = headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
+    let (chunks, gzipped) = st.exporter.scrape_encoded(accept_gzip);
     let stream = futures_util::stream::iter(chunks.into_iter().map(Ok::<_, std::io::Error>));
-    (
+    let mut resp = (
         [(header::CONTENT_TYPE, gpuwatch_exporter::CONTENT_TYPE)],
         Body::from_stream(stream),
     )
-        .into_response()
+        .into_response();
+    if gzipped {
+        resp.headers_mut().insert(
+            header::CONTENT_ENCODING,
+            axum::http::HeaderValue::from_static("gzip"),
+        );
+    }
+    resp
 }
 
 /// Serves until `shutdown`, finishing requests in flight.

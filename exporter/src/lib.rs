@@ -21,6 +21,7 @@ pub mod families;
 mod render;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -141,6 +142,8 @@ pub struct Snapshot {
     pub query: Duration,
     /// Time spent rendering text.
     pub render: Duration,
+    /// `body` gzip'd, once some scraper asked for gzip (Prometheus does).
+    pub gzip: Option<Bytes>,
 }
 
 /// Serves `/metrics` from a snapshot refreshed in the background.
@@ -149,6 +152,9 @@ pub struct Exporter {
     snapshot: RwLock<Option<Arc<Snapshot>>>,
     /// gpu id → (last XID, its sample time): DCGM's sticky "last XID".
     xids: Mutex<XidState>,
+    /// Set by the first scrape that accepts gzip: from then on each
+    /// refresh also compresses the snapshot, off the request path.
+    gzip_wanted: AtomicBool,
 }
 
 #[derive(Default)]
@@ -169,6 +175,7 @@ impl Exporter {
             cfg,
             snapshot: RwLock::new(None),
             xids: Mutex::default(),
+            gzip_wanted: AtomicBool::new(false),
         })
     }
 
@@ -263,15 +270,26 @@ impl Exporter {
                 .collect::<HashMap<_, _>>()
         };
         let render_start = Instant::now();
-        let body = render::render(&gpus, &hosts, &envs, &lag, &xids);
+        let body = Bytes::from(render::render(&gpus, &hosts, &envs, &lag, &xids));
+        let render = render_start.elapsed();
+        let gzip = if self.gzip_wanted.load(Ordering::Relaxed) {
+            let text = body.clone();
+            tokio::task::spawn_blocking(move || gzip(&text))
+                .await
+                .ok()
+                .map(Bytes::from)
+        } else {
+            None
+        };
         Ok(Snapshot {
-            body: Bytes::from(body),
+            body,
+            gzip,
             taken: started,
             gpus: gpus.len(),
             hosts: hosts.len(),
             environments: envs.len(),
             query,
-            render: render_start.elapsed(),
+            render,
         })
     }
 
@@ -290,16 +308,31 @@ impl Exporter {
     /// A scrape's body, in chunks: the fleet snapshot as it is (no copy),
     /// then this process's self-metrics.
     pub fn scrape(&self) -> Vec<Bytes> {
-        let mut chunks = Vec::with_capacity(2);
-        if let Some(s) = self.snapshot() {
-            chunks.push(s.body.clone());
+        self.scrape_encoded(false).0
+    }
+
+    /// Like [`Exporter::scrape`]; when `accept_gzip` and the snapshot has
+    /// been compressed, the chunks are gzip members (a valid multi-member
+    /// gzip stream, as Go's reader in Prometheus accepts) and the second
+    /// value is true.
+    pub fn scrape_encoded(&self, accept_gzip: bool) -> (Vec<Bytes>, bool) {
+        if accept_gzip {
+            self.gzip_wanted.store(true, Ordering::Relaxed);
         }
+        let snap = self.snapshot();
         let mut own = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&prometheus::gather(), &mut own) {
             tracing::warn!(error = %e, "cannot encode gpuwatch's own metrics");
         }
-        chunks.push(Bytes::from(own));
-        chunks
+        match snap {
+            Some(s) if accept_gzip && s.gzip.is_some() => {
+                let fleet = s.gzip.clone().expect("checked");
+                (vec![fleet, Bytes::from(gzip(&own))], true)
+            }
+            Some(s) => (vec![s.body.clone(), Bytes::from(own)], false),
+            None if accept_gzip => (vec![Bytes::from(gzip(&own))], true),
+            None => (vec![Bytes::from(own)], false),
+        }
     }
 
     /// Refreshes every `refresh_secs` until `shutdown`; a failed refresh is
@@ -338,6 +371,18 @@ impl Exporter {
             }
         }
     }
+}
+
+/// One gzip member, at the fastest level: the snapshot is re-made every few
+/// seconds, so speed matters more than the last few percent of size.
+fn gzip(text: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(
+        Vec::with_capacity(text.len() / 5),
+        flate2::Compression::fast(),
+    );
+    gz.write_all(text).expect("writing to memory");
+    gz.finish().expect("writing to memory")
 }
 
 /// Content type of the text exposition format.

@@ -15,8 +15,10 @@ const HOST_LABELS: usize = 2;
 const ENV_LABELS: usize = 3;
 
 /// The latest sample of each GPU within the staleness window (`$1`
-/// seconds). One index probe per GPU on the (gpu_id, collected_at) key,
-/// pruned to the newest partitions/chunks, instead of a sort of the window.
+/// seconds). One index probe per GPU on the (gpu_id, collected_at) key
+/// instead of a sort of the window. The upper bound (ingest accepts 5
+/// minutes of clock skew) lets plain PostgreSQL prune the empty daily
+/// partitions created ahead, which it would otherwise probe for every GPU.
 pub fn gpu_sql() -> String {
     format!(
         "SELECT g.id, g.gpu_index, coalesce(g.uuid, ''), coalesce(g.name, ''),
@@ -29,6 +31,7 @@ pub fn gpu_sql() -> String {
            CROSS JOIN LATERAL (
                 SELECT * FROM gpu_metrics s
                  WHERE s.gpu_id = g.id AND s.collected_at > now() - make_interval(secs => $1)
+                   AND s.collected_at <= now() + interval '10 minutes'
                  ORDER BY s.collected_at DESC LIMIT 1) m
           ORDER BY 7, g.gpu_index",
         select_list(GPU)
@@ -43,6 +46,7 @@ pub fn host_sql() -> String {
            CROSS JOIN LATERAL (
                 SELECT * FROM host_metrics s
                  WHERE s.host_id = h.id AND s.collected_at > now() - make_interval(secs => $1)
+                   AND s.collected_at <= now() + interval '10 minutes'
                  ORDER BY s.collected_at DESC LIMIT 1) m
           ORDER BY 2, 1",
         select_list(HOST)
@@ -59,6 +63,7 @@ pub fn env_sql() -> String {
            CROSS JOIN LATERAL (
                 SELECT * FROM environment_metrics s
                  WHERE s.env_id = e.id AND s.collected_at > now() - make_interval(secs => $1)
+                   AND s.collected_at <= now() + interval '10 minutes'
                  ORDER BY s.collected_at DESC LIMIT 1) m
           WHERE e.deleted_at IS NULL
           ORDER BY 1",
