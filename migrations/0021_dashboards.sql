@@ -8,12 +8,15 @@
 -- the same tier choice, retention fallback and watermark split as
 -- gpuwatch_series, so a 1-year chart reads ~365 daily rows per series —
 -- and divides the increase since the previous bucket's last value by the
--- time between them. A tier row's last value is placed one second before
--- its bucket ends (the sample lies somewhere in the bucket; the error is
--- below one sampling interval). A decrease is a counter reset (reboot,
+-- time between them. A tier row keeps its last value but not when it was
+-- taken: with n samples in the bucket, spaced evenly as a collector takes
+-- them, the last one lies width/n before the bucket's end, so that is where
+-- it is placed (exact for regular sampling, at worst one sampling interval
+-- off where a series starts or stops inside a bucket). A decrease is a counter reset (reboot,
 -- container restart): the new value counts as the increase, as Prometheus'
--- rate() does. One bucket before `from` is read so the first bucket has a
--- rate too. Fleet rollups hold no counters, so ids are required.
+-- rate() does. One bucket before `from` (at least 15 minutes of raw rows,
+-- for steps finer than the sampling interval) is read so the first bucket
+-- has a rate too. Fleet rollups hold no counters, so ids are required.
 
 CREATE FUNCTION gpuwatch_counter_rate(
     p_source  text,
@@ -84,17 +87,17 @@ BEGIN
     -- $2 widened by one step: the first bucket's rate needs the bucket before it.
     q := format($f$
         WITH pts (k, ts, v) AS (
-            SELECT d.%1$I::text, d.bucket + interval '1 day' - interval '1 second', d.%2$I FROM %3$I d
+            SELECT d.%1$I::text, d.bucket + interval '1 day' - interval '1 day' / greatest(d.sample_count, 1), d.%2$I FROM %3$I d
              WHERE $6 = '1d' AND d.bucket < $7 AND d.bucket >= date_bin('1 day', $2 - $4, $9) AND d.bucket <= $3
                AND d.%1$I = ANY ($1::%4$s)
             UNION ALL
-            SELECT h.%1$I::text, h.bucket + interval '1 hour' - interval '1 second', h.%2$I FROM %5$I h
+            SELECT h.%1$I::text, h.bucket + interval '1 hour' - interval '1 hour' / greatest(h.sample_count, 1), h.%2$I FROM %5$I h
              WHERE $6 IN ('1h', '1d') AND h.bucket >= $8 AND h.bucket < $10
                AND h.bucket >= date_bin('1 hour', $2 - $4, $9) AND h.bucket <= $3
                AND h.%1$I = ANY ($1::%4$s)
             UNION ALL
             SELECT r.%1$I::text, r.collected_at, r.%6$I FROM %7$I r
-             WHERE r.collected_at >= greatest($2 - $4, $11) AND r.collected_at <= $3
+             WHERE r.collected_at >= greatest($2 - greatest($4, interval '15 minutes'), $11) AND r.collected_at <= $3
                AND r.%1$I = ANY ($1::%4$s)
         ), last_per_bucket AS (
             SELECT k, date_bin($4, ts, $9) AS b, max(ts) AS ts, (array_agg(v ORDER BY ts DESC))[1] AS v
