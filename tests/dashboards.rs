@@ -644,6 +644,15 @@ both_backends! {
             .expect("the silent host went offline").get(0);
         assert_eq!(offline, made.silent_host);
 
+        // Every panel runs as the read-only role of dashboards/grafana_role.sql
+        // (roles are per server: this one is named after the test database).
+        let role = format!("{}_grafana", db.name());
+        let grants = std::fs::read_to_string(grafana::dir().join("grafana_role.sql")).unwrap();
+        c.batch_execute(&grants.replace("gpuwatch_grafana", &role)).await.expect("grafana_role.sql");
+        c.batch_execute(&format!("SET ROLE {role}")).await.unwrap();
+        let secret = c.query("SELECT password_hash FROM customers", &[]).await;
+        assert!(secret.is_err(), "the Grafana role must not read password hashes");
+
         let ds = grafana::datasources();
         let mut problems = Vec::new();
         let mut ran = 0;
@@ -696,6 +705,7 @@ both_backends! {
                 assert!((v / 120e6 - 1.0).abs() < 0.01, "{step}: rate {v}, want 120e6 within 1 %");
             }
         }
+        c.batch_execute(&format!("RESET ROLE; DROP OWNED BY {role}; DROP ROLE {role}")).await.unwrap();
         println!("{ran} panel queries over 1h, 7d and 1y returned rows of their panels' shape");
         assert!(ran > 3 * 50, "only {ran} queries ran");
         assert!(problems.is_empty(), "{} panel queries failed:\n{}", problems.len(), problems.join("\n\n"));
