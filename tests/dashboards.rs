@@ -65,7 +65,7 @@ fn structure_problems(d: &Value, ds: &HashMap<String, (String, Value)>) -> Vec<S
         }
     };
     for key in ["uid", "title"] {
-        if d[key].as_str().is_none_or(str::is_empty) {
+        if d[key].as_str().map_or(true, str::is_empty) {
             p.push(format!("{title}: no {key}"));
         }
     }
