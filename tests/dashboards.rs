@@ -4,8 +4,11 @@
 //! Prometheus dashboard), and every SQL panel query, expanded as Grafana
 //! expands it for the last 1 hour, 7 days and 1 year, run against a
 //! database filled with simulated fleet history on both backends: each
-//! must return rows of the shape its panel type draws.
+//! must return rows of the shape its panel type draws, under the read-only
+//! role of `dashboards/grafana_role.sql`. The Prometheus dashboard's PromQL
+//! runs on a real Prometheus scraping `gpuwatch serve` over such a fleet.
 
+mod common;
 mod dashboards_support;
 
 use std::collections::{HashMap, HashSet};
@@ -709,5 +712,136 @@ both_backends! {
         println!("{ran} panel queries over 1h, 7d and 1y returned rows of their panels' shape");
         assert!(ran > 3 * 50, "only {ran} queries ran");
         assert!(problems.is_empty(), "{} panel queries failed:\n{}", problems.len(), problems.join("\n\n"));
+    }
+}
+
+/// Kills the child when the test ends, however it ends.
+struct Proc(std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// Grafana's Prometheus data source: a regex-escaped value, or `(a|b)` for
+/// multi-value and include-all variables.
+fn prom_interpolate(v: &VarValue) -> String {
+    let esc = |s: &str| {
+        s.chars().fold(String::new(), |mut o, ch| {
+            if "\\$^*{}[]'+?.()|".contains(ch) {
+                o.push_str("\\\\");
+            }
+            o.push(ch);
+            o
+        })
+    };
+    let vals: Vec<String> = v.values.iter().map(|s| esc(s)).collect();
+    if v.quoted {
+        format!("({})", vals.join("|"))
+    } else {
+        vals[0].clone()
+    }
+}
+
+fn prom_expand(expr: &str, vars: &Vars) -> String {
+    let mut s = expr.to_string();
+    let mut names: Vec<&String> = vars.keys().collect();
+    names.sort_by_key(|n| std::cmp::Reverse(n.len()));
+    for n in names {
+        s = s.replace(&format!("${n}"), &prom_interpolate(&vars[n]));
+    }
+    s
+}
+
+async fn prom_get(url: &str, query: &[(&str, &str)]) -> Option<Value> {
+    let r = reqwest::Client::new()
+        .get(url)
+        .query(query)
+        .send()
+        .await
+        .ok()?;
+    let v: Value = r.json().await.ok()?;
+    (v["status"] == "success").then_some(v)
+}
+
+both_backends! {
+    async fn the_prometheus_dashboard_reads_gpuwatch_metrics_through_a_real_prometheus(db) {
+        let spec = Spec { hosts: 3, gpus_per_host: 2, days: 2, raw_days: 2, fine_secs: 60, coarse_secs: 600 };
+        generate(&db.store_config(), &spec, Utc::now()).await;
+        let port = free_port();
+        let _serve = Proc(
+            common::gpuwatch_command(&["serve"])
+                .env("DATABASE_URL", &db.url)
+                .env("GPUWATCH_LISTEN", format!("127.0.0.1:{port}"))
+                .env("GPUWATCH_EXPORTER__REFRESH_SECS", "1")
+                .env("GPUWATCH_EXPORTER__STALENESS_SECS", "600")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("gpuwatch serve"),
+        );
+        let prom_port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(&config, format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: gpuwatch\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+        )).unwrap();
+        let _prom = Proc(
+            std::process::Command::new("prometheus")
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+                .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("prometheus (Debian package prometheus, installed by scripts/test.sh)"),
+        );
+        let prom = format!("http://127.0.0.1:{prom_port}");
+        // Two live hosts of two GPUs (the third host went silent).
+        let started = std::time::Instant::now();
+        loop {
+            let r = prom_get(&format!("{prom}/api/v1/query"), &[("query", "count(DCGM_FI_DEV_GPU_TEMP)")]).await;
+            if r.and_then(|r| r["data"]["result"][0]["value"][1].as_str().map(String::from)).as_deref() == Some("4") {
+                break;
+            }
+            assert!(started.elapsed().as_secs() < 90, "Prometheus did not scrape 4 GPUs from gpuwatch");
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+
+        let d = grafana::load_all().into_iter().find(|d| d.file == "gpu-prometheus.json").unwrap().json;
+        // Variables as Grafana resolves label_values(metric{…}, label): every value (include-all).
+        let mut vars = Vars::new();
+        for v in d["templating"]["list"].as_array().unwrap() {
+            let q = grafana::variable_query(v);
+            let inner = q.strip_prefix("label_values(").and_then(|s| s.strip_suffix(')')).expect("label_values(…)");
+            let (selector, label) = inner.rsplit_once(',').unwrap();
+            let selector = prom_expand(selector.trim(), &vars);
+            let r = prom_get(&format!("{prom}/api/v1/label/{}/values", label.trim()), &[("match[]", &selector)]).await
+                .unwrap_or_else(|| panic!("label values for {q}"));
+            let values: Vec<String> = r["data"].as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect();
+            assert!(!values.is_empty(), "variable {} ({selector}) has no values", v["name"]);
+            let quoted = v["multi"] == true || v["includeAll"] == true;
+            vars.insert(v["name"].as_str().unwrap().to_string(), VarValue { values, quoted });
+        }
+        assert_eq!(vars["Hostname"].values.len(), 2, "{vars:?}");
+        let mut checked = 0;
+        for panel in grafana::panels(&d) {
+            for t in panel["targets"].as_array().into_iter().flatten() {
+                let expr = prom_expand(t["expr"].as_str().unwrap(), &vars);
+                let r = prom_get(&format!("{prom}/api/v1/query"), &[("query", &expr)]).await
+                    .unwrap_or_else(|| panic!("{:?}: Prometheus rejects {expr}", panel["title"]));
+                let result = r["data"]["result"].as_array().cloned().unwrap_or_default();
+                assert!(!result.is_empty(), "{:?}: no series for {expr}", panel["title"]);
+                checked += 1;
+            }
+        }
+        assert!(checked >= 10, "{checked} expressions checked");
     }
 }
