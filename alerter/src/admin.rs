@@ -1,0 +1,1 @@
+//! Library functions for the REST API.
