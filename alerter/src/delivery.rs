@@ -148,9 +148,9 @@ impl Deliverer {
             _ => "pending",
         };
         tx.execute(
-            "UPDATE alert_outbox SET status = $2, attempts = attempts + 1, total_attempts = total_attempts + 1,
-                 last_error = $3, delivered_at = CASE WHEN $2 = 'delivered' THEN now() END,
-                 next_attempt_at = CASE WHEN $2 = 'pending' THEN now() + make_interval(secs => $4) ELSE next_attempt_at END
+            "UPDATE alert_outbox SET status = $2::text, attempts = attempts + 1, total_attempts = total_attempts + 1,
+                 last_error = $3, delivered_at = CASE WHEN $2::text = 'delivered' THEN now() END,
+                 next_attempt_at = CASE WHEN $2::text = 'pending' THEN now() + make_interval(secs => $4) ELSE next_attempt_at END
              WHERE id = $1::text::uuid",
             &[&id, &status, &attempt.error, &delay.as_secs_f64()],
         )
