@@ -45,6 +45,8 @@ pub struct Receiver {
     pub url: String,
     pub seen: Arc<Mutex<Vec<Received>>>,
     pub mode: Arc<Mutex<Mode>>,
+    /// Each answer waits this long (a slow receiver).
+    pub delay_ms: Arc<Mutex<u64>>,
 }
 
 /// Verifies a Standard Webhooks signature independently of the alerter's code.
@@ -66,6 +68,10 @@ pub fn verify(headers: &HeaderMap, body: &[u8]) -> bool {
 }
 
 async fn hook(State(r): State<Receiver>, headers: HeaderMap, body: axum::body::Bytes) -> StatusCode {
+    let delay = *r.delay_ms.lock().unwrap();
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
     let mode = *r.mode.lock().unwrap();
     let id = headers.get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let answered = match mode {
@@ -92,6 +98,7 @@ impl Receiver {
             url: format!("http://{}/hook", listener.local_addr().unwrap()),
             seen: Arc::default(),
             mode: Arc::new(Mutex::new(Mode::Ok)),
+            delay_ms: Arc::default(),
         };
         let app = Router::new().route("/hook", post(hook)).with_state(r.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
