@@ -106,11 +106,21 @@ both_backends! {
         let rx = Receiver::start().await;
         let hook = webhook(&pool, &rx.url, 5, 2000).await;
         hot_rule(&pool, "GpuHot", 85.0, 0, json!([{"type": "webhook", "webhook_id": hook}]), json!(["alertname"])).await;
+        // The GPU runs a customer's environment: the customer gets in-app notifications.
+        pool.get().await.unwrap().batch_execute(
+            "INSERT INTO customers (id, username, email, password_hash) VALUES (7, 'acme', 'ops@acme.example', 'x');
+             INSERT INTO environments (id, customer_id, host_id, name, image, cpu, memory, status)
+             VALUES ('env-1', 7, 'h1', 'train', 'pytorch', 8, 1, 'running');
+             UPDATE gpus SET allocated_to = 'env-1';",
+        ).await.unwrap();
         let cfg = fast_config();
         let once = || async { run(cfg.clone(), pool.clone(), true, CancellationToken::new()).await.unwrap() };
         temps(&w, &[95.0]).await;
         once().await;
         assert_eq!(rx.delivered().len(), 1);
+        let b = rx.delivered().into_values().next().unwrap();
+        assert_eq!(b[0]["alerts"][0]["labels"]["customer"], "7");
+        assert_eq!(b[0]["alerts"][0]["labels"]["environment"], "env-1");
         // "Restarts": fresh runs read the persisted state and stay quiet.
         temps(&w, &[96.0]).await;
         once().await;
@@ -133,6 +143,9 @@ both_backends! {
         let d = rx.delivered();
         assert_eq!(d.len(), 2);
         assert_eq!(d.values().filter(|b| b[0]["status"] == "resolved").count(), 1);
+        let inapp: Vec<(i64, String, String)> = c.query("SELECT customer_id, level, title FROM notifications ORDER BY id", &[])
+            .await.unwrap().iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+        assert_eq!(inapp, [(7, "error".into(), "GpuHot is firing".into()), (7, "error".into(), "GpuHot resolved".into())]);
     }
 }
 

@@ -42,7 +42,15 @@ fn kill9(c: &mut Child) {
 /// GPU i is hot in the seconds where (s / 2 + i) is even: many firing and
 /// resolved notices over a few seconds.
 async fn feed(w: &BatchWriter, s: u64) {
-    let t: Vec<f64> = (0..GPUS).map(|i| if (s / 2 + i as u64) % 2 == 0 { 90.0 } else { 40.0 }).collect();
+    let t: Vec<f64> = (0..GPUS)
+        .map(|i| {
+            if (s / 2 + i as u64) % 2 == 0 {
+                90.0
+            } else {
+                40.0
+            }
+        })
+        .collect();
     temps(w, &t).await;
 }
 
@@ -51,7 +59,15 @@ async fn prepare(db: &TestDb, delay_ms: u64) -> (Pool, BatchWriter, Receiver) {
     let rx = Receiver::start().await;
     *rx.delay_ms.lock().unwrap() = delay_ms;
     let hook = webhook(&pool, &rx.url, 1000, 5000).await;
-    hot_rule(&pool, "GpuHot", 85.0, 0, json!([{"type": "webhook", "webhook_id": hook}]), json!(["alertname", "gpu"])).await;
+    hot_rule(
+        &pool,
+        "GpuHot",
+        85.0,
+        0,
+        json!([{"type": "webhook", "webhook_id": hook}]),
+        json!(["alertname", "gpu"]),
+    )
+    .await;
     (pool, w, rx)
 }
 
@@ -60,21 +76,39 @@ async fn drained(pool: &Pool, w: &BatchWriter, secs: u64) -> Vec<String> {
     let c = pool.get().await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
-        let pending: i64 = c.query_one("SELECT count(*) FROM alert_outbox WHERE status <> 'delivered'", &[]).await.unwrap().get(0);
+        let pending: i64 = c
+            .query_one(
+                "SELECT count(*) FROM alert_outbox WHERE status <> 'delivered'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
         if pending == 0 {
             break;
         }
-        assert!(Instant::now() < deadline, "{pending} notifications undelivered");
+        assert!(
+            Instant::now() < deadline,
+            "{pending} notifications undelivered"
+        );
         // Keep the last state steady so nothing new is queued meanwhile.
         feed(w, 1_000_000).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    c.query("SELECT id::text FROM alert_outbox", &[]).await.unwrap().iter().map(|r| r.get(0)).collect()
+    c.query("SELECT id::text FROM alert_outbox", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
 }
 
 /// A notification's content without its id: who, which alerts, which transitions.
 fn content(b: &Value) -> String {
-    let alerts: BTreeSet<String> = b["alerts"].as_array().unwrap().iter()
+    let alerts: BTreeSet<String> = b["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
         .map(|a| format!("{}/{}/{}", a["fingerprint"], a["status"], a["startsAt"]))
         .collect();
     format!("{}|{}|{alerts:?}", b["groupKey"], b["status"])
@@ -83,25 +117,31 @@ fn content(b: &Value) -> String {
 both_backends! {
     async fn killed_mid_delivery_and_restarted_loses_nothing_and_sends_nothing_twice(db) {
         // A slow receiver, so kills land while requests are in flight.
-        let (pool, w, rx) = prepare(&db, 150).await;
+        let (pool, w, rx) = prepare(&db, 300).await;
         let mut child = alerter(&db);
         let start = Instant::now();
         let mut kills = 0;
-        let mut next_kill = Duration::from_millis(1500);
-        while start.elapsed() < Duration::from_secs(12) {
-            feed(&w, start.elapsed().as_secs()).await;
-            if start.elapsed() >= next_kill {
+        let mut last_kill = Instant::now();
+        let mut last_feed = Instant::now() - Duration::from_secs(1);
+        while start.elapsed() < Duration::from_secs(14) {
+            if last_feed.elapsed() >= Duration::from_millis(100) {
+                feed(&w, start.elapsed().as_secs()).await;
+                last_feed = Instant::now();
+            }
+            // Kill while the receiver holds a request of ours, at most every 1.5 s.
+            if last_kill.elapsed() >= Duration::from_millis(1500) && rx.in_flight() > 0 {
                 kill9(&mut child);
                 kills += 1;
+                last_kill = Instant::now();
                 child = alerter(&db);
-                next_kill += Duration::from_millis(1500);
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let ids = drained(&pool, &w, 60).await;
         kill9(&mut child);
 
         assert!(ids.len() >= 20, "enough notifications to matter: {}", ids.len());
+        assert!(kills >= 3, "only {kills} kills landed mid-delivery");
         let delivered = rx.delivered();
         let got: BTreeSet<&String> = delivered.keys().collect();
         let want: BTreeSet<&String> = ids.iter().collect();

@@ -39,7 +39,8 @@ struct Filter {
 impl Filter {
     fn add(&mut self, clause: &str, p: impl ToSql + Sync + Send + 'static) {
         self.params.push(Box::new(p));
-        self.clauses.push(clause.replace('?', &format!("${}", self.params.len())));
+        self.clauses
+            .push(clause.replace('?', &format!("${}", self.params.len())));
     }
     fn fixed(&mut self, clause: &str) {
         self.clauses.push(clause.to_string());
@@ -52,7 +53,10 @@ impl Filter {
         }
     }
     fn refs(&self) -> Vec<&(dyn ToSql + Sync)> {
-        self.params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect()
+        self.params
+            .iter()
+            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+            .collect()
     }
 }
 
@@ -68,14 +72,22 @@ fn page_bounds(limit: Option<i64>, offset: Option<i64>, errors: &mut Vec<String>
     (limit, offset)
 }
 
-fn sort_clause(sort: Option<&str>, allowed: &[&str], default: &str, errors: &mut Vec<String>) -> String {
+fn sort_clause(
+    sort: Option<&str>,
+    allowed: &[&str],
+    default: &str,
+    errors: &mut Vec<String>,
+) -> String {
     let s = sort.unwrap_or(default);
     let (col, dir) = match s.strip_prefix('-') {
         Some(c) => (c, "DESC"),
         None => (s, "ASC"),
     };
     if !allowed.contains(&col) {
-        errors.push(format!("sort: must be one of {} (prefix - for descending), got {s:?}", allowed.join(", ")));
+        errors.push(format!(
+            "sort: must be one of {} (prefix - for descending), got {s:?}",
+            allowed.join(", ")
+        ));
         return "id ASC".into();
     }
     format!("{col} {dir}, id ASC")
@@ -111,12 +123,21 @@ async fn page<T>(
     refs.push(&offset);
     let rows = c
         .query(
-            &format!("SELECT {select} FROM {from_where} ORDER BY {order} LIMIT ${} OFFSET ${}", n + 1, n + 2),
+            &format!(
+                "SELECT {select} FROM {from_where} ORDER BY {order} LIMIT ${} OFFSET ${}",
+                n + 1,
+                n + 2
+            ),
             &refs,
         )
         .await
         .map_err(q(what))?;
-    Ok(Page { items: rows.iter().map(map).collect(), total, limit, offset })
+    Ok(Page {
+        items: rows.iter().map(map).collect(),
+        total,
+        limit,
+        offset,
+    })
 }
 
 // ---------------------------------------------------------------- rules
@@ -243,10 +264,21 @@ pub struct RuleQuery {
 async fn check_rule(c: &tokio_postgres::Client, r: &Rule) -> Result<()> {
     let mut e = r.validate();
     if e.is_empty() {
-        let mut sample: BTreeMap<String, String> = ["host", "host_name", "gpu", "gpu_id", "gpu_uuid", "model", "environment", "customer", "customer_id", "resource_type"]
-            .iter()
-            .map(|k| (k.to_string(), format!("<{k}>")))
-            .collect();
+        let mut sample: BTreeMap<String, String> = [
+            "host",
+            "host_name",
+            "gpu",
+            "gpu_id",
+            "gpu_uuid",
+            "model",
+            "environment",
+            "customer",
+            "customer_id",
+            "resource_type",
+        ]
+        .iter()
+        .map(|k| (k.to_string(), format!("<{k}>")))
+        .collect();
         sample.extend(r.labels.clone());
         sample.insert("alertname".into(), r.name.clone());
         for (k, t) in &r.annotations {
@@ -261,7 +293,10 @@ async fn check_rule(c: &tokio_postgres::Client, r: &Rule) -> Result<()> {
     for (i, ch) in r.channels.iter().enumerate() {
         if let Channel::Webhook { webhook_id } = ch {
             let n: i64 = c
-                .query_one("SELECT count(*) FROM webhooks WHERE id = $1 AND deleted_at IS NULL", &[webhook_id])
+                .query_one(
+                    "SELECT count(*) FROM webhooks WHERE id = $1 AND deleted_at IS NULL",
+                    &[webhook_id],
+                )
                 .await
                 .map_err(q("checking a rule's webhooks"))?
                 .get(0);
@@ -297,13 +332,20 @@ fn rule_params(r: &Rule) -> Vec<Param> {
 }
 
 /// Creates a rule after validating all of it.
-pub async fn create_rule(pool: &gpuwatch_store::Pool, input: RuleInput, created_by: Option<&str>) -> Result<Rule> {
+pub async fn create_rule(
+    pool: &gpuwatch_store::Pool,
+    input: RuleInput,
+    created_by: Option<&str>,
+) -> Result<Rule> {
     let rule = input.into_rule(0);
     let c = pool.get().await?;
     check_rule(&c, &rule).await?;
     let mut p = rule_params(&rule);
     p.push(Box::new(created_by.map(str::to_string)));
-    let refs: Vec<&(dyn ToSql + Sync)> = p.iter().map(|x| x.as_ref() as &(dyn ToSql + Sync)).collect();
+    let refs: Vec<&(dyn ToSql + Sync)> = p
+        .iter()
+        .map(|x| x.as_ref() as &(dyn ToSql + Sync))
+        .collect();
     let row = c
         .query_one(
             &format!(
@@ -326,7 +368,10 @@ pub async fn update_rule(pool: &gpuwatch_store::Pool, id: i64, input: RuleInput)
     check_rule(&c, &rule).await?;
     let mut p = rule_params(&rule);
     p.push(Box::new(id));
-    let refs: Vec<&(dyn ToSql + Sync)> = p.iter().map(|x| x.as_ref() as &(dyn ToSql + Sync)).collect();
+    let refs: Vec<&(dyn ToSql + Sync)> = p
+        .iter()
+        .map(|x| x.as_ref() as &(dyn ToSql + Sync))
+        .collect();
     let row = c
         .query_opt(
             &format!(
@@ -340,17 +385,21 @@ pub async fn update_rule(pool: &gpuwatch_store::Pool, id: i64, input: RuleInput)
         )
         .await
         .map_err(q("updating an alert rule"))?;
-    row.map(|r| rule_from_row(&r)).ok_or_else(|| AlerterError::NotFound(format!("alert rule {id}")))
+    row.map(|r| rule_from_row(&r))
+        .ok_or_else(|| AlerterError::NotFound(format!("alert rule {id}")))
 }
 
 /// One live rule.
 pub async fn get_rule(pool: &gpuwatch_store::Pool, id: i64) -> Result<Rule> {
     let c = pool.get().await?;
-    c.query_opt(&format!("SELECT {RULE_COLUMNS} FROM alert_rules WHERE id = $1 AND deleted_at IS NULL"), &[&id])
-        .await
-        .map_err(q("reading an alert rule"))?
-        .map(|r| rule_from_row(&r))
-        .ok_or_else(|| AlerterError::NotFound(format!("alert rule {id}")))
+    c.query_opt(
+        &format!("SELECT {RULE_COLUMNS} FROM alert_rules WHERE id = $1 AND deleted_at IS NULL"),
+        &[&id],
+    )
+    .await
+    .map_err(q("reading an alert rule"))?
+    .map(|r| rule_from_row(&r))
+    .ok_or_else(|| AlerterError::NotFound(format!("alert rule {id}")))
 }
 
 /// Soft-deletes a rule; its open alerts resolve at the next evaluation.
@@ -370,10 +419,24 @@ pub async fn delete_rule(pool: &gpuwatch_store::Pool, id: i64) -> Result<()> {
 pub async fn list_rules(pool: &gpuwatch_store::Pool, query: RuleQuery) -> Result<Page<Rule>> {
     let mut e = Vec::new();
     let bounds = page_bounds(query.limit, query.offset, &mut e);
-    let order = sort_clause(query.sort.as_deref(), &["id", "name", "severity", "metric", "created_at", "updated_at"], "name", &mut e);
+    let order = sort_clause(
+        query.sort.as_deref(),
+        &[
+            "id",
+            "name",
+            "severity",
+            "metric",
+            "created_at",
+            "updated_at",
+        ],
+        "name",
+        &mut e,
+    );
     if let Some(s) = &query.severity {
         if !matches!(s.as_str(), "info" | "warning" | "critical") {
-            e.push(format!("severity: must be info, warning or critical, got {s:?}"));
+            e.push(format!(
+                "severity: must be info, warning or critical, got {s:?}"
+            ));
         }
     }
     invalid(e)?;
@@ -389,11 +452,26 @@ pub async fn list_rules(pool: &gpuwatch_store::Pool, query: RuleQuery) -> Result
         f.add("metric = ?", v);
     }
     if let Some(v) = query.name {
-        let pattern = format!("%{}%", v.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        let pattern = format!(
+            "%{}%",
+            v.replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
         f.add("name ILIKE ?", pattern);
     }
     let from = format!("alert_rules WHERE {}", f.sql());
-    page(pool, RULE_COLUMNS, &from, &order, &f, bounds, rule_from_row, "listing alert rules").await
+    page(
+        pool,
+        RULE_COLUMNS,
+        &from,
+        &order,
+        &f,
+        bounds,
+        rule_from_row,
+        "listing alert rules",
+    )
+    .await
 }
 
 // ---------------------------------------------------------------- silences
@@ -465,7 +543,9 @@ fn silence_from_row(r: &tokio_postgres::Row) -> Silence {
 fn check_silence(s: &SilenceInput) -> Result<DateTime<Utc>> {
     let mut e = Vec::new();
     if s.matchers.is_empty() {
-        e.push("matchers: at least one matcher is needed (a silence of everything is refused)".into());
+        e.push(
+            "matchers: at least one matcher is needed (a silence of everything is refused)".into(),
+        );
     }
     for (i, m) in s.matchers.iter().enumerate() {
         m.check(&format!("matchers[{i}]"), &mut e);
@@ -496,7 +576,11 @@ pub async fn create_silence(pool: &gpuwatch_store::Pool, s: SilenceInput) -> Res
 }
 
 /// Replaces a silence.
-pub async fn update_silence(pool: &gpuwatch_store::Pool, id: i64, s: SilenceInput) -> Result<Silence> {
+pub async fn update_silence(
+    pool: &gpuwatch_store::Pool,
+    id: i64,
+    s: SilenceInput,
+) -> Result<Silence> {
     let starts = check_silence(&s)?;
     let c = pool.get().await?;
     c.query_opt(
@@ -512,18 +596,24 @@ pub async fn update_silence(pool: &gpuwatch_store::Pool, id: i64, s: SilenceInpu
 /// One silence.
 pub async fn get_silence(pool: &gpuwatch_store::Pool, id: i64) -> Result<Silence> {
     let c = pool.get().await?;
-    c.query_opt(&format!("SELECT {SILENCE_COLUMNS} FROM silences WHERE id = $1 AND deleted_at IS NULL"), &[&id])
-        .await
-        .map_err(q("reading a silence"))?
-        .map(|r| silence_from_row(&r))
-        .ok_or_else(|| AlerterError::NotFound(format!("silence {id}")))
+    c.query_opt(
+        &format!("SELECT {SILENCE_COLUMNS} FROM silences WHERE id = $1 AND deleted_at IS NULL"),
+        &[&id],
+    )
+    .await
+    .map_err(q("reading a silence"))?
+    .map(|r| silence_from_row(&r))
+    .ok_or_else(|| AlerterError::NotFound(format!("silence {id}")))
 }
 
 /// Deletes a silence (muted alerts are notified at their group's next flush).
 pub async fn delete_silence(pool: &gpuwatch_store::Pool, id: i64) -> Result<()> {
     let c = pool.get().await?;
     let n = c
-        .execute("UPDATE silences SET deleted_at = now() WHERE id = $1 AND deleted_at IS NULL", &[&id])
+        .execute(
+            "UPDATE silences SET deleted_at = now() WHERE id = $1 AND deleted_at IS NULL",
+            &[&id],
+        )
         .await
         .map_err(q("deleting a silence"))?;
     if n == 0 {
@@ -533,7 +623,10 @@ pub async fn delete_silence(pool: &gpuwatch_store::Pool, id: i64) -> Result<()> 
 }
 
 /// Silences by state, newest end first.
-pub async fn list_silences(pool: &gpuwatch_store::Pool, query: SilenceQuery) -> Result<Page<Silence>> {
+pub async fn list_silences(
+    pool: &gpuwatch_store::Pool,
+    query: SilenceQuery,
+) -> Result<Page<Silence>> {
     let mut e = Vec::new();
     let bounds = page_bounds(query.limit, query.offset, &mut e);
     let mut f = Filter::default();
@@ -543,11 +636,23 @@ pub async fn list_silences(pool: &gpuwatch_store::Pool, query: SilenceQuery) -> 
         Some("active") => f.fixed("starts_at <= now() AND ends_at > now()"),
         Some("pending") => f.fixed("starts_at > now()"),
         Some("expired") => f.fixed("ends_at <= now()"),
-        Some(s) => e.push(format!("state: must be active, pending, expired or all, got {s:?}")),
+        Some(s) => e.push(format!(
+            "state: must be active, pending, expired or all, got {s:?}"
+        )),
     }
     invalid(e)?;
     let from = format!("silences WHERE {}", f.sql());
-    page(pool, SILENCE_COLUMNS, &from, "ends_at DESC, id", &f, bounds, silence_from_row, "listing silences").await
+    page(
+        pool,
+        SILENCE_COLUMNS,
+        &from,
+        "ends_at DESC, id",
+        &f,
+        bounds,
+        silence_from_row,
+        "listing silences",
+    )
+    .await
 }
 
 // ---------------------------------------------------------------- webhooks
@@ -633,7 +738,10 @@ fn check_webhook(w: &WebhookInput) -> Result<()> {
     }
     match reqwest::Url::parse(&w.url) {
         Ok(u) if matches!(u.scheme(), "http" | "https") => {}
-        _ => e.push(format!("url: must be an http:// or https:// URL, got {:?}", w.url)),
+        _ => e.push(format!(
+            "url: must be an http:// or https:// URL, got {:?}",
+            w.url
+        )),
     }
     if let Some(s) = &w.secret {
         if s.len() > 256 {
@@ -651,9 +759,13 @@ fn check_webhook(w: &WebhookInput) -> Result<()> {
         }
     }
     for (k, v) in &w.filters {
-        let ok = v.is_string() || v.as_array().is_some_and(|a| a.iter().all(|x| x.is_string()));
+        let ok = v.is_string()
+            || v.as_array()
+                .is_some_and(|a| a.iter().all(|x| x.is_string()));
         if !ok {
-            e.push(format!("filters.{k}: must be a string or a list of strings"));
+            e.push(format!(
+                "filters.{k}: must be a string or a list of strings"
+            ));
         }
     }
     for k in w.headers.keys() {
@@ -665,10 +777,17 @@ fn check_webhook(w: &WebhookInput) -> Result<()> {
 }
 
 /// Creates a webhook; `defaults` gives timeout and attempts when not set.
-pub async fn create_webhook(pool: &gpuwatch_store::Pool, w: WebhookInput, defaults: &crate::WebhookConfig, created_by: Option<&str>) -> Result<Webhook> {
+pub async fn create_webhook(
+    pool: &gpuwatch_store::Pool,
+    w: WebhookInput,
+    defaults: &crate::WebhookConfig,
+    created_by: Option<&str>,
+) -> Result<Webhook> {
     check_webhook(&w)?;
     let c = pool.get().await?;
-    let timeout = w.timeout_ms.unwrap_or((defaults.timeout_secs * 1000.0) as i32);
+    let timeout = w
+        .timeout_ms
+        .unwrap_or((defaults.timeout_secs * 1000.0) as i32);
     let attempts = w.max_attempts.unwrap_or(defaults.max_attempts);
     let row = c
         .query_one(
@@ -685,7 +804,11 @@ pub async fn create_webhook(pool: &gpuwatch_store::Pool, w: WebhookInput, defaul
 }
 
 /// Replaces a webhook; an absent secret keeps the stored one.
-pub async fn update_webhook(pool: &gpuwatch_store::Pool, id: i64, w: WebhookInput) -> Result<Webhook> {
+pub async fn update_webhook(
+    pool: &gpuwatch_store::Pool,
+    id: i64,
+    w: WebhookInput,
+) -> Result<Webhook> {
     check_webhook(&w)?;
     let c = pool.get().await?;
     c.query_opt(
@@ -696,8 +819,17 @@ pub async fn update_webhook(pool: &gpuwatch_store::Pool, id: i64, w: WebhookInpu
                  timeout_ms = COALESCE($7, timeout_ms), max_attempts = COALESCE($8, max_attempts)
              WHERE id = $9 AND deleted_at IS NULL RETURNING {WEBHOOK_COLUMNS}"
         ),
-        &[&w.name, &w.url, &w.secret, &serde_json::to_value(&w.headers).unwrap_or_default(),
-          &serde_json::Value::Object(w.filters), &w.enabled, &w.timeout_ms, &w.max_attempts, &id],
+        &[
+            &w.name,
+            &w.url,
+            &w.secret,
+            &serde_json::to_value(&w.headers).unwrap_or_default(),
+            &serde_json::Value::Object(w.filters),
+            &w.enabled,
+            &w.timeout_ms,
+            &w.max_attempts,
+            &id,
+        ],
     )
     .await
     .map_err(q("updating a webhook"))?
@@ -708,11 +840,14 @@ pub async fn update_webhook(pool: &gpuwatch_store::Pool, id: i64, w: WebhookInpu
 /// One webhook (without its secret).
 pub async fn get_webhook(pool: &gpuwatch_store::Pool, id: i64) -> Result<Webhook> {
     let c = pool.get().await?;
-    c.query_opt(&format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id = $1 AND deleted_at IS NULL"), &[&id])
-        .await
-        .map_err(q("reading a webhook"))?
-        .map(|r| webhook_from_row(&r))
-        .ok_or_else(|| AlerterError::NotFound(format!("webhook {id}")))
+    c.query_opt(
+        &format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id = $1 AND deleted_at IS NULL"),
+        &[&id],
+    )
+    .await
+    .map_err(q("reading a webhook"))?
+    .map(|r| webhook_from_row(&r))
+    .ok_or_else(|| AlerterError::NotFound(format!("webhook {id}")))
 }
 
 /// Soft-deletes a webhook; its queued notifications dead-letter.
@@ -741,7 +876,10 @@ pub struct WebhookQuery {
 }
 
 /// Live webhooks by name.
-pub async fn list_webhooks(pool: &gpuwatch_store::Pool, query: WebhookQuery) -> Result<Page<Webhook>> {
+pub async fn list_webhooks(
+    pool: &gpuwatch_store::Pool,
+    query: WebhookQuery,
+) -> Result<Page<Webhook>> {
     let mut e = Vec::new();
     let bounds = page_bounds(query.limit, query.offset, &mut e);
     invalid(e)?;
@@ -751,7 +889,17 @@ pub async fn list_webhooks(pool: &gpuwatch_store::Pool, query: WebhookQuery) -> 
         f.add("enabled = ?", v);
     }
     let from = format!("webhooks WHERE {}", f.sql());
-    page(pool, WEBHOOK_COLUMNS, &from, "name, id", &f, bounds, webhook_from_row, "listing webhooks").await
+    page(
+        pool,
+        WEBHOOK_COLUMNS,
+        &from,
+        "name, id",
+        &f,
+        bounds,
+        webhook_from_row,
+        "listing webhooks",
+    )
+    .await
 }
 
 // ---------------------------------------------------------------- alerts
@@ -811,7 +959,8 @@ pub struct AlertRecord {
     pub notified_status: Option<String>,
 }
 
-const ALERT_COLUMNS: &str = "a.id, a.rule_id, r.name, a.fingerprint, a.state, a.severity, a.value, a.labels, \
+const ALERT_COLUMNS: &str =
+    "a.id, a.rule_id, r.name, a.fingerprint, a.state, a.severity, a.value, a.labels, \
      a.annotations, a.started_at, a.fired_at, a.resolved_at, a.muted_by, a.notified_status";
 
 fn alert_from_row(r: &tokio_postgres::Row) -> AlertRecord {
@@ -833,7 +982,11 @@ fn alert_from_row(r: &tokio_postgres::Row) -> AlertRecord {
     }
 }
 
-async fn alerts(pool: &gpuwatch_store::Pool, query: AlertQuery, active_only: bool) -> Result<Page<AlertRecord>> {
+async fn alerts(
+    pool: &gpuwatch_store::Pool,
+    query: AlertQuery,
+    active_only: bool,
+) -> Result<Page<AlertRecord>> {
     let mut e = Vec::new();
     let bounds = page_bounds(query.limit, query.offset, &mut e);
     let mut f = Filter::default();
@@ -842,7 +995,9 @@ async fn alerts(pool: &gpuwatch_store::Pool, query: AlertQuery, active_only: boo
     }
     if let Some(s) = query.state {
         if !matches!(s.as_str(), "pending" | "firing" | "nodata" | "resolved") {
-            e.push(format!("state: must be pending, firing, nodata or resolved, got {s:?}"));
+            e.push(format!(
+                "state: must be pending, firing, nodata or resolved, got {s:?}"
+            ));
         }
         f.add("a.state = ?", s);
     }
@@ -862,17 +1017,36 @@ async fn alerts(pool: &gpuwatch_store::Pool, query: AlertQuery, active_only: boo
         f.add("a.started_at < ?", t);
     }
     invalid(e)?;
-    let from = format!("alert_records a JOIN alert_rules r ON r.id = a.rule_id WHERE {}", f.sql());
-    page(pool, ALERT_COLUMNS, &from, "a.started_at DESC, a.id", &f, bounds, alert_from_row, "listing alerts").await
+    let from = format!(
+        "alert_records a JOIN alert_rules r ON r.id = a.rule_id WHERE {}",
+        f.sql()
+    );
+    page(
+        pool,
+        ALERT_COLUMNS,
+        &from,
+        "a.started_at DESC, a.id",
+        &f,
+        bounds,
+        alert_from_row,
+        "listing alerts",
+    )
+    .await
 }
 
 /// Open alerts (pending, firing, no data), newest first.
-pub async fn list_active_alerts(pool: &gpuwatch_store::Pool, query: AlertQuery) -> Result<Page<AlertRecord>> {
+pub async fn list_active_alerts(
+    pool: &gpuwatch_store::Pool,
+    query: AlertQuery,
+) -> Result<Page<AlertRecord>> {
     alerts(pool, query, true).await
 }
 
 /// Every alert, resolved ones included, newest first.
-pub async fn alert_history(pool: &gpuwatch_store::Pool, query: AlertQuery) -> Result<Page<AlertRecord>> {
+pub async fn alert_history(
+    pool: &gpuwatch_store::Pool,
+    query: AlertQuery,
+) -> Result<Page<AlertRecord>> {
     alerts(pool, query, false).await
 }
 
@@ -912,13 +1086,18 @@ pub struct NotificationQuery {
 }
 
 /// Notifications, newest first (status "dead" lists the dead letters).
-pub async fn list_notifications(pool: &gpuwatch_store::Pool, query: NotificationQuery) -> Result<Page<Notification>> {
+pub async fn list_notifications(
+    pool: &gpuwatch_store::Pool,
+    query: NotificationQuery,
+) -> Result<Page<Notification>> {
     let mut e = Vec::new();
     let bounds = page_bounds(query.limit, query.offset, &mut e);
     let mut f = Filter::default();
     if let Some(s) = query.status {
         if !matches!(s.as_str(), "pending" | "delivered" | "dead") {
-            e.push(format!("status: must be pending, delivered or dead, got {s:?}"));
+            e.push(format!(
+                "status: must be pending, delivered or dead, got {s:?}"
+            ));
         }
         f.add("status = ?", s);
     }
@@ -950,11 +1129,16 @@ pub async fn list_notifications(pool: &gpuwatch_store::Pool, query: Notification
 /// budget and the same id (receivers still deduplicate on it).
 pub async fn replay_notification(pool: &gpuwatch_store::Pool, id: &str) -> Result<()> {
     if id.len() != 36 || !id.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
-        return Err(AlerterError::Invalid(vec![format!("id: not a notification id (UUID): {id:?}")]));
+        return Err(AlerterError::Invalid(vec![format!(
+            "id: not a notification id (UUID): {id:?}"
+        )]));
     }
     let c = pool.get().await?;
     let status: Option<String> = c
-        .query_opt("SELECT status FROM alert_outbox WHERE id = $1::text::uuid", &[&id])
+        .query_opt(
+            "SELECT status FROM alert_outbox WHERE id = $1::text::uuid",
+            &[&id],
+        )
         .await
         .map_err(q("reading a notification"))?
         .map(|r| r.get(0));
@@ -970,6 +1154,8 @@ pub async fn replay_notification(pool: &gpuwatch_store::Pool, id: &str) -> Resul
             .map_err(q("replaying a notification"))?;
             Ok(())
         }
-        Some(s) => Err(AlerterError::Conflict(format!("notification {id} is {s}, not dead; only dead letters are replayed"))),
+        Some(s) => Err(AlerterError::Conflict(format!(
+            "notification {id} is {s}, not dead; only dead letters are replayed"
+        ))),
     }
 }

@@ -6,7 +6,13 @@ use std::time::Duration;
 
 /// The delay before attempt `attempt + 1`, given `attempt` failures so far
 /// (1-based) and a jitter draw in [0, 1).
-pub fn delay(base: Duration, max: Duration, attempt: u32, jitter: f64, retry_after: Option<Duration>) -> Duration {
+pub fn delay(
+    base: Duration,
+    max: Duration,
+    attempt: u32,
+    jitter: f64,
+    retry_after: Option<Duration>,
+) -> Duration {
     let exp = base.as_secs_f64() * 2f64.powi(attempt.saturating_sub(1).min(62) as i32);
     let capped = exp.min(max.as_secs_f64());
     // "Equal jitter": half fixed, half random, so the delay never collapses to zero.

@@ -77,7 +77,14 @@ impl std::fmt::Debug for SmtpConfig {
             .field("port", &self.port)
             .field("tls", &self.tls)
             .field("username", &self.username)
-            .field("password", &if self.password.is_empty() { "" } else { "<redacted>" })
+            .field(
+                "password",
+                &if self.password.is_empty() {
+                    ""
+                } else {
+                    "<redacted>"
+                },
+            )
             .field("from", &self.from)
             .field("default_to", &self.default_to)
             .finish()
@@ -166,28 +173,59 @@ impl AlerterConfig {
         };
         range("interval_secs", self.interval_secs, 0.1, 86_400.0);
         range("group_wait_secs", self.group_wait_secs, 0.0, 86_400.0);
-        range("group_interval_secs", self.group_interval_secs, 0.0, 86_400.0);
-        range("repeat_interval_secs", self.repeat_interval_secs, 1.0, 30.0 * 86_400.0);
+        range(
+            "group_interval_secs",
+            self.group_interval_secs,
+            0.0,
+            86_400.0,
+        );
+        range(
+            "repeat_interval_secs",
+            self.repeat_interval_secs,
+            1.0,
+            30.0 * 86_400.0,
+        );
         range("poll_interval_secs", self.poll_interval_secs, 0.05, 3_600.0);
-        range("webhook.timeout_secs", self.webhook.timeout_secs, 0.1, 600.0);
-        range("webhook.backoff_base_secs", self.webhook.backoff_base_secs, 0.01, 3_600.0);
-        range("webhook.backoff_max_secs", self.webhook.backoff_max_secs, 0.01, 86_400.0);
+        range(
+            "webhook.timeout_secs",
+            self.webhook.timeout_secs,
+            0.1,
+            600.0,
+        );
+        range(
+            "webhook.backoff_base_secs",
+            self.webhook.backoff_base_secs,
+            0.01,
+            3_600.0,
+        );
+        range(
+            "webhook.backoff_max_secs",
+            self.webhook.backoff_max_secs,
+            0.01,
+            86_400.0,
+        );
         range("smtp.timeout_secs", self.smtp.timeout_secs, 0.1, 600.0);
         if self.webhook.backoff_max_secs < self.webhook.backoff_base_secs {
             e.push("alerter.webhook.backoff_max_secs: must be at least backoff_base_secs".into());
         }
         if !(1..=1000).contains(&self.workers) {
-            e.push(format!("alerter.workers: must be between 1 and 1000, got {}", self.workers));
+            e.push(format!(
+                "alerter.workers: must be between 1 and 1000, got {}",
+                self.workers
+            ));
         }
         for (key, v) in [
             ("webhook.max_attempts", self.webhook.max_attempts),
             ("smtp.max_attempts", self.smtp.max_attempts),
         ] {
             if !(1..=1000).contains(&v) {
-                e.push(format!("alerter.{key}: must be between 1 and 1000, got {v}"));
+                e.push(format!(
+                    "alerter.{key}: must be between 1 and 1000, got {v}"
+                ));
             }
         }
-        if !(self.external_url.starts_with("http://") || self.external_url.starts_with("https://")) {
+        if !(self.external_url.starts_with("http://") || self.external_url.starts_with("https://"))
+        {
             e.push(format!(
                 "alerter.external_url: must start with http:// or https://, got {:?}",
                 self.external_url
@@ -200,14 +238,19 @@ impl AlerterConfig {
             ));
         }
         if !self.smtp.host.is_empty() && !self.smtp.from.contains('@') {
-            e.push(format!("alerter.smtp.from: not an e-mail address: {:?}", self.smtp.from));
+            e.push(format!(
+                "alerter.smtp.from: not an e-mail address: {:?}",
+                self.smtp.from
+            ));
         }
         if self.smtp.username.is_empty() != self.smtp.password.is_empty() {
             e.push("alerter.smtp.username/password: set both or neither".into());
         }
         for to in &self.smtp.default_to {
             if !to.contains('@') {
-                e.push(format!("alerter.smtp.default_to: not an e-mail address: {to:?}"));
+                e.push(format!(
+                    "alerter.smtp.default_to: not an e-mail address: {to:?}"
+                ));
             }
         }
         e

@@ -44,11 +44,16 @@ pub enum Outcome {
 impl Deliverer {
     /// Builds the HTTP and SMTP clients.
     pub fn new(pool: gpuwatch_store::Pool, cfg: AlerterConfig) -> Result<Deliverer> {
-        let http = reqwest::Client::builder()
-            .build()
-            .map_err(|e| AlerterError::Invalid(vec![format!("alerter: cannot build the HTTP client: {e}")]))?;
+        let http = reqwest::Client::builder().build().map_err(|e| {
+            AlerterError::Invalid(vec![format!("alerter: cannot build the HTTP client: {e}")])
+        })?;
         let email = EmailChannel::new(&cfg.smtp).map_err(|e| AlerterError::Invalid(vec![e]))?;
-        Ok(Deliverer { pool, cfg, http, email })
+        Ok(Deliverer {
+            pool,
+            cfg,
+            http,
+            email,
+        })
     }
 
     /// Claims and sends one due notification.
@@ -81,10 +86,22 @@ impl Deliverer {
         let started = Instant::now();
         let (attempt, max_attempts) = if channel == "webhook" {
             let live: Option<bool> = row.get(12);
-            let max: i32 = row.get::<_, Option<i32>>(11).unwrap_or(self.cfg.webhook.max_attempts);
+            let max: i32 = row
+                .get::<_, Option<i32>>(11)
+                .unwrap_or(self.cfg.webhook.max_attempts);
             if live != Some(true) {
-                let msg = format!("webhook {} is deleted or disabled; enable it and replay the notification", webhook_id.unwrap_or_default());
-                (Attempt::failed(row.get::<_, Option<String>>(7).unwrap_or_default(), msg, true), max)
+                let msg = format!(
+                    "webhook {} is deleted or disabled; enable it and replay the notification",
+                    webhook_id.unwrap_or_default()
+                );
+                (
+                    Attempt::failed(
+                        row.get::<_, Option<String>>(7).unwrap_or_default(),
+                        msg,
+                        true,
+                    ),
+                    max,
+                )
             } else {
                 let target = WebhookTarget {
                     id: webhook_id.unwrap_or_default(),
@@ -101,14 +118,17 @@ impl Deliverer {
                 Some(e) => e.send(&id, &to, &payload).await,
                 None => Attempt::failed(
                     "smtp://".into(),
-                    "e-mail is not configured: set alerter.smtp.host, then replay the notification".into(),
+                    "e-mail is not configured: set alerter.smtp.host, then replay the notification"
+                        .into(),
                     false,
                 ),
             };
             (a, self.cfg.smtp.max_attempts)
         };
         let latency = started.elapsed();
-        DELIVERY_DURATION.with_label_values(&[&channel]).observe(latency.as_secs_f64());
+        DELIVERY_DURATION
+            .with_label_values(&[&channel])
+            .observe(latency.as_secs_f64());
         tx.execute(
             "INSERT INTO webhook_logs (webhook_id, notification_id, attempt, request_url, request_body,
                  status_code, response_body, latency_ms, error, succeeded)

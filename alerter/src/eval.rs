@@ -69,7 +69,10 @@ pub fn fingerprint(labels: &Labels) -> String {
         h.update(v.as_bytes());
         h.update([0xfe]);
     }
-    h.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect()
+    h.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The group an alert is notified in: its rule's receivers and group_by values.
@@ -85,9 +88,16 @@ pub fn group_key(rule: &Rule, labels: &Labels) -> String {
 }
 
 /// Runs one cycle at `now`.
-pub async fn cycle(pool: &gpuwatch_store::Pool, cfg: &AlerterConfig, now: DateTime<Utc>) -> Result<CycleReport> {
+pub async fn cycle(
+    pool: &gpuwatch_store::Pool,
+    cfg: &AlerterConfig,
+    now: DateTime<Utc>,
+) -> Result<CycleReport> {
     let mut conn = pool.get().await?;
-    let tx = conn.transaction().await.map_err(q("starting an evaluation cycle"))?;
+    let tx = conn
+        .transaction()
+        .await
+        .map_err(q("starting an evaluation cycle"))?;
     let locked: bool = tx
         .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&EVAL_LOCK])
         .await
@@ -100,13 +110,19 @@ pub async fn cycle(pool: &gpuwatch_store::Pool, cfg: &AlerterConfig, now: DateTi
     let rules = store::enabled_rules(t).await?;
     let mut report = evaluate(t, &rules, now).await?;
     report.notifications = notify::flush(t, cfg, &rules, now).await?;
-    tx.commit().await.map_err(q("committing an evaluation cycle"))?;
+    tx.commit()
+        .await
+        .map_err(q("committing an evaluation cycle"))?;
     report.ran = true;
     report.rules = rules.len();
     Ok(report)
 }
 
-async fn evaluate<C: GenericClient>(c: &C, rules: &[Rule], now: DateTime<Utc>) -> Result<CycleReport> {
+async fn evaluate<C: GenericClient>(
+    c: &C,
+    rules: &[Rule],
+    now: DateTime<Utc>,
+) -> Result<CycleReport> {
     let inv = Inventory::load(c).await?;
     let values = series::load(c, &inv, &series::wants(rules), now).await?;
     let mut open = load_open(c).await?;
@@ -115,7 +131,9 @@ async fn evaluate<C: GenericClient>(c: &C, rules: &[Rule], now: DateTime<Utc>) -
     let mut report = CycleReport::default();
     let empty = Vec::new();
     for rule in rules {
-        let Some(src) = crate::rule::source(&rule.metric) else { continue };
+        let Some(src) = crate::rule::source(&rule.metric) else {
+            continue;
+        };
         let want = (src, rule.reduction.clone(), rule.window_seconds);
         for (slabels, v) in values.get(&want).unwrap_or(&empty) {
             if !all_match(&rule.scope, slabels) {
@@ -294,7 +312,6 @@ async fn load_open<C: GenericClient>(c: &C) -> Result<HashMap<(i64, String), Ope
         .collect())
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,7 +328,13 @@ mod tests {
     }
 
     fn open(w: &Write, id: i64) -> Open {
-        Open { id, state: w.state.into(), started_at: w.started_at, fired_at: w.fired_at, keep_firing_since: w.keep_firing_since }
+        Open {
+            id,
+            state: w.state.into(),
+            started_at: w.started_at,
+            fired_at: w.fired_at,
+            keep_firing_since: w.keep_firing_since,
+        }
     }
 
     #[test]
@@ -322,13 +345,49 @@ mod tests {
         let mut d = Vec::new();
         let w = step(&r, None, Labels::new(), "f".into(), Some(90.0), t0, &mut d).unwrap();
         assert_eq!(w.state, "pending");
-        let w = step(&r, Some(open(&w, 1)), Labels::new(), "f".into(), Some(90.0), s(29), &mut d).unwrap();
+        let w = step(
+            &r,
+            Some(open(&w, 1)),
+            Labels::new(),
+            "f".into(),
+            Some(90.0),
+            s(29),
+            &mut d,
+        )
+        .unwrap();
         assert_eq!(w.state, "pending");
-        let w = step(&r, Some(open(&w, 1)), Labels::new(), "f".into(), Some(90.0), s(30), &mut d).unwrap();
+        let w = step(
+            &r,
+            Some(open(&w, 1)),
+            Labels::new(),
+            "f".into(),
+            Some(90.0),
+            s(30),
+            &mut d,
+        )
+        .unwrap();
         assert_eq!((w.state, w.fired_at), ("firing", Some(s(30))));
-        let w = step(&r, Some(open(&w, 1)), Labels::new(), "f".into(), Some(50.0), s(40), &mut d).unwrap();
+        let w = step(
+            &r,
+            Some(open(&w, 1)),
+            Labels::new(),
+            "f".into(),
+            Some(50.0),
+            s(40),
+            &mut d,
+        )
+        .unwrap();
         assert_eq!((w.state, w.keep_firing_since), ("firing", Some(s(40))));
-        let w = step(&r, Some(open(&w, 1)), Labels::new(), "f".into(), Some(50.0), s(60), &mut d).unwrap();
+        let w = step(
+            &r,
+            Some(open(&w, 1)),
+            Labels::new(),
+            "f".into(),
+            Some(50.0),
+            s(60),
+            &mut d,
+        )
+        .unwrap();
         assert_eq!((w.state, w.resolved_at), ("resolved", Some(s(60))));
         assert!(d.is_empty());
     }
@@ -339,14 +398,31 @@ mod tests {
         let r = rule(30, 0);
         let mut d = Vec::new();
         let w = step(&r, None, Labels::new(), "f".into(), Some(90.0), t0, &mut d).unwrap();
-        assert!(step(&r, Some(open(&w, 7)), Labels::new(), "f".into(), Some(1.0), t0, &mut d).is_none());
+        assert!(step(
+            &r,
+            Some(open(&w, 7)),
+            Labels::new(),
+            "f".into(),
+            Some(1.0),
+            t0,
+            &mut d
+        )
+        .is_none());
         assert_eq!(d, vec![7]);
     }
 
     #[test]
     fn fingerprints_depend_on_labels_only() {
-        let a: Labels = [("a".to_string(), "1".to_string()), ("b".to_string(), "2".to_string())].into();
-        let b: Labels = [("b".to_string(), "2".to_string()), ("a".to_string(), "1".to_string())].into();
+        let a: Labels = [
+            ("a".to_string(), "1".to_string()),
+            ("b".to_string(), "2".to_string()),
+        ]
+        .into();
+        let b: Labels = [
+            ("b".to_string(), "2".to_string()),
+            ("a".to_string(), "1".to_string()),
+        ]
+        .into();
         assert_eq!(fingerprint(&a), fingerprint(&b));
         assert_ne!(fingerprint(&a), fingerprint(&Labels::new()));
     }

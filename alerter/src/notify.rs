@@ -76,11 +76,17 @@ pub(crate) async fn flush<C: GenericClient>(
     for a in alerts.iter().filter(|a| a.muted_by.is_none()) {
         groups.entry(a.group_key.clone()).or_default().push(a);
     }
-    c.execute("DELETE FROM alert_groups WHERE NOT (group_key = ANY($1))", &[&all_keys])
-        .await
-        .map_err(q("removing empty alert groups"))?;
+    c.execute(
+        "DELETE FROM alert_groups WHERE NOT (group_key = ANY($1))",
+        &[&all_keys],
+    )
+    .await
+    .map_err(q("removing empty alert groups"))?;
     let state: HashMap<String, (DateTime<Utc>, Option<DateTime<Utc>>, Value)> = c
-        .query("SELECT group_key, next_flush_at, last_notified_at, channels FROM alert_groups", &[])
+        .query(
+            "SELECT group_key, next_flush_at, last_notified_at, channels FROM alert_groups",
+            &[],
+        )
         .await
         .map_err(q("loading alert groups"))?
         .into_iter()
@@ -91,10 +97,17 @@ pub(crate) async fn flush<C: GenericClient>(
     for (key, members) in groups {
         let rule = members.iter().find_map(|a| rules.get(&a.rule_id).copied());
         let group_labels: Labels = rule
-            .map(|r| r.group_by.iter().filter_map(|k| members[0].labels.get(k).map(|v| (k.clone(), v.clone()))).collect())
+            .map(|r| {
+                r.group_by
+                    .iter()
+                    .filter_map(|k| members[0].labels.get(k).map(|v| (k.clone(), v.clone())))
+                    .collect()
+            })
             .unwrap_or_default();
         let Some((next, last, stored_channels)) = state.get(&key).cloned() else {
-            let channels = serde_json::to_value(rule.map(|r| r.channels.clone()).unwrap_or_default()).unwrap_or(json!([]));
+            let channels =
+                serde_json::to_value(rule.map(|r| r.channels.clone()).unwrap_or_default())
+                    .unwrap_or(json!([]));
             let next = now + chrono::Duration::from_std(cfg.group_wait()).unwrap_or_default();
             c.execute(
                 "INSERT INTO alert_groups (group_key, labels, channels, next_flush_at) VALUES ($1, $2, $3, $4)",
@@ -105,13 +118,37 @@ pub(crate) async fn flush<C: GenericClient>(
             if cfg.group_wait_secs > 0.0 {
                 continue;
             }
-            written += flush_group(c, cfg, &key, &group_labels, &members, &json_map(channels), &webhooks, rules.clone(), None, now).await?;
+            written += flush_group(
+                c,
+                cfg,
+                &key,
+                &group_labels,
+                &members,
+                &json_map(channels),
+                &webhooks,
+                rules.clone(),
+                None,
+                now,
+            )
+            .await?;
             continue;
         };
         if now < next {
             continue;
         }
-        written += flush_group(c, cfg, &key, &group_labels, &members, &json_map(stored_channels), &webhooks, rules.clone(), last, now).await?;
+        written += flush_group(
+            c,
+            cfg,
+            &key,
+            &group_labels,
+            &members,
+            &json_map(stored_channels),
+            &webhooks,
+            rules.clone(),
+            last,
+            now,
+        )
+        .await?;
     }
     Ok(written)
 }
@@ -131,11 +168,17 @@ async fn flush_group<C: GenericClient>(
 ) -> Result<usize> {
     let firing: Vec<&Alert> = members.iter().copied().filter(|a| a.firing()).collect();
     let resolved: Vec<&Alert> = members.iter().copied().filter(|a| !a.firing()).collect();
-    let changed = firing.iter().any(|a| a.notified_status.as_deref() != Some("firing"))
+    let changed = firing
+        .iter()
+        .any(|a| a.notified_status.as_deref() != Some("firing"))
         || (cfg.send_resolved && !resolved.is_empty());
     let repeat = members
         .iter()
-        .filter_map(|a| rules.get(&a.rule_id).map(|r| r.repeat_interval_seconds as f64))
+        .filter_map(|a| {
+            rules
+                .get(&a.rule_id)
+                .map(|r| r.repeat_interval_seconds as f64)
+        })
         .fold(cfg.repeat_interval_secs, f64::min);
     let repeat_due = last.is_none_or(|l| (now - l).num_milliseconds() as f64 >= repeat * 1000.0);
     let send = changed || (repeat_due && !firing.is_empty());
@@ -204,7 +247,10 @@ fn targets(
         let common = common(alerts.iter().map(|a| &a.labels));
         for w in webhooks {
             let ok = w.filters.iter().all(|(k, allowed)| {
-                let v = common.get(k).or_else(|| group_labels.get(k)).map_or("", String::as_str);
+                let v = common
+                    .get(k)
+                    .or_else(|| group_labels.get(k))
+                    .map_or("", String::as_str);
                 match allowed {
                     Value::String(s) => s == v,
                     Value::Array(a) => a.iter().any(|x| x.as_str() == Some(v)),
@@ -212,20 +258,33 @@ fn targets(
                 }
             });
             if ok {
-                out.push(Target::Webhook { id: w.id, name: w.name.clone() });
+                out.push(Target::Webhook {
+                    id: w.id,
+                    name: w.name.clone(),
+                });
             }
         }
         if !cfg.smtp.default_to.is_empty() {
-            out.push(Target::Email { to: cfg.smtp.default_to.clone() });
+            out.push(Target::Email {
+                to: cfg.smtp.default_to.clone(),
+            });
         }
         return out;
     }
     for ch in channels {
         match ch {
-            Channel::Webhook { webhook_id } => match webhooks.iter().find(|w| w.id == *webhook_id) {
-                Some(w) => out.push(Target::Webhook { id: w.id, name: w.name.clone() }),
-                None => tracing::warn!(webhook.id = webhook_id, "a rule names a webhook that is missing or disabled; nothing sent to it"),
-            },
+            Channel::Webhook { webhook_id } => {
+                match webhooks.iter().find(|w| w.id == *webhook_id) {
+                    Some(w) => out.push(Target::Webhook {
+                        id: w.id,
+                        name: w.name.clone(),
+                    }),
+                    None => tracing::warn!(
+                        webhook.id = webhook_id,
+                        "a rule names a webhook that is missing or disabled; nothing sent to it"
+                    ),
+                }
+            }
             Channel::Email { to } => out.push(Target::Email { to: to.clone() }),
         }
     }
@@ -233,8 +292,12 @@ fn targets(
 }
 
 /// Labels (or annotations) every map shares with the same value.
-fn common<'a>(mut maps: impl Iterator<Item = &'a BTreeMap<String, String>>) -> BTreeMap<String, String> {
-    let Some(first) = maps.next() else { return BTreeMap::new() };
+fn common<'a>(
+    mut maps: impl Iterator<Item = &'a BTreeMap<String, String>>,
+) -> BTreeMap<String, String> {
+    let Some(first) = maps.next() else {
+        return BTreeMap::new();
+    };
     let mut c = first.clone();
     for m in maps {
         c.retain(|k, v| m.get(k) == Some(v));
@@ -247,7 +310,13 @@ fn ts(t: DateTime<Utc>) -> String {
 }
 
 /// Alertmanager's webhook body, version 4.
-fn payload(receiver: &str, key: &str, group_labels: &Labels, alerts: &[&Alert], external_url: &str) -> Value {
+fn payload(
+    receiver: &str,
+    key: &str,
+    group_labels: &Labels,
+    alerts: &[&Alert],
+    external_url: &str,
+) -> Value {
     let base = external_url.trim_end_matches('/');
     let items: Vec<Value> = alerts
         .iter()
@@ -279,8 +348,15 @@ fn payload(receiver: &str, key: &str, group_labels: &Labels, alerts: &[&Alert], 
 
 /// In-app messages for alerts about a customer's resources.
 async fn in_app<C: GenericClient>(c: &C, alerts: &[&Alert]) -> Result<()> {
-    for a in alerts.iter().filter(|a| a.notified_status.as_deref() != Some(if a.firing() { "firing" } else { "resolved" })) {
-        let Some(customer) = a.labels.get("customer").or_else(|| a.labels.get("customer_id")).and_then(|s| s.parse::<i64>().ok()) else {
+    for a in alerts.iter().filter(|a| {
+        a.notified_status.as_deref() != Some(if a.firing() { "firing" } else { "resolved" })
+    }) {
+        let Some(customer) = a
+            .labels
+            .get("customer")
+            .or_else(|| a.labels.get("customer_id"))
+            .and_then(|s| s.parse::<i64>().ok())
+        else {
             continue;
         };
         let severity = a.labels.get("severity").map_or("warning", String::as_str);
@@ -290,7 +366,11 @@ async fn in_app<C: GenericClient>(c: &C, alerts: &[&Alert]) -> Result<()> {
             _ => "warning",
         };
         let name = a.labels.get("alertname").map_or("alert", String::as_str);
-        let title = if a.firing() { format!("{name} is firing") } else { format!("{name} resolved") };
+        let title = if a.firing() {
+            format!("{name} is firing")
+        } else {
+            format!("{name} resolved")
+        };
         let content = a.annotations.get("summary").cloned().unwrap_or_default();
         c.execute(
             "INSERT INTO notifications (customer_id, type, level, title, content, related_type, related_id)
@@ -335,13 +415,19 @@ async fn load_alerts<C: GenericClient>(c: &C) -> Result<Vec<Alert>> {
 }
 
 async fn load_webhooks<C: GenericClient>(c: &C) -> Result<Vec<Webhook>> {
-    Ok(c
-        .query("SELECT id, name, filters FROM webhooks WHERE enabled AND deleted_at IS NULL ORDER BY id", &[])
-        .await
-        .map_err(q("loading webhooks"))?
-        .into_iter()
-        .map(|r| Webhook { id: r.get(0), name: r.get(1), filters: json_map(r.get(2)) })
-        .collect())
+    Ok(c.query(
+        "SELECT id, name, filters FROM webhooks WHERE enabled AND deleted_at IS NULL ORDER BY id",
+        &[],
+    )
+    .await
+    .map_err(q("loading webhooks"))?
+    .into_iter()
+    .map(|r| Webhook {
+        id: r.get(0),
+        name: r.get(1),
+        filters: json_map(r.get(2)),
+    })
+    .collect())
 }
 
 /// Sets each alert's `muted_by` from the active silences and inhibition rules,
@@ -364,7 +450,10 @@ async fn mute<C: GenericClient>(c: &C, alerts: &mut [Alert], now: DateTime<Utc>)
         .into_iter()
         .map(|r| Inhibit { id: r.get(0), source: json_map(r.get(1)), target: json_map(r.get(2)), equal: json_map(r.get(3)) })
         .collect();
-    let muted: Vec<Option<String>> = alerts.iter().map(|a| muted_by(a, alerts, &silences, &inhibits)).collect();
+    let muted: Vec<Option<String>> = alerts
+        .iter()
+        .map(|a| muted_by(a, alerts, &silences, &inhibits))
+        .collect();
     let mut changes = Vec::new();
     for (a, m) in alerts.iter_mut().zip(muted) {
         if a.muted_by != m {
@@ -384,7 +473,12 @@ async fn mute<C: GenericClient>(c: &C, alerts: &mut [Alert], now: DateTime<Utc>)
     Ok(())
 }
 
-fn muted_by(a: &Alert, all: &[Alert], silences: &[(i64, Vec<Matcher>)], inhibits: &[Inhibit]) -> Option<String> {
+fn muted_by(
+    a: &Alert,
+    all: &[Alert],
+    silences: &[(i64, Vec<Matcher>)],
+    inhibits: &[Inhibit],
+) -> Option<String> {
     if let Some((id, _)) = silences.iter().find(|(_, m)| all_match(m, &a.labels)) {
         return Some(format!("silence:{id}"));
     }
@@ -396,7 +490,10 @@ fn muted_by(a: &Alert, all: &[Alert], silences: &[(i64, Vec<Matcher>)], inhibits
             s.state == "firing"
                 && s.id != a.id
                 && all_match(&rule.source, &s.labels)
-                && rule.equal.iter().all(|k| s.labels.get(k) == a.labels.get(k))
+                && rule
+                    .equal
+                    .iter()
+                    .all(|k| s.labels.get(k) == a.labels.get(k))
         });
         if source {
             return Some(format!("inhibit:{}", rule.id));

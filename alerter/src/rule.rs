@@ -140,7 +140,10 @@ impl Matcher {
             errors.push(format!("{field}.name: must not be empty"));
         }
         if self.op != "=" && self.op != "!=" {
-            errors.push(format!("{field}.op: must be \"=\" or \"!=\", got {:?}", self.op));
+            errors.push(format!(
+                "{field}.op: must be \"=\" or \"!=\", got {:?}",
+                self.op
+            ));
         }
     }
 }
@@ -239,16 +242,28 @@ impl Rule {
             m.check(&format!("scope[{i}]"), &mut e);
         }
         if !matches!(self.reduction.as_str(), "avg" | "min" | "max" | "last") {
-            e.push(format!("reduction: must be avg, min, max or last, got {:?}", self.reduction));
+            e.push(format!(
+                "reduction: must be avg, min, max or last, got {:?}",
+                self.reduction
+            ));
         }
-        if !matches!(self.comparison.as_str(), ">" | ">=" | "<" | "<=" | "==" | "!=") {
-            e.push(format!("comparison: must be one of > >= < <= == !=, got {:?}", self.comparison));
+        if !matches!(
+            self.comparison.as_str(),
+            ">" | ">=" | "<" | "<=" | "==" | "!="
+        ) {
+            e.push(format!(
+                "comparison: must be one of > >= < <= == !=, got {:?}",
+                self.comparison
+            ));
         }
         if !self.threshold.is_finite() {
             e.push("threshold: must be a finite number".into());
         }
         if !(1..=7 * 86_400).contains(&self.window_seconds) {
-            e.push(format!("window_seconds: must be between 1 and 604800, got {}", self.window_seconds));
+            e.push(format!(
+                "window_seconds: must be between 1 and 604800, got {}",
+                self.window_seconds
+            ));
         }
         for (field, v) in [
             ("for_seconds", self.for_seconds),
@@ -265,7 +280,10 @@ impl Rule {
             ));
         }
         if !matches!(self.severity.as_str(), "info" | "warning" | "critical") {
-            e.push(format!("severity: must be info, warning or critical, got {:?}", self.severity));
+            e.push(format!(
+                "severity: must be info, warning or critical, got {:?}",
+                self.severity
+            ));
         }
         for k in self.labels.keys() {
             if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
@@ -275,7 +293,9 @@ impl Rule {
         for (i, c) in self.channels.iter().enumerate() {
             if let Channel::Email { to } = c {
                 if to.is_empty() || to.iter().any(|a| !a.contains('@')) {
-                    e.push(format!("channels[{i}].to: must list e-mail addresses, got {to:?}"));
+                    e.push(format!(
+                        "channels[{i}].to: must list e-mail addresses, got {to:?}"
+                    ));
                 }
             }
         }
@@ -328,16 +348,23 @@ mod tests {
         let mut r = rule();
         r.metric = "gpu.nope".into();
         r.comparison = "=>".into();
-        r.annotations.insert("summary".into(), "{{ $labels.host".into());
+        r.annotations
+            .insert("summary".into(), "{{ $labels.host".into());
         let e = r.validate();
         assert_eq!(e.len(), 3, "{e:?}");
-        assert!(e.iter().any(|m| m.starts_with("annotations.summary: template")));
+        assert!(e
+            .iter()
+            .any(|m| m.starts_with("annotations.summary: template")));
     }
 
     #[test]
     fn matchers_treat_missing_labels_as_empty() {
         let l: BTreeMap<String, String> = [("host".to_string(), "h1".to_string())].into();
-        let m = |op: &str, v: &str| Matcher { name: "gpu".into(), op: op.into(), value: v.into() };
+        let m = |op: &str, v: &str| Matcher {
+            name: "gpu".into(),
+            op: op.into(),
+            value: v.into(),
+        };
         assert!(m("=", "").matches(&l));
         assert!(m("!=", "0").matches(&l));
         assert!(!m("=", "0").matches(&l));

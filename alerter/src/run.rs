@@ -12,7 +12,10 @@ use crate::telemetry::{EVAL_DURATION, OUTBOX_QUEUED, TRANSITIONS};
 use crate::AlerterConfig;
 
 /// One evaluation cycle now, with its metrics.
-pub async fn evaluate_once(pool: &gpuwatch_store::Pool, cfg: &AlerterConfig) -> Result<CycleReport> {
+pub async fn evaluate_once(
+    pool: &gpuwatch_store::Pool,
+    cfg: &AlerterConfig,
+) -> Result<CycleReport> {
     let t = Instant::now();
     let r = cycle(pool, cfg, Utc::now()).await;
     EVAL_DURATION.observe(t.elapsed().as_secs_f64());
@@ -40,14 +43,25 @@ pub async fn run(
     if once {
         let r = evaluate_once(&pool, &cfg).await?;
         let sent = deliverer.drain().await?;
-        tracing::info!(rules = r.rules, series = r.series, transitions = r.transitions, queued = r.notifications, delivered = sent, "alerter: one cycle done");
+        tracing::info!(
+            rules = r.rules,
+            series = r.series,
+            transitions = r.transitions,
+            queued = r.notifications,
+            delivered = sent,
+            "alerter: one cycle done"
+        );
         return Ok(());
     }
     let wake = Arc::new(Notify::new());
     let workers: Vec<_> = (0..cfg.workers)
         .map(|_| tokio::spawn(deliverer.clone().work(wake.clone(), shutdown.clone())))
         .collect();
-    tracing::info!(interval_secs = cfg.interval_secs, workers = cfg.workers, "alerter running");
+    tracing::info!(
+        interval_secs = cfg.interval_secs,
+        workers = cfg.workers,
+        "alerter running"
+    );
     let mut tick = tokio::time::interval(cfg.interval());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -58,7 +72,9 @@ pub async fn run(
         match evaluate_once(&pool, &cfg).await {
             Ok(r) if r.notifications > 0 => wake.notify_waiters(),
             Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "alert evaluation failed; retrying next interval"),
+            Err(e) => {
+                tracing::error!(error = %e, "alert evaluation failed; retrying next interval")
+            }
         }
     }
     for w in workers {

@@ -92,9 +92,10 @@ impl Inventory {
     }
 
     fn host_labels(&self, host: &str) -> Labels {
-        self.hosts.get(host).cloned().unwrap_or_else(|| {
-            [("host".to_string(), host.to_string())].into()
-        })
+        self.hosts
+            .get(host)
+            .cloned()
+            .unwrap_or_else(|| [("host".to_string(), host.to_string())].into())
     }
 
     fn gpu(&self, gpu_id: i64, host: &str) -> Labels {
@@ -220,13 +221,18 @@ pub async fn load<C: GenericClient>(
             let id: String = r.get(0);
             let host: Option<String> = r.get(1);
             let labels = Arc::new(match table {
-                "gpu_metrics" => inv.gpu(id.parse().unwrap_or_default(), host.as_deref().unwrap_or("")),
+                "gpu_metrics" => inv.gpu(
+                    id.parse().unwrap_or_default(),
+                    host.as_deref().unwrap_or(""),
+                ),
                 "host_metrics" => inv.host(&id),
                 _ => inv.env(&id, host.as_deref()),
             });
             for (i, w) in ws.iter().enumerate() {
                 if let Some(v) = r.get::<_, Option<f64>>(i + 2) {
-                    out.entry((*w).clone()).or_default().push((labels.clone(), v));
+                    out.entry((*w).clone())
+                        .or_default()
+                        .push((labels.clone(), v));
                 }
             }
         }
@@ -245,14 +251,22 @@ async fn heartbeat<C: GenericClient>(c: &C, inv: &Inventory, now: DateTime<Utc>)
         .map_err(q("reading host heartbeats"))?;
     Ok(rows
         .into_iter()
-        .map(|r| (Arc::new(inv.host(&r.get::<_, String>(0))), r.get::<_, f64>(1).max(0.0)))
+        .map(|r| {
+            (
+                Arc::new(inv.host(&r.get::<_, String>(0))),
+                r.get::<_, f64>(1).max(0.0),
+            )
+        })
         .collect())
 }
 
 /// `quota.used_pct` from the billing view, only once that view exists.
 async fn quota<C: GenericClient>(c: &C) -> Result<Values> {
     let exists: bool = c
-        .query_one("SELECT to_regclass('gpuwatch_quota_usage') IS NOT NULL", &[])
+        .query_one(
+            "SELECT to_regclass('gpuwatch_quota_usage') IS NOT NULL",
+            &[],
+        )
         .await
         .map_err(q("checking for gpuwatch_quota_usage"))?
         .get(0);

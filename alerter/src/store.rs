@@ -8,7 +8,8 @@ use crate::eval::Write;
 use crate::rule::Rule;
 
 /// Columns of `alert_rules` as [`rule_from_row`] reads them.
-pub(crate) const RULE_COLUMNS: &str = "id, name, description, metric, scope, reduction, window_seconds, \
+pub(crate) const RULE_COLUMNS: &str =
+    "id, name, description, metric, scope, reduction, window_seconds, \
      comparison, threshold, for_seconds, keep_firing_for_seconds, severity, labels, annotations, \
      repeat_interval_seconds, channels, group_by, enabled";
 
@@ -100,9 +101,12 @@ pub(crate) async fn write_records<C: GenericClient>(
         .map_err(q("updating alert states"))?;
     }
     if !deletes.is_empty() {
-        c.execute("DELETE FROM alert_records WHERE id = ANY($1) AND state = 'pending'", &[&deletes])
-            .await
-            .map_err(q("removing cleared pending alerts"))?;
+        c.execute(
+            "DELETE FROM alert_records WHERE id = ANY($1) AND state = 'pending'",
+            &[&deletes],
+        )
+        .await
+        .map_err(q("removing cleared pending alerts"))?;
     }
     Ok(())
 }

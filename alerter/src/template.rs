@@ -19,9 +19,12 @@ fn parse(t: &str) -> Result<Vec<Part<'_>>, String> {
     while let Some(open) = rest.find("{{") {
         parts.push(Part::Text(&rest[..open]));
         let after = &rest[open + 2..];
-        let close = after
-            .find("}}")
-            .ok_or_else(|| format!("\"{{{{\" at byte {} is never closed with \"}}}}\"", t.len() - rest.len() + open))?;
+        let close = after.find("}}").ok_or_else(|| {
+            format!(
+                "\"{{{{\" at byte {} is never closed with \"}}}}\"",
+                t.len() - rest.len() + open
+            )
+        })?;
         let expr = after[..close].trim();
         parts.push(match expr {
             "$value" => Part::Value,
@@ -125,15 +128,27 @@ mod tests {
 
     #[test]
     fn renders_labels_value_and_severity() {
-        let s = render("{{ $labels.host }} at {{$value}} ({{ $severity }})", &labels(), Some(86.5), "critical");
+        let s = render(
+            "{{ $labels.host }} at {{$value}} ({{ $severity }})",
+            &labels(),
+            Some(86.5),
+            "critical",
+        );
         assert_eq!(s.unwrap(), "h1 at 86.50 (critical)");
-        assert_eq!(render("{{ $value }}", &labels(), Some(90.0), "x").unwrap(), "90");
+        assert_eq!(
+            render("{{ $value }}", &labels(), Some(90.0), "x").unwrap(),
+            "90"
+        );
     }
 
     #[test]
     fn syntax_errors_are_found_at_save_time() {
-        assert!(validate("{{ $labels.host").unwrap_err().contains("never closed"));
-        assert!(validate("{{ .Labels.host }}").unwrap_err().contains("unknown expression"));
+        assert!(validate("{{ $labels.host")
+            .unwrap_err()
+            .contains("never closed"));
+        assert!(validate("{{ .Labels.host }}")
+            .unwrap_err()
+            .contains("unknown expression"));
         assert!(validate("a }} b").is_err());
         assert!(validate("plain {{ $labels.gpu_uuid }}").is_ok());
     }

@@ -47,13 +47,28 @@ pub struct Receiver {
     pub mode: Arc<Mutex<Mode>>,
     /// Each answer waits this long (a slow receiver).
     pub delay_ms: Arc<Mutex<u64>>,
+    /// Requests that arrived, answered or not (a sender killed mid-request
+    /// leaves one arrived but never answered).
+    pub arrivals: Arc<Mutex<usize>>,
 }
 
 /// Verifies a Standard Webhooks signature independently of the alerter's code.
 pub fn verify(headers: &HeaderMap, body: &[u8]) -> bool {
-    let h = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    let (id, ts, sigs) = (h("webhook-id"), h("webhook-timestamp"), h("webhook-signature"));
-    let Ok(ts_n) = ts.parse::<i64>() else { return false };
+    let h = |k: &str| {
+        headers
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    let (id, ts, sigs) = (
+        h("webhook-id"),
+        h("webhook-timestamp"),
+        h("webhook-signature"),
+    );
+    let Ok(ts_n) = ts.parse::<i64>() else {
+        return false;
+    };
     if (Utc::now().timestamp() - ts_n).abs() > 300 {
         return false;
     }
@@ -67,13 +82,22 @@ pub fn verify(headers: &HeaderMap, body: &[u8]) -> bool {
     sigs.split(' ').any(|s| s == format!("v1,{want}"))
 }
 
-async fn hook(State(r): State<Receiver>, headers: HeaderMap, body: axum::body::Bytes) -> StatusCode {
+async fn hook(
+    State(r): State<Receiver>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> StatusCode {
+    *r.arrivals.lock().unwrap() += 1;
     let delay = *r.delay_ms.lock().unwrap();
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
     let mode = *r.mode.lock().unwrap();
-    let id = headers.get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let id = headers
+        .get("webhook-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let answered = match mode {
         Mode::Ok => 200,
         Mode::Fail500 => 500,
@@ -99,14 +123,22 @@ impl Receiver {
             seen: Arc::default(),
             mode: Arc::new(Mutex::new(Mode::Ok)),
             delay_ms: Arc::default(),
+            arrivals: Arc::default(),
         };
-        let app = Router::new().route("/hook", post(hook)).with_state(r.clone());
+        let app = Router::new()
+            .route("/hook", post(hook))
+            .with_state(r.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         r
     }
 
     pub fn set(&self, m: Mode) {
         *self.mode.lock().unwrap() = m;
+    }
+
+    /// Requests arrived and not answered yet.
+    pub fn in_flight(&self) -> usize {
+        *self.arrivals.lock().unwrap() - self.seen.lock().unwrap().len()
     }
 
     pub fn seen(&self) -> Vec<Received> {
@@ -123,14 +155,27 @@ impl Receiver {
     }
 
     /// Waits until `pred` holds for the delivered bodies.
-    pub async fn wait_for(&self, what: &str, secs: u64, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    pub async fn wait_for(
+        &self,
+        what: &str,
+        secs: u64,
+        pred: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
         let deadline = std::time::Instant::now() + Duration::from_secs(secs);
         loop {
-            let bodies: Vec<Value> = self.seen().into_iter().filter(|r| r.answered == 200).map(|r| r.body).collect();
+            let bodies: Vec<Value> = self
+                .seen()
+                .into_iter()
+                .filter(|r| r.answered == 200)
+                .map(|r| r.body)
+                .collect();
             if pred(&bodies) {
                 return bodies;
             }
-            assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}; received: {bodies:#?}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}; received: {bodies:#?}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -164,16 +209,37 @@ while True:
 impl Smtp {
     pub fn start() -> Smtp {
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let python = if std::path::Path::new("/usr/bin/python3").exists() { "/usr/bin/python3" } else { "python3" };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let python = if std::path::Path::new("/usr/bin/python3").exists() {
+            "/usr/bin/python3"
+        } else {
+            "python3"
+        };
         let mut child = std::process::Command::new(python)
-            .args(["-c", SMTP_SCRIPT, &port.to_string(), dir.path().to_str().unwrap()])
+            .args([
+                "-c",
+                SMTP_SCRIPT,
+                &port.to_string(),
+                dir.path().to_str().unwrap(),
+            ])
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("python3 for the SMTP server (scripts/test.sh installs python3-aiosmtpd)");
         let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
-        assert_eq!(line.trim(), "ready", "aiosmtpd did not start; is python3-aiosmtpd installed? (scripts/test.sh installs it)");
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        assert_eq!(
+            line.trim(),
+            "ready",
+            "aiosmtpd did not start; is python3-aiosmtpd installed? (scripts/test.sh installs it)"
+        );
         Smtp { port, dir, child }
     }
 
@@ -184,17 +250,28 @@ impl Smtp {
             .filter(|p| p.extension().is_some_and(|x| x == "eml"))
             .collect();
         v.sort();
-        v.iter().map(|p| std::fs::read_to_string(p).unwrap()).collect()
+        v.iter()
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect()
     }
 
-    pub async fn wait_for(&self, what: &str, secs: u64, pred: impl Fn(&[String]) -> bool) -> Vec<String> {
+    pub async fn wait_for(
+        &self,
+        what: &str,
+        secs: u64,
+        pred: impl Fn(&[String]) -> bool,
+    ) -> Vec<String> {
         let deadline = std::time::Instant::now() + Duration::from_secs(secs);
         loop {
             let m = self.messages();
             if pred(&m) {
                 return m;
             }
-            assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}; got {} messages", m.len());
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}; got {} messages",
+                m.len()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -229,7 +306,13 @@ pub async fn setup(db: &TestDb, gpus: i32) -> (Pool, BatchWriter) {
         .await
         .unwrap();
     }
-    let w = BatchWriter::new(pool.clone(), WriterConfig { connections: 1, chunk_rows: 1000 });
+    let w = BatchWriter::new(
+        pool.clone(),
+        WriterConfig {
+            connections: 1,
+            chunk_rows: 1000,
+        },
+    );
     (pool, w)
 }
 
@@ -265,7 +348,14 @@ pub async fn webhook(pool: &Pool, url: &str, max_attempts: i32, timeout_ms: i32)
 }
 
 /// Inserts a temperature rule.
-pub async fn hot_rule(pool: &Pool, name: &str, threshold: f64, for_s: i32, channels: Value, group_by: Value) -> i64 {
+pub async fn hot_rule(
+    pool: &Pool,
+    name: &str,
+    threshold: f64,
+    for_s: i32,
+    channels: Value,
+    group_by: Value,
+) -> i64 {
     pool.get()
         .await
         .unwrap()
@@ -298,9 +388,16 @@ pub fn fast_config() -> gpuwatch_alerter::AlerterConfig {
 pub fn assert_v4(b: &Value) {
     let o = b.as_object().expect("body is an object");
     for (k, kind) in [
-        ("version", "string"), ("groupKey", "string"), ("truncatedAlerts", "number"), ("status", "string"),
-        ("receiver", "string"), ("groupLabels", "object"), ("commonLabels", "object"),
-        ("commonAnnotations", "object"), ("externalURL", "string"), ("alerts", "array"),
+        ("version", "string"),
+        ("groupKey", "string"),
+        ("truncatedAlerts", "number"),
+        ("status", "string"),
+        ("receiver", "string"),
+        ("groupLabels", "object"),
+        ("commonLabels", "object"),
+        ("commonAnnotations", "object"),
+        ("externalURL", "string"),
+        ("alerts", "array"),
     ] {
         let v = o.get(k).unwrap_or_else(|| panic!("v4 body lacks {k}: {b}"));
         let ok = match kind {
@@ -314,11 +411,20 @@ pub fn assert_v4(b: &Value) {
     assert_eq!(o["version"], "4");
     assert!(matches!(o["status"].as_str(), Some("firing" | "resolved")));
     for a in o["alerts"].as_array().unwrap() {
-        for k in ["status", "labels", "annotations", "startsAt", "endsAt", "generatorURL", "fingerprint"] {
+        for k in [
+            "status",
+            "labels",
+            "annotations",
+            "startsAt",
+            "endsAt",
+            "generatorURL",
+            "fingerprint",
+        ] {
             assert!(a.get(k).is_some(), "alert lacks {k}: {a}");
         }
         for k in ["startsAt", "endsAt"] {
-            chrono::DateTime::parse_from_rfc3339(a[k].as_str().unwrap()).unwrap_or_else(|e| panic!("{k} is not RFC 3339: {e}"));
+            chrono::DateTime::parse_from_rfc3339(a[k].as_str().unwrap())
+                .unwrap_or_else(|e| panic!("{k} is not RFC 3339: {e}"));
         }
         assert!(a["labels"]["alertname"].is_string());
     }

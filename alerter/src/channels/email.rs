@@ -57,16 +57,36 @@ impl EmailChannel {
         for addr in to {
             match addr.parse::<Mailbox>() {
                 Ok(m) => b = b.to(m),
-                Err(e) => return Attempt::failed(self.url.clone(), format!("recipient {addr:?}: {e}"), true),
+                Err(e) => {
+                    return Attempt::failed(
+                        self.url.clone(),
+                        format!("recipient {addr:?}: {e}"),
+                        true,
+                    )
+                }
             }
         }
         let msg = match b.multipart(
             MultiPart::alternative()
-                .singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(text))
-                .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(html)),
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_PLAIN)
+                        .body(text),
+                )
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_HTML)
+                        .body(html),
+                ),
         ) {
             Ok(m) => m,
-            Err(e) => return Attempt::failed(self.url.clone(), format!("building the message: {e}"), true),
+            Err(e) => {
+                return Attempt::failed(
+                    self.url.clone(),
+                    format!("building the message: {e}"),
+                    true,
+                )
+            }
         };
         match self.transport.send(msg).await {
             Ok(r) => Attempt {
@@ -96,12 +116,19 @@ fn s<'a>(v: &'a Value, k: &str) -> &'a str {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 fn pairs(v: Option<&Value>) -> Vec<(String, String)> {
     v.and_then(Value::as_object)
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string())).collect())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -109,26 +136,64 @@ fn pairs(v: Option<&Value>) -> Vec<(String, String)> {
 /// shape with defaults everywhere, so a malformed payload still yields a
 /// message rather than none.
 pub fn render(p: &Value) -> (String, String, String) {
-    let alerts = p.get("alerts").and_then(Value::as_array).cloned().unwrap_or_default();
+    let alerts = p
+        .get("alerts")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let firing = alerts.iter().filter(|a| s(a, "status") == "firing").count();
-    let group: Vec<String> = pairs(p.get("groupLabels")).into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let group: Vec<String> = pairs(p.get("groupLabels"))
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
     let subject = format!(
         "[{}{}] {}",
         s(p, "status").to_uppercase(),
-        if firing > 0 { format!(":{firing}") } else { String::new() },
-        if group.is_empty() { "gpuwatch alert".to_string() } else { group.join(" ") }
+        if firing > 0 {
+            format!(":{firing}")
+        } else {
+            String::new()
+        },
+        if group.is_empty() {
+            "gpuwatch alert".to_string()
+        } else {
+            group.join(" ")
+        }
     );
     let mut text = format!("{subject}\n\n");
     let mut html = format!("<html><body><h2>{}</h2>", esc(&subject));
     for a in &alerts {
-        let name = a.get("labels").and_then(|l| l.get("alertname")).and_then(Value::as_str).unwrap_or("alert");
-        text.push_str(&format!("{} {} since {}\n", s(a, "status").to_uppercase(), name, s(a, "startsAt")));
-        html.push_str(&format!("<h3>{} {}</h3><table>", esc(&s(a, "status").to_uppercase()), esc(name)));
-        for (k, v) in pairs(a.get("annotations")).into_iter().chain(pairs(a.get("labels"))) {
+        let name = a
+            .get("labels")
+            .and_then(|l| l.get("alertname"))
+            .and_then(Value::as_str)
+            .unwrap_or("alert");
+        text.push_str(&format!(
+            "{} {} since {}\n",
+            s(a, "status").to_uppercase(),
+            name,
+            s(a, "startsAt")
+        ));
+        html.push_str(&format!(
+            "<h3>{} {}</h3><table>",
+            esc(&s(a, "status").to_uppercase()),
+            esc(name)
+        ));
+        for (k, v) in pairs(a.get("annotations"))
+            .into_iter()
+            .chain(pairs(a.get("labels")))
+        {
             text.push_str(&format!("  {k}: {v}\n"));
-            html.push_str(&format!("<tr><td>{}</td><td>{}</td></tr>", esc(&k), esc(&v)));
+            html.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td></tr>",
+                esc(&k),
+                esc(&v)
+            ));
         }
-        html.push_str(&format!("</table><p><a href=\"{0}\">{0}</a></p>", esc(s(a, "generatorURL"))));
+        html.push_str(&format!(
+            "</table><p><a href=\"{0}\">{0}</a></p>",
+            esc(s(a, "generatorURL"))
+        ));
         text.push('\n');
     }
     text.push_str(&format!("{}\n", s(p, "externalURL")));

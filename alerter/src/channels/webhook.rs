@@ -38,7 +38,8 @@ pub fn signing_key(secret: &str) -> Vec<u8> {
 /// `v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}.{body}")>`.
 pub fn sign(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> String {
     // HMAC takes a key of any length: new_from_slice cannot fail here.
-    let mut mac = Hmac::<Sha256>::new_from_slice(&signing_key(secret)).expect("hmac accepts any key length");
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(&signing_key(secret)).expect("hmac accepts any key length");
     mac.update(format!("{id}.{timestamp}.").as_bytes());
     mac.update(body);
     format!("v1,{}", B64.encode(mac.finalize().into_bytes()))
@@ -60,7 +61,10 @@ pub async fn send(http: &reqwest::Client, w: &WebhookTarget, id: &str, body: &[u
         .post(&w.url)
         .timeout(w.timeout)
         .header("content-type", "application/json")
-        .header("user-agent", concat!("gpuwatch-alerter/", env!("CARGO_PKG_VERSION")))
+        .header(
+            "user-agent",
+            concat!("gpuwatch-alerter/", env!("CARGO_PKG_VERSION")),
+        )
         .header("webhook-id", id)
         .header("webhook-timestamp", ts.to_string());
     if let Some(secret) = w.secret.as_deref().filter(|s| !s.is_empty()) {
@@ -74,7 +78,11 @@ pub async fn send(http: &reqwest::Client, w: &WebhookTarget, id: &str, body: &[u
     let resp = match req.body(body.to_vec()).send().await {
         Ok(r) => r,
         Err(e) => {
-            let what = if e.is_timeout() { format!("timed out after {:?}", w.timeout) } else { chain(&e) };
+            let what = if e.is_timeout() {
+                format!("timed out after {:?}", w.timeout)
+            } else {
+                chain(&e)
+            };
             return Attempt::failed(w.url.clone(), what, false);
         }
     };
