@@ -132,7 +132,7 @@ both_backends! {
         replay_notification(&pool, &id).await.unwrap();
         assert!(matches!(replay_notification(&pool, &id).await, Err(AlerterError::Conflict(_))), "only dead letters replay");
         run(fast_config(), pool.clone(), true, CancellationToken::new()).await.unwrap();
-        assert_eq!(rx.delivered().keys().cloned().collect::<Vec<_>>(), [id.clone()], "delivered under the same id");
+        assert_eq!(rx.delivered().keys().cloned().collect::<Vec<_>>(), std::slice::from_ref(&id), "delivered under the same id");
         let logs: Vec<(i32, Option<i32>, bool)> = c.query("SELECT attempt, status_code, succeeded FROM webhook_logs WHERE notification_id = $1::text::uuid ORDER BY attempt", &[&id])
             .await.unwrap().iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
         assert_eq!(logs, [(1, Some(404), false), (2, Some(200), true)]);

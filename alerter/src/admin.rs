@@ -101,11 +101,12 @@ fn invalid(errors: Vec<String>) -> Result<()> {
     }
 }
 
+/// The parts of a paged SELECT: columns, `FROM … WHERE …`, ORDER BY.
+struct Sql<'a>(&'a str, &'a str, &'a str);
+
 async fn page<T>(
     pool: &gpuwatch_store::Pool,
-    select: &str,
-    from_where: &str,
-    order: &str,
+    Sql(select, from_where, order): Sql<'_>,
     f: &Filter,
     (limit, offset): (i64, i64),
     map: impl Fn(&tokio_postgres::Row) -> T,
@@ -463,9 +464,7 @@ pub async fn list_rules(pool: &gpuwatch_store::Pool, query: RuleQuery) -> Result
     let from = format!("alert_rules WHERE {}", f.sql());
     page(
         pool,
-        RULE_COLUMNS,
-        &from,
-        &order,
+        Sql(RULE_COLUMNS, &from, &order),
         &f,
         bounds,
         rule_from_row,
@@ -644,9 +643,7 @@ pub async fn list_silences(
     let from = format!("silences WHERE {}", f.sql());
     page(
         pool,
-        SILENCE_COLUMNS,
-        &from,
-        "ends_at DESC, id",
+        Sql(SILENCE_COLUMNS, &from, "ends_at DESC, id"),
         &f,
         bounds,
         silence_from_row,
@@ -891,9 +888,7 @@ pub async fn list_webhooks(
     let from = format!("webhooks WHERE {}", f.sql());
     page(
         pool,
-        WEBHOOK_COLUMNS,
-        &from,
-        "name, id",
+        Sql(WEBHOOK_COLUMNS, &from, "name, id"),
         &f,
         bounds,
         webhook_from_row,
@@ -1023,9 +1018,7 @@ async fn alerts(
     );
     page(
         pool,
-        ALERT_COLUMNS,
-        &from,
-        "a.started_at DESC, a.id",
+        Sql(ALERT_COLUMNS, &from, "a.started_at DESC, a.id"),
         &f,
         bounds,
         alert_from_row,
@@ -1105,9 +1098,11 @@ pub async fn list_notifications(
     let from = format!("alert_outbox WHERE {}", f.sql());
     page(
         pool,
-        "id::text, channel, webhook_id, status, attempts, last_error, created_at, delivered_at",
-        &from,
-        "created_at DESC, id",
+        Sql(
+            "id::text, channel, webhook_id, status, attempts, last_error, created_at, delivered_at",
+            &from,
+            "created_at DESC, id",
+        ),
         &f,
         bounds,
         |r| Notification {

@@ -38,6 +38,17 @@ impl Alert {
     }
 }
 
+/// A group's next flush, last notification and stored channels.
+type GroupState = (DateTime<Utc>, Option<DateTime<Utc>>, Value);
+
+/// What every group's flush of one cycle shares.
+struct Flush<'a> {
+    cfg: &'a AlerterConfig,
+    webhooks: &'a [Webhook],
+    rules: &'a HashMap<i64, &'a Rule>,
+    now: DateTime<Utc>,
+}
+
 struct Inhibit {
     id: i64,
     source: Vec<Matcher>,
@@ -82,7 +93,7 @@ pub(crate) async fn flush<C: GenericClient>(
     )
     .await
     .map_err(q("removing empty alert groups"))?;
-    let state: HashMap<String, (DateTime<Utc>, Option<DateTime<Utc>>, Value)> = c
+    let state: HashMap<String, GroupState> = c
         .query(
             "SELECT group_key, next_flush_at, last_notified_at, channels FROM alert_groups",
             &[],
@@ -93,6 +104,12 @@ pub(crate) async fn flush<C: GenericClient>(
         .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3))))
         .collect();
     let webhooks = load_webhooks(c).await?;
+    let ctx = Flush {
+        cfg,
+        webhooks: &webhooks,
+        rules: &rules,
+        now,
+    };
     let mut written = 0;
     for (key, members) in groups {
         let rule = members.iter().find_map(|a| rules.get(&a.rule_id).copied());
@@ -120,15 +137,12 @@ pub(crate) async fn flush<C: GenericClient>(
             }
             written += flush_group(
                 c,
-                cfg,
+                &ctx,
                 &key,
                 &group_labels,
                 &members,
-                &json_map(channels),
-                &webhooks,
-                rules.clone(),
+                &json_map::<Vec<Channel>>(channels),
                 None,
-                now,
             )
             .await?;
             continue;
@@ -138,34 +152,28 @@ pub(crate) async fn flush<C: GenericClient>(
         }
         written += flush_group(
             c,
-            cfg,
+            &ctx,
             &key,
             &group_labels,
             &members,
-            &json_map(stored_channels),
-            &webhooks,
-            rules.clone(),
+            &json_map::<Vec<Channel>>(stored_channels),
             last,
-            now,
         )
         .await?;
     }
     Ok(written)
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn flush_group<C: GenericClient>(
     c: &C,
-    cfg: &AlerterConfig,
+    ctx: &Flush<'_>,
     key: &str,
     group_labels: &Labels,
     members: &[&Alert],
-    channels: &Vec<Channel>,
-    webhooks: &[Webhook],
-    rules: HashMap<i64, &Rule>,
+    channels: &[Channel],
     last: Option<DateTime<Utc>>,
-    now: DateTime<Utc>,
 ) -> Result<usize> {
+    let (cfg, webhooks, rules, now) = (ctx.cfg, ctx.webhooks, ctx.rules, ctx.now);
     let firing: Vec<&Alert> = members.iter().copied().filter(|a| a.firing()).collect();
     let resolved: Vec<&Alert> = members.iter().copied().filter(|a| !a.firing()).collect();
     let changed = firing

@@ -374,14 +374,18 @@ pub async fn hot_rule(
 
 /// An alerter config for tests: fast cycles, no group wait, quick retries.
 pub fn fast_config() -> gpuwatch_alerter::AlerterConfig {
-    let mut c = gpuwatch_alerter::AlerterConfig::default();
-    c.interval_secs = 0.3;
-    c.group_wait_secs = 0.0;
-    c.group_interval_secs = 0.5;
-    c.poll_interval_secs = 0.2;
-    c.webhook.backoff_base_secs = 0.2;
-    c.webhook.backoff_max_secs = 2.0;
-    c
+    gpuwatch_alerter::AlerterConfig {
+        interval_secs: 0.3,
+        group_wait_secs: 0.0,
+        group_interval_secs: 0.5,
+        poll_interval_secs: 0.2,
+        webhook: gpuwatch_alerter::WebhookConfig {
+            backoff_base_secs: 0.2,
+            backoff_max_secs: 2.0,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
 }
 
 /// Checks the Alertmanager v4 webhook shape, field by field.
