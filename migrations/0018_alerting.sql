@@ -48,14 +48,14 @@ CREATE INDEX idx_alert_records_notifiable ON alert_records (group_key)
 
 CREATE TABLE alert_groups (
     group_key         TEXT PRIMARY KEY,
-    labels            JSONB NOT NULL DEFAULT '{}',
+    group_labels      JSONB NOT NULL DEFAULT '{}',
     channels          JSONB NOT NULL DEFAULT '[]',
     next_flush_at     timestamptz NOT NULL,
     last_notified_at  timestamptz,
     created_at        timestamptz NOT NULL DEFAULT now(),
     updated_at        timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT chk_alert_groups_json_shapes CHECK (
-        jsonb_typeof(labels) = 'object' AND jsonb_typeof(channels) = 'array'
+        jsonb_typeof(group_labels) = 'object' AND jsonb_typeof(channels) = 'array'
     )
 );
 

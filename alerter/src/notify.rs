@@ -127,7 +127,7 @@ pub(crate) async fn flush<C: GenericClient>(
                     .unwrap_or(json!([]));
             let next = now + chrono::Duration::from_std(cfg.group_wait()).unwrap_or_default();
             c.execute(
-                "INSERT INTO alert_groups (group_key, labels, channels, next_flush_at) VALUES ($1, $2, $3, $4)",
+                "INSERT INTO alert_groups (group_key, group_labels, channels, next_flush_at) VALUES ($1, $2, $3, $4)",
                 &[&key, &serde_json::to_value(&group_labels).unwrap_or(json!({})), &channels, &next],
             )
             .await
