@@ -229,3 +229,54 @@ both_backends! {
         assert!(names.contains(&"gpuwatch_alerter_evaluation_duration_seconds".to_string()), "{names:?}");
     }
 }
+
+both_backends! {
+    async fn grouping_waits_batches_and_repeats_on_an_injected_clock(db) {
+        use gpuwatch_alerter::delivery::Deliverer;
+        use gpuwatch_alerter::eval::cycle;
+        let (pool, w) = setup(&db, 3).await;
+        let rx = Receiver::start().await;
+        let hook = webhook(&pool, &rx.url, 5, 2000).await;
+        let id = hot_rule(&pool, "GpuHot", 85.0, 0, json!([{"type": "webhook", "webhook_id": hook}]), json!(["alertname", "host"])).await;
+        // A long window, so samples written now stay visible to the clock moved ahead.
+        pool.get().await.unwrap()
+            .execute("UPDATE alert_rules SET window_seconds = 3600, repeat_interval_seconds = 300 WHERE id = $1", &[&id])
+            .await.unwrap();
+        let cfg = gpuwatch_alerter::AlerterConfig { group_wait_secs: 10.0, group_interval_secs: 60.0, ..fast_config() };
+        let d = Deliverer::new(pool.clone(), cfg.clone()).unwrap();
+        let t0 = chrono::Utc::now();
+        let at = |s: i64| t0 + chrono::Duration::seconds(s);
+        let step = |s: i64| {
+            let (pool, cfg, d) = (pool.clone(), cfg.clone(), &d);
+            async move {
+                cycle(&pool, &cfg, at(s)).await.unwrap();
+                d.drain().await.unwrap();
+            }
+        };
+        let sizes = |rx: &Receiver| -> Vec<usize> {
+            rx.seen().iter().map(|r| r.body["alerts"].as_array().unwrap().len()).collect()
+        };
+        temps(&w, &[90.0, 90.0, 40.0]).await;
+        step(0).await;
+        step(5).await;
+        assert_eq!(sizes(&rx), Vec::<usize>::new(), "group_wait holds the first notification");
+        step(10).await;
+        assert_eq!(sizes(&rx), [2], "both GPUs firing together arrive in one notification");
+        temps(&w, &[90.0, 90.0, 90.0]).await;
+        step(20).await;
+        step(60).await;
+        assert_eq!(sizes(&rx), [2], "a new alert waits for group_interval");
+        step(70).await;
+        assert_eq!(sizes(&rx), [2, 3], "then the group is sent again, whole");
+        step(200).await;
+        assert_eq!(sizes(&rx), [2, 3], "nothing changed, repeat_interval not reached");
+        step(370).await;
+        assert_eq!(sizes(&rx), [2, 3, 3], "repeat_interval re-sends the firing group");
+        temps(&w, &[40.0, 90.0, 90.0]).await;
+        step(430).await;
+        let last = rx.seen().last().unwrap().body.clone();
+        let statuses: Vec<&str> = last["alerts"].as_array().unwrap().iter().map(|a| a["status"].as_str().unwrap()).collect();
+        assert_eq!(statuses.iter().filter(|s| **s == "resolved").count(), 1, "{statuses:?}");
+        assert_eq!(last["status"], "firing", "a group with firing alerts is firing");
+    }
+}

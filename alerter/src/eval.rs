@@ -157,12 +157,12 @@ async fn evaluate<C: GenericClient>(
     for ((rule_id, fp), o) in open {
         match live.get(&rule_id) {
             Some(_) if o.state == "nodata" => {}
-            Some(rule) => writes.push(nodata(rule, o, fp, now)),
+            Some(rule) => writes.push(nodata(rule, o, fp)),
             None => resolve_orphan(o, now, &mut writes),
         }
     }
     report.transitions = writes.len() + deletes.len();
-    store::write_records(c, &writes, &deletes).await?;
+    store::write_records(c, &writes, &deletes, now).await?;
     Ok(report)
 }
 
@@ -237,7 +237,9 @@ fn step(
     Some(w)
 }
 
-fn nodata(rule: &Rule, o: Open, fp: String, now: DateTime<Utc>) -> Write {
+/// No data keeps the stored labels, annotations and group: an empty
+/// group_key means "unchanged" to store::write_records.
+fn nodata(rule: &Rule, o: Open, fp: String) -> Write {
     Write {
         id: Some(o.id),
         rule_id: rule.id,
@@ -253,7 +255,6 @@ fn nodata(rule: &Rule, o: Open, fp: String, now: DateTime<Utc>) -> Write {
         keep_firing_since: None,
         group_key: String::new(),
     }
-    .at(now)
 }
 
 /// An open alert of a rule deleted or disabled since: resolved (a resolved
@@ -275,15 +276,6 @@ fn resolve_orphan(o: Open, now: DateTime<Utc>, writes: &mut Vec<Write>) {
         group_key: String::new(),
     };
     writes.push(w);
-}
-
-impl Write {
-    /// No data keeps the stored labels, annotations and group (empty here
-    /// means "unchanged" to store::write_records); the time is only checked.
-    fn at(self, now: DateTime<Utc>) -> Self {
-        debug_assert!(self.started_at <= now);
-        self
-    }
 }
 
 async fn load_open<C: GenericClient>(c: &C) -> Result<HashMap<(i64, String), Open>> {

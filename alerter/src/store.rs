@@ -58,9 +58,9 @@ pub(crate) async fn write_records<C: GenericClient>(
     c: &C,
     writes: &[Write],
     deletes: &[i64],
+    now: DateTime<Utc>,
 ) -> Result<()> {
     let (new, old): (Vec<&Write>, Vec<&Write>) = writes.iter().partition(|w| w.id.is_none());
-    let now: DateTime<Utc> = Utc::now();
     if !new.is_empty() {
         let rows = serde_json::to_value(&new).unwrap_or_default();
         c.execute(
