@@ -7,7 +7,8 @@
 //!   [`template`] renders annotation templates.
 //! - [`series`] reads the latest raw samples per rule window, reduced in SQL.
 //! - [`eval`] runs a cycle: pending → firing → resolved (and no data) in
-//!   `alert_records`, then [`notify`]'s policy writes outbox rows, all in one
+//!   `alert_records`, then the notification policy (`mute`: silences and
+//!   inhibition; `notify`: grouping) writes outbox rows, all in one
 //!   transaction under an advisory lock.
 //! - [`delivery`] workers claim outbox rows with `FOR UPDATE SKIP LOCKED` and
 //!   send them through [`channels`], retrying with [`backoff`] and logging
@@ -24,6 +25,7 @@ mod config;
 pub mod delivery;
 mod error;
 pub mod eval;
+mod mute;
 mod notify;
 pub mod rule;
 mod run;

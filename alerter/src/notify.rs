@@ -2,9 +2,9 @@
 //! same transaction: silences and inhibition mute alerts; the rest are
 //! grouped (group_by labels and receivers) and flushed after group_wait,
 //! then every group_interval while something changed, and again after
-//! repeat_interval while anything fires. A flush writes one outbox row per
-//! receiver with the Alertmanager v4 body, and in-app `notifications` for
-//! alerts that carry a customer.
+//! repeat_interval while anything fires (muting itself is in `mute`). A
+//! flush writes one outbox row per receiver with the Alertmanager v4 body,
+//! and in-app `notifications` for alerts that carry a customer.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -13,23 +13,23 @@ use serde_json::{json, Value};
 use tokio_postgres::GenericClient;
 
 use crate::error::{q, Result};
-use crate::rule::{all_match, Channel, Matcher, Rule};
+use crate::rule::{Channel, Rule};
 use crate::series::Labels;
 use crate::AlerterConfig;
 
 /// An alert that is, or must be told it no longer is, firing.
 pub(crate) struct Alert {
-    id: i64,
+    pub(crate) id: i64,
     rule_id: i64,
     fingerprint: String,
-    state: String,
-    labels: Labels,
+    pub(crate) state: String,
+    pub(crate) labels: Labels,
     annotations: BTreeMap<String, String>,
     started_at: DateTime<Utc>,
     resolved_at: Option<DateTime<Utc>>,
     group_key: String,
     notified_status: Option<String>,
-    muted_by: Option<String>,
+    pub(crate) muted_by: Option<String>,
 }
 
 impl Alert {
@@ -49,13 +49,6 @@ struct Flush<'a> {
     now: DateTime<Utc>,
 }
 
-struct Inhibit {
-    id: i64,
-    source: Vec<Matcher>,
-    target: Vec<Matcher>,
-    equal: Vec<String>,
-}
-
 /// Where one flush goes.
 enum Target {
     Webhook { id: i64, name: String },
@@ -68,7 +61,7 @@ struct Webhook {
     filters: serde_json::Map<String, Value>,
 }
 
-fn json_map<T: serde::de::DeserializeOwned + Default>(v: Value) -> T {
+pub(crate) fn json_map<T: serde::de::DeserializeOwned + Default>(v: Value) -> T {
     serde_json::from_value(v).unwrap_or_default()
 }
 
@@ -80,7 +73,7 @@ pub(crate) async fn flush<C: GenericClient>(
     now: DateTime<Utc>,
 ) -> Result<usize> {
     let mut alerts = load_alerts(c).await?;
-    mute(c, &mut alerts, now).await?;
+    crate::mute::mute(c, &mut alerts, now).await?;
     let rules: HashMap<i64, &Rule> = rules.iter().map(|r| (r.id, r)).collect();
     let mut groups: BTreeMap<String, Vec<&Alert>> = BTreeMap::new();
     let all_keys: Vec<String> = alerts.iter().map(|a| a.group_key.clone()).collect();
@@ -436,76 +429,4 @@ async fn load_webhooks<C: GenericClient>(c: &C) -> Result<Vec<Webhook>> {
         filters: json_map(r.get(2)),
     })
     .collect())
-}
-
-/// Sets each alert's `muted_by` from the active silences and inhibition rules,
-/// writing only the changes.
-async fn mute<C: GenericClient>(c: &C, alerts: &mut [Alert], now: DateTime<Utc>) -> Result<()> {
-    let silences: Vec<(i64, Vec<Matcher>)> = c
-        .query(
-            "SELECT id, matchers FROM silences WHERE deleted_at IS NULL AND starts_at <= $1 AND ends_at > $1 ORDER BY id",
-            &[&now],
-        )
-        .await
-        .map_err(q("loading active silences"))?
-        .into_iter()
-        .map(|r| (r.get(0), json_map(r.get(1))))
-        .collect();
-    let inhibits: Vec<Inhibit> = c
-        .query("SELECT id, source_matchers, target_matchers, equal FROM inhibit_rules WHERE enabled ORDER BY id", &[])
-        .await
-        .map_err(q("loading inhibition rules"))?
-        .into_iter()
-        .map(|r| Inhibit { id: r.get(0), source: json_map(r.get(1)), target: json_map(r.get(2)), equal: json_map(r.get(3)) })
-        .collect();
-    let muted: Vec<Option<String>> = alerts
-        .iter()
-        .map(|a| muted_by(a, alerts, &silences, &inhibits))
-        .collect();
-    let mut changes = Vec::new();
-    for (a, m) in alerts.iter_mut().zip(muted) {
-        if a.muted_by != m {
-            changes.push(json!({"id": a.id, "muted_by": m}));
-            a.muted_by = m;
-        }
-    }
-    if !changes.is_empty() {
-        c.execute(
-            "UPDATE alert_records r SET muted_by = x.muted_by
-             FROM jsonb_to_recordset($1) AS x(id bigint, muted_by text) WHERE r.id = x.id",
-            &[&Value::Array(changes)],
-        )
-        .await
-        .map_err(q("recording silenced and inhibited alerts"))?;
-    }
-    Ok(())
-}
-
-fn muted_by(
-    a: &Alert,
-    all: &[Alert],
-    silences: &[(i64, Vec<Matcher>)],
-    inhibits: &[Inhibit],
-) -> Option<String> {
-    if let Some((id, _)) = silences.iter().find(|(_, m)| all_match(m, &a.labels)) {
-        return Some(format!("silence:{id}"));
-    }
-    for rule in inhibits {
-        if !all_match(&rule.target, &a.labels) {
-            continue;
-        }
-        let source = all.iter().any(|s| {
-            s.state == "firing"
-                && s.id != a.id
-                && all_match(&rule.source, &s.labels)
-                && rule
-                    .equal
-                    .iter()
-                    .all(|k| s.labels.get(k) == a.labels.get(k))
-        });
-        if source {
-            return Some(format!("inhibit:{}", rule.id));
-        }
-    }
-    None
 }
