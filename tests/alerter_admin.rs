@@ -147,3 +147,30 @@ both_backends! {
         assert_eq!(invalid(alert_history(&pool, AlertQuery { state: Some("odd".into()), ..Default::default() }).await).len(), 1);
     }
 }
+
+both_backends! {
+    async fn a_429_is_retried_after_its_retry_after(db) {
+        use gpuwatch_alerter::delivery::{Deliverer, Outcome};
+        let (pool, w) = setup(&db, 1).await;
+        let rx = Receiver::start().await;
+        rx.set(Mode::TooMany);
+        let hook = webhook(&pool, &rx.url, 5, 2000).await;
+        hot_rule(&pool, "GpuHot", 85.0, 0, json!([{"type": "webhook", "webhook_id": hook}]), json!(["alertname"])).await;
+        temps(&w, &[91.0]).await;
+        let mut cfg = fast_config();
+        cfg.webhook.backoff_max_secs = 60.0; // Retry-After is honoured up to this cap
+        gpuwatch_alerter::evaluate_once(&pool, &cfg).await.unwrap();
+        let d = Deliverer::new(pool.clone(), cfg).unwrap();
+        assert_eq!(d.deliver_one().await.unwrap(), Outcome::Retry, "429 is retried");
+        let c = pool.get().await.unwrap();
+        // The receiver asked for 30 s; our own backoff would have been under 0.2 s.
+        let wait: f64 = c
+            .query_one("SELECT extract(epoch FROM next_attempt_at - updated_at)::float8 FROM alert_outbox", &[])
+            .await.unwrap().get(0);
+        assert!((29.0..=31.0).contains(&wait), "next attempt in {wait} s, not after Retry-After");
+        assert_eq!(d.deliver_one().await.unwrap(), Outcome::Idle, "nothing is due before then");
+        let (status, attempts): (String, i32) = c.query_one("SELECT status, attempts FROM alert_outbox", &[])
+            .await.map(|r| (r.get(0), r.get(1))).unwrap();
+        assert_eq!((status.as_str(), attempts), ("pending", 1));
+    }
+}

@@ -29,6 +29,8 @@ pub enum Mode {
     Fail500,
     /// Sleeps past any client timeout.
     Hang,
+    /// 429 with `Retry-After: 30`.
+    TooMany,
 }
 
 /// One request the receiver saw.
@@ -86,7 +88,7 @@ async fn hook(
     State(r): State<Receiver>,
     headers: HeaderMap,
     body: axum::body::Bytes,
-) -> StatusCode {
+) -> (StatusCode, HeaderMap) {
     *r.arrivals.lock().unwrap() += 1;
     let delay = *r.delay_ms.lock().unwrap();
     if delay > 0 {
@@ -102,6 +104,7 @@ async fn hook(
         Mode::Ok => 200,
         Mode::Fail500 => 500,
         Mode::Hang => 0,
+        Mode::TooMany => 429,
     };
     r.seen.lock().unwrap().push(Received {
         id,
@@ -112,7 +115,12 @@ async fn hook(
     if mode == Mode::Hang {
         tokio::time::sleep(Duration::from_secs(3600)).await;
     }
-    StatusCode::from_u16(if answered == 0 { 500 } else { answered }).unwrap()
+    let status = StatusCode::from_u16(if answered == 0 { 500 } else { answered }).unwrap();
+    let mut h = HeaderMap::new();
+    if mode == Mode::TooMany {
+        h.insert("retry-after", "30".parse().unwrap());
+    }
+    (status, h)
 }
 
 impl Receiver {
