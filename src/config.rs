@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use gpuwatch_aggregator::AggregatorConfig;
+use gpuwatch_alerter::AlerterConfig;
 use gpuwatch_api::ApiConfig;
 use gpuwatch_collector::CollectorConfig;
 use gpuwatch_exporter::ExporterConfig;
@@ -29,6 +30,8 @@ pub struct Config {
     pub api: ApiConfig,
     /// `[exporter]`
     pub exporter: ExporterConfig,
+    /// `[alerter]`
+    pub alerter: AlerterConfig,
     /// `[log]`
     pub log: LogConfig,
 }
@@ -90,6 +93,7 @@ impl Config {
         e.extend(self.aggregator.validate());
         e.extend(self.api.validate());
         e.extend(self.exporter.validate());
+        e.extend(self.alerter.validate());
         if !matches!(self.log.format.as_str(), "text" | "json") {
             e.push(format!(
                 "log.format: must be \"text\" or \"json\", got {:?}",

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use gpuwatch_aggregator::AggregatorError;
+use gpuwatch_alerter::AlerterError;
 use gpuwatch_collector::sinks::{copy::CopySink, http::HttpSink, Sink};
 use gpuwatch_collector::{CollectorError, RunOptions, SinkKind};
 use gpuwatch_store::StoreError;
@@ -62,6 +63,13 @@ enum Command {
         /// With --once: repeat runs until every tier has caught up.
         #[arg(long, requires = "once")]
         catch_up: bool,
+    },
+    /// Run the alerter: evaluate alert rules every alerter.interval_secs and
+    /// deliver notifications (webhooks, e-mail). Replicas may run side by side.
+    Alerter {
+        /// One evaluation, deliver what is due, then exit.
+        #[arg(long)]
+        once: bool,
     },
     /// Serve the HTTP API (/api/v1, /metrics, /health, /ready) on api.listen.
     Serve,
@@ -132,6 +140,8 @@ enum Failure {
     Collector(#[from] CollectorError),
     #[error(transparent)]
     Aggregator(#[from] AggregatorError),
+    #[error(transparent)]
+    Alerter(#[from] AlerterError),
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
@@ -142,7 +152,9 @@ fn exit_code(f: &Failure) -> u8 {
     let e = match f {
         Failure::Store(s)
         | Failure::Collector(CollectorError::Store(s))
-        | Failure::Aggregator(AggregatorError::Store(s)) => s,
+        | Failure::Aggregator(AggregatorError::Store(s))
+        | Failure::Alerter(AlerterError::Store(s)) => s,
+        Failure::Alerter(AlerterError::Invalid(_)) => return EXIT_CONFIG,
         _ => return 1,
     };
     match e {
@@ -178,12 +190,14 @@ async fn run(command: Command, cfg: Config) -> Result<(), Failure> {
         Command::Serve => serve(cfg, shutdown).await,
         Command::Token { action } => token(cfg, action).await,
         Command::Aggregator { once, catch_up } => aggregator(cfg, once, catch_up, shutdown).await,
+        Command::Alerter { once } => alerter(cfg, once, shutdown).await,
         Command::All => {
             migrate(&cfg).await?;
             // The first role to fail ends the process with its error.
             tokio::try_join!(
                 collector(cfg.clone(), RunOptions::default(), shutdown.clone()),
                 aggregator(cfg.clone(), false, false, shutdown.clone()),
+                alerter(cfg.clone(), false, shutdown.clone()),
                 serve(cfg, shutdown.clone())
             )
             .map(|_| ())
@@ -277,6 +291,11 @@ async fn aggregator(
 ) -> Result<(), Failure> {
     let pool = gpuwatch_store::connect(&cfg.database).await?;
     Ok(gpuwatch_aggregator::run(cfg.aggregator, pool, once, catch_up, shutdown).await?)
+}
+
+async fn alerter(cfg: Config, once: bool, shutdown: CancellationToken) -> Result<(), Failure> {
+    let pool = gpuwatch_store::connect(&cfg.database).await?;
+    Ok(gpuwatch_alerter::run(cfg.alerter, pool, once, shutdown).await?)
 }
 
 async fn wait_for_signal(shutdown: CancellationToken) {

@@ -40,8 +40,8 @@ const SEED_TABLES: [&str; 33] = [
     "artifacts",
     "dataset_usage",
 ];
-/// gpuwatch's own tables beside the seed's (tiers of the metric tables, API tokens).
-const OWN_TABLES: [&str; 13] = [
+/// gpuwatch's own tables beside the seed's (tiers of the metric tables, API tokens, the alerter's groups, outbox, silences, inhibition rules).
+const OWN_TABLES: [&str; 17] = [
     "gpu_metrics_fleet_1h",
     "gpu_metrics_fleet_1d",
     "host_metrics_fleet_1h",
@@ -55,6 +55,10 @@ const OWN_TABLES: [&str; 13] = [
     "environment_metrics_1h",
     "environment_metrics_1d",
     "api_tokens",
+    "alert_groups",
+    "alert_outbox",
+    "silences",
+    "inhibit_rules",
 ];
 const METRIC_TABLES: [&str; 3] = ["host_metrics", "gpu_metrics", "environment_metrics"];
 

@@ -1,5 +1,39 @@
-//! gpuwatch alerter: alert rule evaluation, persistent alert state, grouping/silences/inhibition, webhook and e-mail delivery.
+//! gpuwatch's alerter: rules over the stored samples, persistent alert
+//! state, grouping/silences/inhibition, and delivery of each notification
+//! once, by webhook (Alertmanager's v4 body, Standard Webhooks signature)
+//! and e-mail.
 //!
-//! Empty on purpose: this role arrives with its own issue, and until then
-//! the crate holds nothing rather than a pretend implementation.
+//! - [`rule`]: the rule model (metrics, matchers, channels, validation);
+//!   [`template`] renders annotation templates.
+//! - [`series`] reads the latest raw samples per rule window, reduced in SQL.
+//! - [`eval`] runs a cycle: pending → firing → resolved (and no data) in
+//!   `alert_records`, then the notification policy (`mute`: silences and
+//!   inhibition; `notify`: grouping) writes outbox rows, all in one
+//!   transaction under an advisory lock.
+//! - [`delivery`] workers claim outbox rows with `FOR UPDATE SKIP LOCKED` and
+//!   send them through [`channels`], retrying with [`backoff`] and logging
+//!   every attempt in `webhook_logs`.
+//! - [`admin`] is what the REST API calls: rules, silences, webhooks, alerts, replay.
+//! - [`run()`] ties evaluation and workers together until shutdown.
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod admin;
+pub mod backoff;
+pub mod channels;
+mod config;
+pub mod delivery;
+mod error;
+pub mod eval;
+mod mute;
+mod notify;
+pub mod rule;
+mod run;
+pub mod series;
+mod store;
+mod telemetry;
+pub mod template;
+
+pub use config::{AlerterConfig, SmtpConfig, WebhookConfig};
+pub use error::{AlerterError, Result};
+pub use run::{evaluate_once, run};

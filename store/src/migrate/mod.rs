@@ -59,6 +59,7 @@ static MIGRATIONS: &[Migration] = &[
     migration!(15, "0015_series.sql"),
     migration!(16, "0016_api_tokens.sql"),
     migration!(17, "0017_fleet_tiers.sql"),
+    migration!(18, "0018_alerting.sql"),
     migration!(20, "0020_exporter.sql"),
     migration!(21, "0021_dashboards.sql"),
 ];

@@ -1,0 +1,261 @@
+//! Alert listings, the outbox's notifications and dead-letter replay.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{invalid, page, page_bounds, Filter, Page, Sql};
+use crate::error::{q, AlerterError, Result};
+
+/// Filters and paging of [`list_active_alerts`] and [`alert_history`].
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertQuery {
+    /// pending, firing, nodata or resolved.
+    pub state: Option<String>,
+    /// info, warning or critical.
+    pub severity: Option<String>,
+    /// Alerts of this rule.
+    pub rule_id: Option<i64>,
+    /// The `host` label.
+    pub host: Option<String>,
+    /// Started at or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Started before.
+    pub until: Option<DateTime<Utc>>,
+    /// 1..=1000, default 50.
+    pub limit: Option<i64>,
+    /// Default 0.
+    pub offset: Option<i64>,
+}
+
+/// An alert instance.
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertRecord {
+    /// `alert_records.id`
+    pub id: i64,
+    /// Rule.
+    pub rule_id: i64,
+    /// Rule's name (also the alertname label).
+    pub rule_name: String,
+    /// Label hash.
+    pub fingerprint: String,
+    /// pending, firing, nodata, resolved.
+    pub state: String,
+    /// Severity.
+    pub severity: String,
+    /// Last value.
+    pub value: Option<f64>,
+    /// Labels.
+    pub labels: serde_json::Value,
+    /// Rendered annotations.
+    pub annotations: serde_json::Value,
+    /// Condition first held.
+    pub started_at: DateTime<Utc>,
+    /// Fired.
+    pub fired_at: Option<DateTime<Utc>>,
+    /// Resolved.
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// "silence:N" or "inhibit:N" while muted.
+    pub muted_by: Option<String>,
+    /// What receivers were last told.
+    pub notified_status: Option<String>,
+}
+
+const ALERT_COLUMNS: &str =
+    "a.id, a.rule_id, r.name, a.fingerprint, a.state, a.severity, a.value, a.labels, \
+     a.annotations, a.started_at, a.fired_at, a.resolved_at, a.muted_by, a.notified_status";
+
+fn alert_from_row(r: &tokio_postgres::Row) -> AlertRecord {
+    AlertRecord {
+        id: r.get(0),
+        rule_id: r.get(1),
+        rule_name: r.get(2),
+        fingerprint: r.get(3),
+        state: r.get(4),
+        severity: r.get(5),
+        value: r.get(6),
+        labels: r.get(7),
+        annotations: r.get(8),
+        started_at: r.get(9),
+        fired_at: r.get(10),
+        resolved_at: r.get(11),
+        muted_by: r.get(12),
+        notified_status: r.get(13),
+    }
+}
+
+async fn alerts(
+    pool: &gpuwatch_store::Pool,
+    query: AlertQuery,
+    active_only: bool,
+) -> Result<Page<AlertRecord>> {
+    let mut e = Vec::new();
+    let bounds = page_bounds(query.limit, query.offset, &mut e);
+    let mut f = Filter::default();
+    if active_only {
+        f.fixed("a.state IN ('pending', 'firing', 'nodata')");
+    }
+    if let Some(s) = query.state {
+        if !matches!(s.as_str(), "pending" | "firing" | "nodata" | "resolved") {
+            e.push(format!(
+                "state: must be pending, firing, nodata or resolved, got {s:?}"
+            ));
+        }
+        f.add("a.state = ?", s);
+    }
+    if let Some(s) = query.severity {
+        f.add("a.severity = ?", s);
+    }
+    if let Some(v) = query.rule_id {
+        f.add("a.rule_id = ?", v);
+    }
+    if let Some(h) = query.host {
+        f.add("a.labels @> jsonb_build_object('host', ?::text)", h);
+    }
+    if let Some(t) = query.since {
+        f.add("a.started_at >= ?", t);
+    }
+    if let Some(t) = query.until {
+        f.add("a.started_at < ?", t);
+    }
+    invalid(e)?;
+    let from = format!(
+        "alert_records a JOIN alert_rules r ON r.id = a.rule_id WHERE {}",
+        f.sql()
+    );
+    page(
+        pool,
+        Sql(ALERT_COLUMNS, &from, "a.started_at DESC, a.id"),
+        &f,
+        bounds,
+        alert_from_row,
+        "listing alerts",
+    )
+    .await
+}
+
+/// Open alerts (pending, firing, no data), newest first.
+pub async fn list_active_alerts(
+    pool: &gpuwatch_store::Pool,
+    query: AlertQuery,
+) -> Result<Page<AlertRecord>> {
+    alerts(pool, query, true).await
+}
+
+/// Every alert, resolved ones included, newest first.
+pub async fn alert_history(
+    pool: &gpuwatch_store::Pool,
+    query: AlertQuery,
+) -> Result<Page<AlertRecord>> {
+    alerts(pool, query, false).await
+}
+
+/// An outbox row.
+#[derive(Debug, Clone, Serialize)]
+pub struct Notification {
+    /// Idempotency id (webhook-id header).
+    pub id: String,
+    /// webhook or email.
+    pub channel: String,
+    /// Target webhook.
+    pub webhook_id: Option<i64>,
+    /// pending, delivered or dead.
+    pub status: String,
+    /// Attempts since created or replayed.
+    pub attempts: i32,
+    /// Last failure.
+    pub last_error: Option<String>,
+    /// Queued.
+    pub created_at: DateTime<Utc>,
+    /// Delivered.
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+/// Filters and paging of [`list_notifications`].
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationQuery {
+    /// pending, delivered or dead.
+    pub status: Option<String>,
+    /// 1..=1000, default 50.
+    pub limit: Option<i64>,
+    /// Default 0.
+    pub offset: Option<i64>,
+}
+
+/// Notifications, newest first (status "dead" lists the dead letters).
+pub async fn list_notifications(
+    pool: &gpuwatch_store::Pool,
+    query: NotificationQuery,
+) -> Result<Page<Notification>> {
+    let mut e = Vec::new();
+    let bounds = page_bounds(query.limit, query.offset, &mut e);
+    let mut f = Filter::default();
+    if let Some(s) = query.status {
+        if !matches!(s.as_str(), "pending" | "delivered" | "dead") {
+            e.push(format!(
+                "status: must be pending, delivered or dead, got {s:?}"
+            ));
+        }
+        f.add("status = ?", s);
+    }
+    invalid(e)?;
+    let from = format!("alert_outbox WHERE {}", f.sql());
+    page(
+        pool,
+        Sql(
+            "id::text, channel, webhook_id, status, attempts, last_error, created_at, delivered_at",
+            &from,
+            "created_at DESC, id",
+        ),
+        &f,
+        bounds,
+        |r| Notification {
+            id: r.get(0),
+            channel: r.get(1),
+            webhook_id: r.get(2),
+            status: r.get(3),
+            attempts: r.get(4),
+            last_error: r.get(5),
+            created_at: r.get(6),
+            delivered_at: r.get(7),
+        },
+        "listing notifications",
+    )
+    .await
+}
+
+/// Puts a dead-lettered notification back in the queue with a fresh attempt
+/// budget and the same id (receivers still deduplicate on it).
+pub async fn replay_notification(pool: &gpuwatch_store::Pool, id: &str) -> Result<()> {
+    if id.len() != 36 || !id.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+        return Err(AlerterError::Invalid(vec![format!(
+            "id: not a notification id (UUID): {id:?}"
+        )]));
+    }
+    let c = pool.get().await?;
+    let status: Option<String> = c
+        .query_opt(
+            "SELECT status FROM alert_outbox WHERE id = $1::text::uuid",
+            &[&id],
+        )
+        .await
+        .map_err(q("reading a notification"))?
+        .map(|r| r.get(0));
+    match status.as_deref() {
+        None => Err(AlerterError::NotFound(format!("notification {id}"))),
+        Some("dead") => {
+            c.execute(
+                "UPDATE alert_outbox SET status = 'pending', attempts = 0, next_attempt_at = now(), last_error = NULL
+                 WHERE id = $1::text::uuid AND status = 'dead'",
+                &[&id],
+            )
+            .await
+            .map_err(q("replaying a notification"))?;
+            Ok(())
+        }
+        Some(s) => Err(AlerterError::Conflict(format!(
+            "notification {id} is {s}, not dead; only dead letters are replayed"
+        ))),
+    }
+}

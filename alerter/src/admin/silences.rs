@@ -1,0 +1,185 @@
+//! Silences: create, replace, read, delete, list by state.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{invalid, page, page_bounds, Filter, Page, Sql};
+use crate::error::{q, AlerterError, Result};
+use crate::rule::Matcher;
+
+/// A silence as the API accepts it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SilenceInput {
+    /// Alerts matching all of these are silenced.
+    pub matchers: Vec<Matcher>,
+    /// Default now.
+    #[serde(default)]
+    pub starts_at: Option<DateTime<Utc>>,
+    /// Must be after starts_at.
+    pub ends_at: DateTime<Utc>,
+    /// Who silenced.
+    pub created_by: String,
+    /// Why.
+    #[serde(default)]
+    pub comment: String,
+}
+
+/// A stored silence.
+#[derive(Debug, Clone, Serialize)]
+pub struct Silence {
+    /// `silences.id`
+    pub id: i64,
+    /// Matchers.
+    pub matchers: Vec<Matcher>,
+    /// Start.
+    pub starts_at: DateTime<Utc>,
+    /// End.
+    pub ends_at: DateTime<Utc>,
+    /// Author.
+    pub created_by: String,
+    /// Comment.
+    pub comment: String,
+    /// pending, active or expired (at read time).
+    pub state: String,
+}
+
+/// Filters and paging of [`list_silences`].
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SilenceQuery {
+    /// pending, active, expired; default all.
+    pub state: Option<String>,
+    /// 1..=1000, default 50.
+    pub limit: Option<i64>,
+    /// Default 0.
+    pub offset: Option<i64>,
+}
+
+const SILENCE_COLUMNS: &str = "id, matchers, starts_at, ends_at, created_by, comment, \
+     CASE WHEN now() < starts_at THEN 'pending' WHEN now() < ends_at THEN 'active' ELSE 'expired' END";
+
+fn silence_from_row(r: &tokio_postgres::Row) -> Silence {
+    Silence {
+        id: r.get(0),
+        matchers: serde_json::from_value(r.get(1)).unwrap_or_default(),
+        starts_at: r.get(2),
+        ends_at: r.get(3),
+        created_by: r.get(4),
+        comment: r.get(5),
+        state: r.get(6),
+    }
+}
+
+fn check_silence(s: &SilenceInput) -> Result<DateTime<Utc>> {
+    let mut e = Vec::new();
+    if s.matchers.is_empty() {
+        e.push(
+            "matchers: at least one matcher is needed (a silence of everything is refused)".into(),
+        );
+    }
+    for (i, m) in s.matchers.iter().enumerate() {
+        m.check(&format!("matchers[{i}]"), &mut e);
+    }
+    let starts = s.starts_at.unwrap_or_else(Utc::now);
+    if s.ends_at <= starts {
+        e.push("ends_at: must be after starts_at".into());
+    }
+    if s.created_by.trim().is_empty() {
+        e.push("created_by: must name the author".into());
+    }
+    invalid(e)?;
+    Ok(starts)
+}
+
+/// Creates a silence.
+pub async fn create_silence(pool: &gpuwatch_store::Pool, s: SilenceInput) -> Result<Silence> {
+    let starts = check_silence(&s)?;
+    let c = pool.get().await?;
+    let row = c
+        .query_one(
+            &format!("INSERT INTO silences (matchers, starts_at, ends_at, created_by, comment) VALUES ($1, $2, $3, $4, $5) RETURNING {SILENCE_COLUMNS}"),
+            &[&serde_json::to_value(&s.matchers).unwrap_or_default(), &starts, &s.ends_at, &s.created_by, &s.comment],
+        )
+        .await
+        .map_err(q("creating a silence"))?;
+    Ok(silence_from_row(&row))
+}
+
+/// Replaces a silence.
+pub async fn update_silence(
+    pool: &gpuwatch_store::Pool,
+    id: i64,
+    s: SilenceInput,
+) -> Result<Silence> {
+    let starts = check_silence(&s)?;
+    let c = pool.get().await?;
+    c.query_opt(
+        &format!("UPDATE silences SET matchers = $1, starts_at = $2, ends_at = $3, created_by = $4, comment = $5 WHERE id = $6 AND deleted_at IS NULL RETURNING {SILENCE_COLUMNS}"),
+        &[&serde_json::to_value(&s.matchers).unwrap_or_default(), &starts, &s.ends_at, &s.created_by, &s.comment, &id],
+    )
+    .await
+    .map_err(q("updating a silence"))?
+    .map(|r| silence_from_row(&r))
+    .ok_or_else(|| AlerterError::NotFound(format!("silence {id}")))
+}
+
+/// One silence.
+pub async fn get_silence(pool: &gpuwatch_store::Pool, id: i64) -> Result<Silence> {
+    let c = pool.get().await?;
+    c.query_opt(
+        &format!("SELECT {SILENCE_COLUMNS} FROM silences WHERE id = $1 AND deleted_at IS NULL"),
+        &[&id],
+    )
+    .await
+    .map_err(q("reading a silence"))?
+    .map(|r| silence_from_row(&r))
+    .ok_or_else(|| AlerterError::NotFound(format!("silence {id}")))
+}
+
+/// Deletes a silence (muted alerts are notified at their group's next flush).
+pub async fn delete_silence(pool: &gpuwatch_store::Pool, id: i64) -> Result<()> {
+    let c = pool.get().await?;
+    let n = c
+        .execute(
+            "UPDATE silences SET deleted_at = now() WHERE id = $1 AND deleted_at IS NULL",
+            &[&id],
+        )
+        .await
+        .map_err(q("deleting a silence"))?;
+    if n == 0 {
+        return Err(AlerterError::NotFound(format!("silence {id}")));
+    }
+    Ok(())
+}
+
+/// Silences by state, newest end first.
+pub async fn list_silences(
+    pool: &gpuwatch_store::Pool,
+    query: SilenceQuery,
+) -> Result<Page<Silence>> {
+    let mut e = Vec::new();
+    let bounds = page_bounds(query.limit, query.offset, &mut e);
+    let mut f = Filter::default();
+    f.fixed("deleted_at IS NULL");
+    match query.state.as_deref() {
+        None | Some("all") => {}
+        Some("active") => f.fixed("starts_at <= now() AND ends_at > now()"),
+        Some("pending") => f.fixed("starts_at > now()"),
+        Some("expired") => f.fixed("ends_at <= now()"),
+        Some(s) => e.push(format!(
+            "state: must be active, pending, expired or all, got {s:?}"
+        )),
+    }
+    invalid(e)?;
+    let from = format!("silences WHERE {}", f.sql());
+    page(
+        pool,
+        Sql(SILENCE_COLUMNS, &from, "ends_at DESC, id"),
+        &f,
+        bounds,
+        silence_from_row,
+        "listing silences",
+    )
+    .await
+}

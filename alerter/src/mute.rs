@@ -1,0 +1,94 @@
+//! Silences and inhibition: which alerts are muted this cycle, and by what.
+//! A muted alert stays in `alert_records` with `muted_by` set ("silence:N"
+//! or "inhibit:N") and is left out of its group's notifications.
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use tokio_postgres::GenericClient;
+
+use crate::error::{q, Result};
+use crate::notify::{json_map, Alert};
+use crate::rule::{all_match, Matcher};
+
+struct Inhibit {
+    id: i64,
+    source: Vec<Matcher>,
+    target: Vec<Matcher>,
+    equal: Vec<String>,
+}
+
+/// Sets each alert's `muted_by` from the active silences and inhibition rules,
+/// writing only the changes.
+pub(crate) async fn mute<C: GenericClient>(
+    c: &C,
+    alerts: &mut [Alert],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let silences: Vec<(i64, Vec<Matcher>)> = c
+        .query(
+            "SELECT id, matchers FROM silences WHERE deleted_at IS NULL AND starts_at <= $1 AND ends_at > $1 ORDER BY id",
+            &[&now],
+        )
+        .await
+        .map_err(q("loading active silences"))?
+        .into_iter()
+        .map(|r| (r.get(0), json_map(r.get(1))))
+        .collect();
+    let inhibits: Vec<Inhibit> = c
+        .query("SELECT id, source_matchers, target_matchers, equal FROM inhibit_rules WHERE enabled ORDER BY id", &[])
+        .await
+        .map_err(q("loading inhibition rules"))?
+        .into_iter()
+        .map(|r| Inhibit { id: r.get(0), source: json_map(r.get(1)), target: json_map(r.get(2)), equal: json_map(r.get(3)) })
+        .collect();
+    let muted: Vec<Option<String>> = alerts
+        .iter()
+        .map(|a| muted_by(a, alerts, &silences, &inhibits))
+        .collect();
+    let mut changes = Vec::new();
+    for (a, m) in alerts.iter_mut().zip(muted) {
+        if a.muted_by != m {
+            changes.push(json!({"id": a.id, "muted_by": m}));
+            a.muted_by = m;
+        }
+    }
+    if !changes.is_empty() {
+        c.execute(
+            "UPDATE alert_records r SET muted_by = x.muted_by
+             FROM jsonb_to_recordset($1) AS x(id bigint, muted_by text) WHERE r.id = x.id",
+            &[&Value::Array(changes)],
+        )
+        .await
+        .map_err(q("recording silenced and inhibited alerts"))?;
+    }
+    Ok(())
+}
+
+fn muted_by(
+    a: &Alert,
+    all: &[Alert],
+    silences: &[(i64, Vec<Matcher>)],
+    inhibits: &[Inhibit],
+) -> Option<String> {
+    if let Some((id, _)) = silences.iter().find(|(_, m)| all_match(m, &a.labels)) {
+        return Some(format!("silence:{id}"));
+    }
+    for rule in inhibits {
+        if !all_match(&rule.target, &a.labels) {
+            continue;
+        }
+        let source = all.iter().any(|s| {
+            s.state == "firing"
+                && s.id != a.id
+                && all_match(&rule.source, &s.labels)
+                && rule
+                    .equal
+                    .iter()
+                    .all(|k| s.labels.get(k) == a.labels.get(k))
+        });
+        if source {
+            return Some(format!("inhibit:{}", rule.id));
+        }
+    }
+    None
+}

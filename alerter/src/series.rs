@@ -1,0 +1,295 @@
+//! Reads the series a cycle's rules watch: the latest raw samples of each
+//! metric within each rule's window, reduced per series in SQL, labelled
+//! from the inventory (hosts, GPUs, environments). Rules sharing a table and
+//! a window share one query, so a thousand rules cost a handful of scans.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::GenericClient;
+
+use crate::error::{q, Result};
+use crate::rule::{Rule, Source};
+
+/// Labels of one series.
+pub type Labels = BTreeMap<String, String>;
+
+/// The reduced value of every series of one (metric, reduction, window).
+pub type Values = Vec<(Arc<Labels>, f64)>;
+
+/// (metric, reduction, window seconds): what a rule reads.
+pub type Want = (Source, String, i32);
+
+/// Labels of the inventory, loaded once per cycle.
+#[derive(Default)]
+pub struct Inventory {
+    hosts: HashMap<String, Labels>,
+    gpus: HashMap<i64, Labels>,
+    envs: HashMap<String, Labels>,
+}
+
+impl Inventory {
+    /// Loads hosts, GPUs and environments with their labels.
+    pub async fn load<C: GenericClient>(c: &C) -> Result<Inventory> {
+        let mut inv = Inventory::default();
+        for r in c
+            .query("SELECT id, name, labels FROM hosts", &[])
+            .await
+            .map_err(q("loading hosts for alert labels"))?
+        {
+            let id: String = r.get(0);
+            let mut l = json_labels(r.get(2));
+            l.insert("host_name".into(), r.get(1));
+            l.insert("host".into(), id.clone());
+            inv.hosts.insert(id, l);
+        }
+        for r in c
+            .query(
+                "SELECT id, customer_id, host_id, labels FROM environments WHERE deleted_at IS NULL",
+                &[],
+            )
+            .await
+            .map_err(q("loading environments for alert labels"))?
+        {
+            let id: String = r.get(0);
+            let host: String = r.get(2);
+            let mut l = inv.host_labels(&host);
+            l.extend(json_labels(r.get(3)));
+            l.insert("environment".into(), id.clone());
+            l.insert("customer".into(), r.get::<_, i64>(1).to_string());
+            inv.envs.insert(id, l);
+        }
+        for r in c
+            .query(
+                "SELECT id, host_id, gpu_index, uuid, name, labels, allocated_to FROM gpus",
+                &[],
+            )
+            .await
+            .map_err(q("loading GPUs for alert labels"))?
+        {
+            let id: i64 = r.get(0);
+            let host: String = r.get(1);
+            let mut l = inv.host_labels(&host);
+            l.extend(json_labels(r.get(5)));
+            l.insert("gpu".into(), r.get::<_, i32>(2).to_string());
+            l.insert("gpu_id".into(), id.to_string());
+            if let Some(u) = r.get::<_, Option<String>>(3) {
+                l.insert("gpu_uuid".into(), u);
+            }
+            if let Some(m) = r.get::<_, Option<String>>(4) {
+                l.insert("model".into(), m);
+            }
+            if let Some(env) = r.get::<_, Option<String>>(6) {
+                if let Some(c) = inv.envs.get(&env).and_then(|e| e.get("customer")) {
+                    l.insert("customer".into(), c.clone());
+                }
+                l.insert("environment".into(), env);
+            }
+            inv.gpus.insert(id, l);
+        }
+        Ok(inv)
+    }
+
+    fn host_labels(&self, host: &str) -> Labels {
+        self.hosts
+            .get(host)
+            .cloned()
+            .unwrap_or_else(|| [("host".to_string(), host.to_string())].into())
+    }
+
+    fn gpu(&self, gpu_id: i64, host: &str) -> Labels {
+        let mut l = self.gpus.get(&gpu_id).cloned().unwrap_or_else(|| {
+            let mut l = self.host_labels(host);
+            l.insert("gpu_id".into(), gpu_id.to_string());
+            l
+        });
+        l.insert("scope".into(), "gpu".into());
+        l
+    }
+
+    fn host(&self, host: &str) -> Labels {
+        let mut l = self.host_labels(host);
+        l.insert("scope".into(), "host".into());
+        l
+    }
+
+    fn env(&self, env: &str, host: Option<&str>) -> Labels {
+        let mut l = self.envs.get(env).cloned().unwrap_or_else(|| {
+            let mut l = host.map(|h| self.host_labels(h)).unwrap_or_default();
+            l.insert("environment".into(), env.to_string());
+            l
+        });
+        l.insert("scope".into(), "environment".into());
+        l
+    }
+}
+
+fn json_labels(v: serde_json::Value) -> Labels {
+    match v {
+        serde_json::Value::Object(m) => m
+            .into_iter()
+            .map(|(k, v)| {
+                let s = match v {
+                    serde_json::Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                (k, s)
+            })
+            .collect(),
+        _ => Labels::new(),
+    }
+}
+
+/// What every enabled rule wants, deduplicated.
+pub fn wants(rules: &[Rule]) -> BTreeSet<Want> {
+    rules
+        .iter()
+        .filter_map(|r| {
+            let s = crate::rule::source(&r.metric)?;
+            Some((s, r.reduction.clone(), r.window_seconds))
+        })
+        .collect()
+}
+
+fn agg(col: &str, reduction: &str) -> String {
+    match reduction {
+        "min" => format!("min({col})::float8"),
+        "max" => format!("max({col})::float8"),
+        "last" => format!(
+            "(array_agg({col}::float8 ORDER BY collected_at DESC) FILTER (WHERE {col} IS NOT NULL))[1]"
+        ),
+        _ => format!("avg({col})::float8"),
+    }
+}
+
+/// Loads the reduced values of every wanted series at `now`.
+pub async fn load<C: GenericClient>(
+    c: &C,
+    inv: &Inventory,
+    wanted: &BTreeSet<Want>,
+    now: DateTime<Utc>,
+) -> Result<HashMap<Want, Values>> {
+    let mut out: HashMap<Want, Values> = HashMap::new();
+    // One query per (table, window) for every column and reduction wanted there.
+    let mut by_table: BTreeMap<(&'static str, i32), Vec<&Want>> = BTreeMap::new();
+    for w in wanted {
+        let table = match w.0 {
+            Source::Gpu(_) | Source::XidErrors => "gpu_metrics",
+            Source::Host(_) => "host_metrics",
+            Source::Env(_) => "environment_metrics",
+            Source::HeartbeatAge => {
+                out.insert(w.clone(), heartbeat(c, inv, now).await?);
+                continue;
+            }
+            Source::QuotaUsedPct => {
+                out.insert(w.clone(), quota(c).await?);
+                continue;
+            }
+        };
+        by_table.entry((table, w.2)).or_default().push(w);
+    }
+    for ((table, window), ws) in by_table {
+        let exprs: Vec<String> = ws
+            .iter()
+            .map(|w| match w.0 {
+                Source::Gpu(col) | Source::Host(col) | Source::Env(col) => agg(col, &w.1),
+                _ => "(count(*) FILTER (WHERE xid_last IS NOT NULL))::float8".into(),
+            })
+            .collect();
+        let key = match table {
+            "gpu_metrics" => "gpu_id::text, host_id",
+            "host_metrics" => "host_id, host_id",
+            _ => "env_id, max(host_id)",
+        };
+        let group = match table {
+            "gpu_metrics" => "gpu_id, host_id",
+            "host_metrics" => "host_id",
+            _ => "env_id",
+        };
+        // Columns come from the whitelists in rule.rs, never from input.
+        let sql = format!(
+            "SELECT {key}, {} FROM {table} WHERE collected_at > $1 GROUP BY {group}",
+            exprs.join(", ")
+        );
+        let since = now - chrono::Duration::seconds(window as i64);
+        let rows = c
+            .query(&sql, &[&since])
+            .await
+            .map_err(q("reading the latest samples for alert rules"))?;
+        for r in rows {
+            let id: String = r.get(0);
+            let host: Option<String> = r.get(1);
+            let labels = Arc::new(match table {
+                "gpu_metrics" => inv.gpu(
+                    id.parse().unwrap_or_default(),
+                    host.as_deref().unwrap_or(""),
+                ),
+                "host_metrics" => inv.host(&id),
+                _ => inv.env(&id, host.as_deref()),
+            });
+            for (i, w) in ws.iter().enumerate() {
+                if let Some(v) = r.get::<_, Option<f64>>(i + 2) {
+                    out.entry((*w).clone())
+                        .or_default()
+                        .push((labels.clone(), v));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn heartbeat<C: GenericClient>(c: &C, inv: &Inventory, now: DateTime<Utc>) -> Result<Values> {
+    let rows = c
+        .query(
+            "SELECT id, extract(epoch FROM ($1 - last_heartbeat))::float8 FROM hosts
+             WHERE last_heartbeat IS NOT NULL AND status <> 'maintenance'",
+            &[&now],
+        )
+        .await
+        .map_err(q("reading host heartbeats"))?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            (
+                Arc::new(inv.host(&r.get::<_, String>(0))),
+                r.get::<_, f64>(1).max(0.0),
+            )
+        })
+        .collect())
+}
+
+/// `quota.used_pct` from the billing view, only once that view exists.
+async fn quota<C: GenericClient>(c: &C) -> Result<Values> {
+    let exists: bool = c
+        .query_one(
+            "SELECT to_regclass('gpuwatch_quota_usage') IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(q("checking for gpuwatch_quota_usage"))?
+        .get(0);
+    if !exists {
+        return Ok(Vec::new());
+    }
+    let rows = c
+        .query(
+            "SELECT customer_id::text, resource_type, used_pct::float8 FROM gpuwatch_quota_usage WHERE used_pct IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(q("reading gpuwatch_quota_usage"))?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let l: Labels = [
+                ("scope".to_string(), "quota".to_string()),
+                ("customer_id".to_string(), r.get::<_, String>(0)),
+                ("resource_type".to_string(), r.get::<_, String>(1)),
+            ]
+            .into();
+            (Arc::new(l), r.get::<_, f64>(2))
+        })
+        .collect())
+}
