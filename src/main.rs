@@ -248,7 +248,8 @@ async fn serve(cfg: Config, shutdown: CancellationToken) -> Result<(), Failure> 
     let pool = gpuwatch_store::connect(&cfg.database).await?;
     let exporter = gpuwatch_exporter::Exporter::new(cfg.exporter.clone());
     let refresh = tokio::spawn(exporter.clone().run(pool.clone(), shutdown.clone()));
-    let state = gpuwatch_api::AppState::new(pool, cfg.database.writer.clone(), cfg.api, exporter);
+    let state = gpuwatch_api::AppState::new(pool, cfg.database.writer.clone(), cfg.api, exporter)
+        .with_webhook_defaults(cfg.alerter.webhook.clone());
     let served = gpuwatch_api::serve(state, shutdown.clone()).await;
     shutdown.cancel();
     let _ = refresh.await;

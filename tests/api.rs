@@ -253,7 +253,9 @@ both_backends! {
         assert_eq!(doc["openapi"], "3.1.0");
         let paths = doc["paths"].as_object().unwrap();
         for (path, method) in [("/api/v1/ingest", "post"), ("/api/v1/hosts", "get"), ("/api/v1/hosts/{id}", "get"),
-                               ("/api/v1/gpus", "get"), ("/api/v1/gpus/{id}", "get"), ("/api/v1/series", "get")] {
+                               ("/api/v1/gpus", "get"), ("/api/v1/gpus/{id}", "get"), ("/api/v1/series", "get"),
+                               ("/api/v1/alert-rules", "post"), ("/api/v1/alert-rules/{id}", "delete"), ("/api/v1/silences", "get"),
+                               ("/api/v1/webhooks/{id}", "put"), ("/api/v1/alerts/history", "get"), ("/api/v1/notifications/{id}/replay", "post")] {
             let op = &paths[path][method];
             assert!(op["x-roles"].as_array().is_some_and(|r| !r.is_empty()), "{path} {method}: {op}");
         }
@@ -272,5 +274,162 @@ both_backends! {
             let st = s.http.get(format!("{}{concrete}", s.url)).send().await.unwrap().status();
             assert_ne!(st, StatusCode::NOT_FOUND, "{path} is documented but not served");
         }
+    }
+}
+
+impl Server {
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+}
+
+fn rule(name: &str) -> Value {
+    serde_json::json!({
+        "name": name, "metric": "gpu.temperature", "comparison": ">=", "threshold": 80.0,
+        "for_seconds": 60, "severity": "warning",
+        "annotations": {"summary": "{{ $labels.host }} GPU {{ $labels.gpu }} at {{ $value }} °C"}
+    })
+}
+
+both_backends! {
+    async fn alert_rules_crud_with_roles_and_validation(db) {
+        use reqwest::Method;
+        let s = start(&db).await;
+        let viewer = s.token("viewer").await;
+        let operator = s.token("operator").await;
+
+        let (st, body) = s.send(Method::POST, "/api/v1/alert-rules", &viewer, Some(rule("hot"))).await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "{body}");
+        let (st, created) = s.send(Method::POST, "/api/v1/alert-rules", &operator, Some(rule("hot"))).await;
+        assert_eq!(st, StatusCode::CREATED, "{created}");
+        let id = created["id"].as_i64().unwrap();
+        assert_eq!(created["threshold"], 80.0);
+
+        // Duplicate name, bad template, unknown field, wrong type: each says what is wrong.
+        let (st, body) = s.send(Method::POST, "/api/v1/alert-rules", &operator, Some(rule("hot"))).await;
+        assert_eq!(st, StatusCode::CONFLICT, "{body}");
+        let mut bad = rule("bad-template");
+        bad["annotations"]["summary"] = "{{ $labels.host ".into();
+        let (st, body) = s.send(Method::POST, "/api/v1/alert-rules", &operator, Some(bad)).await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains("annotations.summary"), "{body}");
+        let mut extra = rule("extra");
+        extra["colour"] = "red".into();
+        let (st, body) = s.send(Method::POST, "/api/v1/alert-rules", &operator, Some(extra)).await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains("colour"), "{body}");
+        let mut wrong = rule("wrong");
+        wrong["threshold"] = "hot".into();
+        let (st, body) = s.send(Method::POST, "/api/v1/alert-rules", &operator, Some(wrong)).await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains("threshold"), "{body}");
+        let resp = s.http.post(format!("{}/api/v1/alert-rules", s.url)).bearer_auth(&operator)
+            .body("{").header("content-type", "application/json").send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+
+        // Listing with filters and paging; the migration's default rules are there too.
+        let (st, page) = s.send(Method::GET, "/api/v1/alert-rules?name=hot&limit=10", &viewer, None).await;
+        assert_eq!(st, StatusCode::OK, "{page}");
+        assert_eq!(page["total"], 1, "{page}");
+        let (_, all) = s.send(Method::GET, "/api/v1/alert-rules?limit=1&sort=-id", &viewer, None).await;
+        assert_eq!(all["items"][0]["id"], id);
+        assert!(all["total"].as_i64().unwrap() > 1, "default rules are listed: {all}");
+
+        let mut changed = rule("hot");
+        changed["threshold"] = 85.0.into();
+        let (st, body) = s.send(Method::PUT, &format!("/api/v1/alert-rules/{id}"), &operator, Some(changed)).await;
+        assert_eq!(st, StatusCode::OK, "{body}");
+        let (_, got) = s.send(Method::GET, &format!("/api/v1/alert-rules/{id}"), &viewer, None).await;
+        assert_eq!(got["threshold"], 85.0);
+        let (st, _) = s.send(Method::DELETE, &format!("/api/v1/alert-rules/{id}"), &viewer, None).await;
+        assert_eq!(st, StatusCode::FORBIDDEN);
+        let (st, _) = s.send(Method::DELETE, &format!("/api/v1/alert-rules/{id}"), &operator, None).await;
+        assert_eq!(st, StatusCode::NO_CONTENT);
+        let (st, _) = s.send(Method::GET, &format!("/api/v1/alert-rules/{id}"), &viewer, None).await;
+        assert_eq!(st, StatusCode::NOT_FOUND);
+    }
+}
+
+both_backends! {
+    async fn webhook_secrets_are_write_only(db) {
+        use reqwest::Method;
+        let s = start(&db).await;
+        let admin = s.token("admin").await;
+        let secret = "whsec_do-not-echo-me-0123456789";
+        let (st, w) = s.send(Method::POST, "/api/v1/webhooks", &admin, Some(serde_json::json!({
+            "name": "oncall", "url": "http://127.0.0.1:9/hook", "secret": secret
+        }))).await;
+        assert_eq!(st, StatusCode::CREATED, "{w}");
+        assert_eq!(w["has_secret"], true);
+        let id = w["id"].as_i64().unwrap();
+        for path in ["/api/v1/webhooks".to_string(), format!("/api/v1/webhooks/{id}")] {
+            let (st, body) = s.send(Method::GET, &path, &admin, None).await;
+            assert_eq!(st, StatusCode::OK);
+            assert!(!body.to_string().contains(secret), "{path} leaks the secret: {body}");
+        }
+        // An update without a secret keeps it; the stored value is the one given.
+        let (st, body) = s.send(Method::PUT, &format!("/api/v1/webhooks/{id}"), &admin, Some(serde_json::json!({
+            "name": "oncall", "url": "http://127.0.0.1:9/hook2"
+        }))).await;
+        assert_eq!(st, StatusCode::OK, "{body}");
+        assert_eq!(body["has_secret"], true);
+        let stored: String = s.pool.get().await.unwrap()
+            .query_one("SELECT secret FROM webhooks WHERE id = $1", &[&id]).await.unwrap().get(0);
+        assert_eq!(stored, secret);
+        let (st, body) = s.send(Method::POST, "/api/v1/webhooks", &admin, Some(serde_json::json!({
+            "name": "bad", "url": "not a url"
+        }))).await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains("url"), "{body}");
+    }
+}
+
+both_backends! {
+    async fn silences_alerts_and_notifications_are_listed(db) {
+        use reqwest::Method;
+        let s = start(&db).await;
+        let operator = s.token("operator").await;
+        let viewer = s.token("viewer").await;
+        let ends = (chrono::Utc::now() + chrono::Duration::hours(2)).to_rfc3339();
+        let (st, sil) = s.send(Method::POST, "/api/v1/silences", &operator, Some(serde_json::json!({
+            "matchers": [{"name": "host", "value": "h1"}], "ends_at": ends,
+            "created_by": "alice", "comment": "maintenance"
+        }))).await;
+        assert_eq!(st, StatusCode::CREATED, "{sil}");
+        let (st, page) = s.send(Method::GET, "/api/v1/silences?state=active", &viewer, None).await;
+        assert_eq!(st, StatusCode::OK, "{page}");
+        assert_eq!(page["total"], 1);
+        let (st, body) = s.send(Method::POST, "/api/v1/silences", &operator, Some(serde_json::json!({
+            "matchers": [], "ends_at": "2020-01-01T00:00:00Z", "created_by": "alice"
+        }))).await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        let id = sil["id"].as_i64().unwrap();
+        assert_eq!(s.send(Method::DELETE, &format!("/api/v1/silences/{id}"), &operator, None).await.0, StatusCode::NO_CONTENT);
+
+        for path in ["/api/v1/alerts", "/api/v1/alerts/history?severity=critical", "/api/v1/notifications?status=dead"] {
+            let (st, body) = s.send(Method::GET, path, &viewer, None).await;
+            assert_eq!(st, StatusCode::OK, "{path}: {body}");
+            assert_eq!(body["total"], 0, "{path}: {body}");
+        }
+        let (st, body) = s.send(Method::GET, "/api/v1/alerts?state=sleeping", &viewer, None).await;
+        assert!(st == StatusCode::UNPROCESSABLE_ENTITY || st == StatusCode::BAD_REQUEST, "{body}");
+        let (st, _) = s.send(Method::POST, "/api/v1/notifications/00000000-0000-0000-0000-000000000000/replay", &operator, None).await;
+        assert_eq!(st, StatusCode::NOT_FOUND);
     }
 }

@@ -111,7 +111,7 @@ pub fn metric_names() -> Vec<String> {
 
 /// One label matcher: `name op value`, op `=` (default) or `!=`. A missing
 /// label reads as "", as in Alertmanager.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Matcher {
     /// Label name.
@@ -154,7 +154,9 @@ pub fn all_match(matchers: &[Matcher], labels: &BTreeMap<String, String>) -> boo
 }
 
 /// Where a rule's notifications go.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Channel {
     /// A row of `webhooks`.
@@ -170,7 +172,7 @@ pub enum Channel {
 }
 
 /// A rule as stored (what the evaluator runs and the API returns).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Rule {
     /// `alert_rules.id`
     pub id: i64,

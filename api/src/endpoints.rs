@@ -98,7 +98,7 @@ impl Endpoint {
     pub const fn method(mut self, method: &'static str, ok: u16) -> Self {
         self.method = method;
         self.ok = ok;
-        if ok == 204 {
+        if ok == 204 || ok == 202 {
             self.response = None;
         }
         self

@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod alerting;
 pub mod auth;
 mod config;
 pub mod endpoints;
@@ -32,14 +33,14 @@ use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use gpuwatch_exporter::Exporter;
 use gpuwatch_store::{BatchWriter, Pool, WriterConfig};
 use tokio_util::sync::CancellationToken;
 
 pub use config::ApiConfig;
-use endpoints::{query, schema, Api, Endpoint, AGENT, READ};
+use endpoints::{query, schema, Api, Endpoint, AGENT, READ, WRITE};
 pub use error::ApiError;
 
 /// host id → (inventory fingerprint, UUID → gpus.id).
@@ -52,6 +53,7 @@ pub struct AppState {
     writer: Arc<BatchWriter>,
     cfg: Arc<ApiConfig>,
     exporter: Arc<Exporter>,
+    webhook_defaults: Arc<gpuwatch_alerter::WebhookConfig>,
     /// host id → (inventory fingerprint, UUID → gpus.id): inventory is
     /// written only when it changes.
     known: KnownInventory,
@@ -66,8 +68,20 @@ impl AppState {
             pool,
             cfg: Arc::new(cfg),
             exporter,
+            webhook_defaults: Arc::default(),
             known: Arc::default(),
         }
+    }
+
+    /// Timeout and attempts of webhooks created without them
+    /// (`[alerter.webhook]`).
+    pub fn with_webhook_defaults(mut self, d: gpuwatch_alerter::WebhookConfig) -> Self {
+        self.webhook_defaults = Arc::new(d);
+        self
+    }
+
+    fn webhook_defaults(&self) -> &gpuwatch_alerter::WebhookConfig {
+        &self.webhook_defaults
     }
 
     /// The database pool.
@@ -78,7 +92,10 @@ impl AppState {
 
 /// `/api/v1`'s endpoints: the router and the OpenAPI document, from one table.
 pub fn api(state: AppState) -> (Router<AppState>, serde_json::Value) {
+    use alerting as al;
+    use gpuwatch_alerter::admin;
     use inventory as inv;
+    use serde_json::Value;
     Api::new(state)
         .add_self_authenticated(
             Endpoint::get(
@@ -137,6 +154,193 @@ pub fn api(state: AppState) -> (Router<AppState>, serde_json::Value) {
             )
             .query(query::<inv::SeriesQuery>),
             get(inv::series),
+        )
+        .add(
+            Endpoint::get(
+                "/api/v1/alert-rules",
+                READ,
+                "Alert rules.",
+                schema::<list::Page<gpuwatch_alerter::rule::Rule>>,
+            )
+            .query(query::<admin::RuleQuery>),
+            get(al::list_rules),
+        )
+        .add(
+            Endpoint::get(
+                "/api/v1/alert-rules",
+                WRITE,
+                "Create a rule; every field and template is checked first.",
+                schema::<gpuwatch_alerter::rule::Rule>,
+            )
+            .with_body("post", schema::<admin::RuleInput>, 201),
+            post(al::create_rule),
+        )
+        .add(
+            Endpoint::get(
+                "/api/v1/alert-rules/{id}",
+                READ,
+                "One rule.",
+                schema::<gpuwatch_alerter::rule::Rule>,
+            ),
+            get(al::get_rule),
+        )
+        .add(
+            Endpoint::get(
+                "/api/v1/alert-rules/{id}",
+                WRITE,
+                "Replace a rule.",
+                schema::<gpuwatch_alerter::rule::Rule>,
+            )
+            .with_body("put", schema::<admin::RuleInput>, 200),
+            put(al::update_rule),
+        )
+        .add(
+            Endpoint::get(
+                "/api/v1/alert-rules/{id}",
+                WRITE,
+                "Delete a rule (soft).",
+                schema::<Value>,
+            )
+            .method("delete", 204),
+            delete(al::delete_rule),
+        )
+        .add(
+            Endpoint::get(
+                "/api/v1/silences",
+                READ,
+                "Silences.",
+                schema::<list::Page<admin::Silence>>,
+            )
+            .query(query::<admin::SilenceQuery>),
+            get(al::list_silences),
+        )
+        .add(
+            Endpoint::get(
+                "/api/v1/silences",
+                WRITE,
+                "Create a silence.",
+                schema::<admin::Silence>,
+            )
+            .with_body("post", schema::<admin::SilenceInput>, 201),
+            post(al::create_silence),
+        )
+        .add(
+            Endpoint::get(
+                "/api/v1/silences/{id}",
+                READ,
+                "One silence.",
+                schema::<admin::Silence>,
+            ),
+            get(al::get_silence),
+        )
+        .add(
+            Endpoint::get(
+                "/api/v1/silences/{id}",
+                WRITE,
+                "Replace a silence.",
+                schema::<admin::Silence>,
+            )
+            .with_body("put", schema::<admin::SilenceInput>, 200),
+            put(al::update_silence),
+        )
+        .add(
+            Endpoint::get(
+                "/api/v1/silences/{id}",
+                WRITE,
+                "Expire a silence.",
+                schema::<Value>,
+            )
+            .method("delete", 204),
+            delete(al::delete_silence),
+        )
+        .add(
+            Endpoint::get(
+                "/api/v1/webhooks",
+                READ,
+                "Webhooks (secrets are never returned).",
+                schema::<list::Page<admin::Webhook>>,
+            )
+            .query(query::<admin::WebhookQuery>),
+            get(al::list_webhooks),
+        )
+        .add(
+            Endpoint::get(
+                "/api/v1/webhooks",
+                WRITE,
+                "Create a webhook; its secret is write-only.",
+                schema::<admin::Webhook>,
+            )
+            .with_body("post", schema::<admin::WebhookInput>, 201),
+            post(al::create_webhook),
+        )
+        .add(
+            Endpoint::get(
+                "/api/v1/webhooks/{id}",
+                READ,
+                "One webhook.",
+                schema::<admin::Webhook>,
+            ),
+            get(al::get_webhook),
+        )
+        .add(
+            Endpoint::get(
+                "/api/v1/webhooks/{id}",
+                WRITE,
+                "Replace a webhook; without secret the stored one stays.",
+                schema::<admin::Webhook>,
+            )
+            .with_body("put", schema::<admin::WebhookInput>, 200),
+            put(al::update_webhook),
+        )
+        .add(
+            Endpoint::get(
+                "/api/v1/webhooks/{id}",
+                WRITE,
+                "Delete a webhook.",
+                schema::<Value>,
+            )
+            .method("delete", 204),
+            delete(al::delete_webhook),
+        )
+        .add(
+            Endpoint::get(
+                "/api/v1/alerts",
+                READ,
+                "Pending and firing alerts.",
+                schema::<list::Page<admin::AlertRecord>>,
+            )
+            .query(query::<admin::AlertQuery>),
+            get(al::active_alerts),
+        )
+        .add(
+            Endpoint::get(
+                "/api/v1/alerts/history",
+                READ,
+                "Alerts in every state, newest first.",
+                schema::<list::Page<admin::AlertRecord>>,
+            )
+            .query(query::<admin::AlertQuery>),
+            get(al::alert_history),
+        )
+        .add(
+            Endpoint::get(
+                "/api/v1/notifications",
+                READ,
+                "Notifications of the outbox, with their delivery state.",
+                schema::<list::Page<admin::Notification>>,
+            )
+            .query(query::<admin::NotificationQuery>),
+            get(al::list_notifications),
+        )
+        .add(
+            Endpoint::get(
+                "/api/v1/notifications/{id}/replay",
+                WRITE,
+                "Send a dead-lettered notification again.",
+                schema::<Value>,
+            )
+            .method("post", 202),
+            post(al::replay_notification),
         )
         .finish()
 }

@@ -7,7 +7,7 @@ use super::{invalid, page, page_bounds, Filter, Page, Sql};
 use crate::error::{q, AlerterError, Result};
 
 /// Filters and paging of [`list_active_alerts`] and [`alert_history`].
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AlertQuery {
     /// pending, firing, nodata or resolved.
@@ -29,7 +29,7 @@ pub struct AlertQuery {
 }
 
 /// An alert instance.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct AlertRecord {
     /// `alert_records.id`
     pub id: i64,
@@ -151,7 +151,7 @@ pub async fn alert_history(
 }
 
 /// An outbox row.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Notification {
     /// Idempotency id (webhook-id header).
     pub id: String,
@@ -172,7 +172,7 @@ pub struct Notification {
 }
 
 /// Filters and paging of [`list_notifications`].
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NotificationQuery {
     /// pending, delivered or dead.

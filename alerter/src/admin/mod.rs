@@ -24,7 +24,7 @@ use crate::error::{q, AlerterError, Result};
 pub(crate) type Param = Box<dyn ToSql + Sync + Send>;
 
 /// A page of results.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Page<T> {
     /// This page.
     pub items: Vec<T>,

@@ -32,7 +32,7 @@ pub(super) fn d_true() -> bool {
 }
 
 /// A rule as the API accepts it (create and full update).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleInput {
     /// Unique among live rules.
@@ -110,7 +110,7 @@ impl RuleInput {
 }
 
 /// Filters, sorting and paging of [`list_rules`].
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleQuery {
     /// Only enabled (true) or disabled (false) rules.

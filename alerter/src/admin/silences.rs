@@ -8,7 +8,7 @@ use crate::error::{q, AlerterError, Result};
 use crate::rule::Matcher;
 
 /// A silence as the API accepts it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SilenceInput {
     /// Alerts matching all of these are silenced.
@@ -26,7 +26,7 @@ pub struct SilenceInput {
 }
 
 /// A stored silence.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Silence {
     /// `silences.id`
     pub id: i64,
@@ -45,7 +45,7 @@ pub struct Silence {
 }
 
 /// Filters and paging of [`list_silences`].
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SilenceQuery {
     /// pending, active, expired; default all.

@@ -11,7 +11,7 @@ use crate::error::{q, AlerterError, Result};
 
 /// A webhook as the API accepts it. `secret` is write-only: on update,
 /// absent keeps the stored one and "" removes it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookInput {
     /// Display name (the v4 body's receiver).
@@ -39,7 +39,7 @@ pub struct WebhookInput {
 }
 
 /// A webhook as output: never the secret, only whether one is set.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Webhook {
     /// `webhooks.id`
     pub id: i64,
@@ -216,7 +216,7 @@ pub async fn delete_webhook(pool: &gpuwatch_store::Pool, id: i64) -> Result<()> 
 }
 
 /// Paging of [`list_webhooks`].
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookQuery {
     /// Only enabled or disabled ones.
