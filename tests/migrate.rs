@@ -40,8 +40,9 @@ const SEED_TABLES: [&str; 33] = [
     "artifacts",
     "dataset_usage",
 ];
-/// gpuwatch's own tables beside the seed's (tiers of the metric tables, API tokens).
-const OWN_TABLES: [&str; 13] = [
+/// gpuwatch's own tables beside the seed's (tiers of the metric tables, API
+/// tokens, billing's status history, prices and meter state).
+const OWN_TABLES: [&str; 18] = [
     "gpu_metrics_fleet_1h",
     "gpu_metrics_fleet_1d",
     "host_metrics_fleet_1h",
@@ -55,6 +56,11 @@ const OWN_TABLES: [&str; 13] = [
     "environment_metrics_1h",
     "environment_metrics_1d",
     "api_tokens",
+    "environment_status_history",
+    "billing_meter_state",
+    "billing_recompute_queue",
+    "billing_prices",
+    "billing_meter_errors",
 ];
 const METRIC_TABLES: [&str; 3] = ["host_metrics", "gpu_metrics", "environment_metrics"];
 
