@@ -11,8 +11,8 @@
 --   * billing_records.quantity becomes unconstrained NUMERIC: memory is
 --     billed in GiB and an environment's bytes / 2^30 can need up to 30
 --     decimals; NUMERIC(20,6) would round a quantity before any money rule.
---   * billing_records.amount becomes unconstrained NUMERIC: it holds
---     quantity x usage_seconds x unit_price / 3600 to 20 decimals (what
+--   * billing_records.amount becomes an unconstrained NUMERIC generated from
+--     quantity x usage_seconds x unit_price / 3600 (to the 20-odd decimals
 --     PostgreSQL's numeric division yields), for people reading rows. Invoice
 --     lines are NOT the sum of these: they are computed from the exact
 --     products (see gpuwatch_round_money), so no record-level rounding
@@ -209,10 +209,15 @@ COMMENT ON TABLE billing_meter_errors IS
     'Environment periods the meter skipped for bad input, retried every run until billed.';
 
 -- billing_records: wider money, workspace for reports, and the guards.
+-- amount becomes a generated column: it can never disagree with quantity x
+-- usage_seconds x unit_price / 3600, for usage rows and corrections alike.
+ALTER TABLE billing_records DROP COLUMN amount;
 ALTER TABLE billing_records
     ALTER COLUMN quantity TYPE numeric,
-    ALTER COLUMN amount TYPE numeric,
+    ADD COLUMN amount numeric GENERATED ALWAYS AS (quantity * usage_seconds * unit_price / 3600) STORED,
     ADD COLUMN workspace_id BIGINT,
+    ADD CONSTRAINT chk_billing_records_non_negative
+        CHECK (is_correction OR (quantity >= 0 AND usage_seconds >= 0)),
     ADD CONSTRAINT chk_billing_records_env_id CHECK (env_id IS NOT NULL),
     -- The database forbids billing an interval twice: one usage row per
     -- environment, resource and start, and no two usage rows of one
