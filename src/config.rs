@@ -6,6 +6,7 @@ use std::path::Path;
 
 use gpuwatch_aggregator::AggregatorConfig;
 use gpuwatch_api::ApiConfig;
+use gpuwatch_billing::BillingConfig;
 use gpuwatch_collector::CollectorConfig;
 use gpuwatch_store::StoreConfig;
 use serde::Deserialize;
@@ -26,6 +27,8 @@ pub struct Config {
     pub aggregator: AggregatorConfig,
     /// `[api]`
     pub api: ApiConfig,
+    /// `[billing]`
+    pub billing: BillingConfig,
     /// `[log]`
     pub log: LogConfig,
 }
@@ -86,6 +89,7 @@ impl Config {
         e.extend(self.collector.validate());
         e.extend(self.aggregator.validate());
         e.extend(self.api.validate());
+        e.extend(self.billing.validate());
         if !matches!(self.log.format.as_str(), "text" | "json") {
             e.push(format!(
                 "log.format: must be \"text\" or \"json\", got {:?}",

@@ -440,6 +440,65 @@ pub async fn transition(pool: &gpuwatch_store::Pool, id: i64, t: Transition, now
     get_invoice(pool, id).await
 }
 
+/// Renders invoices for `gpuwatch report invoices`: "text" for people (one
+/// line per invoice and per line, amounts with the currency symbol), "csv"
+/// (one row per invoice line, amounts as plain decimals) or "json".
+pub fn render(invoices: &[Invoice], format: &str) -> String {
+    match format {
+        "json" => serde_json::to_string_pretty(invoices).map(|s| s + "\n").unwrap_or_default(),
+        "csv" => {
+            let mut out = String::from("invoice_number,customer_id,period_start,period_end,status,currency,charge_class,resource_type,gpu_model,quantity,unit,unit_price,amount,invoice_total\n");
+            for i in invoices {
+                for l in &i.lines {
+                    out.push_str(&format!(
+                        "{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+                        i.invoice_number,
+                        i.customer_id,
+                        i.period_start.to_rfc3339(),
+                        i.period_end.to_rfc3339(),
+                        i.status,
+                        i.currency,
+                        l.charge_class,
+                        l.resource_type,
+                        l.gpu_model.as_deref().unwrap_or(""),
+                        l.quantity,
+                        l.unit,
+                        l.unit_price.map(|p| p.normalize().to_string()).unwrap_or_default(),
+                        l.amount,
+                        i.total
+                    ));
+                }
+            }
+            out
+        }
+        _ => {
+            let mut out = String::new();
+            for i in invoices {
+                out.push_str(&format!(
+                    "{}  customer {}  {}  {}  total {}\n",
+                    i.invoice_number,
+                    i.customer_id,
+                    i.period_start.format("%Y-%m"),
+                    i.status,
+                    i.total_display
+                ));
+                for l in &i.lines {
+                    out.push_str(&format!(
+                        "    {:<10} {:<6} {:<10} {:>16} {:<9} {:>14}\n",
+                        l.charge_class,
+                        l.resource_type,
+                        l.gpu_model.as_deref().unwrap_or("-"),
+                        l.quantity.to_string(),
+                        l.unit,
+                        money::display(l.amount, &i.currency)
+                    ));
+                }
+            }
+            out
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
