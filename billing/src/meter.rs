@@ -56,6 +56,9 @@ pub struct MeterReport {
 /// Usage rows to write, with their environment.
 type Rows = Vec<(String, Usage)>;
 
+/// A skipped environment period: env, start, end, message.
+type Skipped = (String, DateTime<Utc>, DateTime<Utc>, String);
+
 /// Runs the meter once (one transaction) as of `now`.
 pub async fn meter_once(
     pool: &gpuwatch_store::Pool,
@@ -92,7 +95,12 @@ pub async fn meter_until_caught_up(
         total.records += r.records;
         total.corrections += r.corrections;
         total.retried += r.retried;
-        total.errors.extend(r.errors);
+        // Each chunk retries the periods skipped so far: report each once.
+        for e in r.errors {
+            if !total.errors.contains(&e) {
+                total.errors.push(e);
+            }
+        }
         total.caught_up = r.caught_up;
         if r.caught_up {
             return Ok(total);
@@ -128,7 +136,7 @@ async fn run_in(tx: &Transaction<'_>, opts: &MeterOptions, now: DateTime<Utc>) -
     };
     let prices = PriceBook::new(load_prices(tx).await?);
     let mut rows: Rows = Vec::new();
-    let mut errors: Vec<(String, DateTime<Utc>, DateTime<Utc>, String)> = Vec::new();
+    let mut errors: Vec<Skipped> = Vec::new();
 
     // Behind the old watermark first: corrections and retries.
     // Retried rows are written before corrections compare against the table.
@@ -151,19 +159,8 @@ async fn run_in(tx: &Transaction<'_>, opts: &MeterOptions, now: DateTime<Utc>) -
         }
     }
     report.records += copy_rows(tx, &rows, false).await?;
-    for (env, ps, pe, m) in &errors {
-        tracing::error!(env.id = %env, period.start = %ps, period.end = %pe, error = %m, "billing period skipped for bad input; fix the data and the next run bills it");
-        tx.execute(
-            "INSERT INTO billing_meter_errors (env_id, period_start, period_end, message)
-             VALUES ($1, $2, $3, $4)
-             ON CONFLICT (env_id, period_start) WHERE resolved_at IS NULL
-             DO UPDATE SET message = EXCLUDED.message, last_seen_at = now()",
-            &[env, ps, pe, m],
-        )
-        .await
-        .map_err(db("recording a skipped billing period"))?;
-        report.errors.push(m.clone());
-    }
+    record_errors(tx, &errors).await?;
+    report.errors.extend(errors.into_iter().map(|e| e.3));
     tx.execute(
         "UPDATE billing_meter_state SET watermark = $1, updated_at = now() WHERE id = 1",
         &[&end],
@@ -171,6 +168,41 @@ async fn run_in(tx: &Transaction<'_>, opts: &MeterOptions, now: DateTime<Utc>) -
     .await
     .map_err(db("advancing the meter watermark"))?;
     Ok(report)
+}
+
+/// Upserts skipped periods in one statement; logs each new one.
+async fn record_errors(tx: &Transaction<'_>, errors: &[Skipped]) -> Result<()> {
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let envs: Vec<&str> = errors.iter().map(|e| e.0.as_str()).collect();
+    let starts: Vec<DateTime<Utc>> = errors.iter().map(|e| e.1).collect();
+    let ends: Vec<DateTime<Utc>> = errors.iter().map(|e| e.2).collect();
+    let msgs: Vec<&str> = errors.iter().map(|e| e.3.as_str()).collect();
+    let fresh = tx
+        .query(
+            "INSERT INTO billing_meter_errors (env_id, period_start, period_end, message)
+             SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[], $4::text[])
+             ON CONFLICT (env_id, period_start) WHERE resolved_at IS NULL
+             DO UPDATE SET message = EXCLUDED.message, last_seen_at = now()
+             RETURNING env_id, period_start, period_end, message, xmax = 0",
+            &[&envs, &starts, &ends, &msgs],
+        )
+        .await
+        .map_err(db("recording skipped billing periods"))?;
+    let mut repeated = 0;
+    for r in &fresh {
+        if r.get::<_, bool>(4) {
+            let (env, ps, pe, m): (String, DateTime<Utc>, DateTime<Utc>, String) = (r.get(0), r.get(1), r.get(2), r.get(3));
+            tracing::error!(env.id = %env, period.start = %ps, period.end = %pe, error = %m, "billing period skipped for bad input; fix the data and the next run bills it");
+        } else {
+            repeated += 1;
+        }
+    }
+    if repeated > 0 {
+        tracing::warn!(periods = repeated, "billing periods still skipped for bad input (see billing_meter_errors)");
+    }
+    Ok(())
 }
 
 async fn load_prices(tx: &Transaction<'_>) -> Result<Vec<Price>> {
@@ -262,12 +294,15 @@ async fn retries(
     wm: DateTime<Utc>,
     rows: &mut Rows,
     report: &mut MeterReport,
-    errors: &mut Vec<(String, DateTime<Utc>, DateTime<Utc>, String)>,
+    errors: &mut Vec<Skipped>,
 ) -> Result<()> {
     let open = tx
         .query(
-            "SELECT id, env_id, period_start, period_end FROM billing_meter_errors
-             WHERE resolved_at IS NULL AND period_end <= $1 ORDER BY env_id, period_start",
+            "SELECT e.id, e.env_id, e.period_start, e.period_end,
+                    EXISTS (SELECT 1 FROM billing_records r WHERE r.env_id = e.env_id
+                            AND r.start_time >= e.period_start AND r.start_time < e.period_end)
+             FROM billing_meter_errors e
+             WHERE e.resolved_at IS NULL AND e.period_end <= $1 ORDER BY e.env_id, e.period_start",
             &[&wm],
         )
         .await
@@ -277,39 +312,38 @@ async fn retries(
     }
     let envs: Vec<String> = open.iter().map(|r| r.get(1)).collect::<HashSet<_>>().into_iter().collect();
     let states = env_states(tx, &envs).await?;
+    let mut resolved: Vec<i64> = Vec::new();
+    let mut requeue: (Vec<String>, Vec<DateTime<Utc>>) = (Vec::new(), Vec::new());
     for r in &open {
-        let (id, env, ps, pe): (i64, String, DateTime<Utc>, DateTime<Utc>) = (r.get(0), r.get(1), r.get(2), r.get(3));
-        let billed: bool = tx
-            .query_one(
-                "SELECT EXISTS (SELECT 1 FROM billing_records WHERE env_id = $1 AND start_time >= $2 AND start_time < $3)",
-                &[&env, &ps, &pe],
-            )
-            .await
-            .map_err(db("checking a failed period for records"))?
-            .get(0);
+        let (id, env, ps, pe, billed): (i64, String, DateTime<Utc>, DateTime<Utc>, bool) =
+            (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
         if billed {
             // A correction of this period failed earlier: recompute it as a
             // correction, not as fresh usage (which the constraint would refuse).
-            tx.execute("UPDATE billing_meter_errors SET resolved_at = now() WHERE id = $1", &[&id])
-                .await
-                .map_err(db("resolving a period in billing_meter_errors"))?;
-            tx.execute("INSERT INTO billing_recompute_queue (env_id, from_time) VALUES ($1, $2)", &[&env, &ps])
-                .await
-                .map_err(db("queueing a correction"))?;
+            resolved.push(id);
+            requeue.0.push(env);
+            requeue.1.push(ps);
             continue;
         }
         let hist = states.get(&env).map_or(&[][..], |v| v.as_slice());
         match meter_period(&env, hist, prices, ps, pe) {
             Ok(us) => {
                 rows.extend(us.into_iter().map(|u| (env.clone(), u)));
-                tx.execute("UPDATE billing_meter_errors SET resolved_at = now() WHERE id = $1", &[&id])
-                    .await
-                    .map_err(db("resolving a billed period in billing_meter_errors"))?;
+                resolved.push(id);
                 report.retried += 1;
             }
             Err(m) => errors.push((env, ps, pe, m)),
         }
     }
+    tx.execute("UPDATE billing_meter_errors SET resolved_at = now() WHERE id = ANY($1)", &[&resolved])
+        .await
+        .map_err(db("resolving billed periods in billing_meter_errors"))?;
+    tx.execute(
+        "INSERT INTO billing_recompute_queue (env_id, from_time) SELECT * FROM unnest($1::text[], $2::timestamptz[])",
+        &[&requeue.0, &requeue.1],
+    )
+    .await
+    .map_err(db("queueing corrections"))?;
     Ok(())
 }
 
@@ -328,7 +362,7 @@ async fn corrections(
     prices: &PriceBook,
     wm: DateTime<Utc>,
     report: &mut MeterReport,
-    errors: &mut Vec<(String, DateTime<Utc>, DateTime<Utc>, String)>,
+    errors: &mut Vec<Skipped>,
 ) -> Result<()> {
     let queued = tx
         .query(
