@@ -33,7 +33,11 @@ fn main() {
     let envs = arg("--envs", "BILLING_BENCH_ENVS", 10_000);
     let days = arg("--days", "BILLING_BENCH_DAYS", 2).min(31);
     let args: Vec<String> = std::env::args().collect();
-    let kind = if args.iter().any(|a| a == "timescaledb") { Kind::TimescaleDb } else { Kind::Postgres };
+    let kind = if args.iter().any(|a| a == "timescaledb") {
+        Kind::TimescaleDb
+    } else {
+        Kind::Postgres
+    };
     let keep = args.iter().any(|a| a == "--keep");
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
     rt.block_on(bench(envs, days, kind, keep));
@@ -77,28 +81,60 @@ async fn bench(envs: i64, days: i64, kind: Kind, keep: bool) {
     )
     .await
     .unwrap();
-    let opts = MeterOptions { grid: Grid::hourly(), lateness: Duration::minutes(5), max_periods: 24 };
+    let opts = MeterOptions {
+        grid: Grid::hourly(),
+        lateness: Duration::minutes(5),
+        max_periods: 24,
+    };
 
     let t0 = Instant::now();
-    let m = meter_until_caught_up(&pool, &opts, end + Duration::minutes(6)).await.expect("meter");
+    let m = meter_until_caught_up(&pool, &opts, end + Duration::minutes(6))
+        .await
+        .expect("meter");
     let meter_time = t0.elapsed();
     assert!(m.errors.is_empty(), "{:?}", m.errors);
 
     // Invoices are cut once the month has closed: pretend the remaining days
     // of October were idle (nothing metered there), and cut.
     let month_end: DateTime<Utc> = "2026-11-01T00:00:00Z".parse().unwrap();
-    c.execute("UPDATE billing_meter_state SET watermark = greatest(watermark, $1)", &[&month_end]).await.unwrap();
+    c.execute(
+        "UPDATE billing_meter_state SET watermark = greatest(watermark, $1)",
+        &[&month_end],
+    )
+    .await
+    .unwrap();
     let t1 = Instant::now();
-    let inv = cut_invoices(&pool, &InvoiceOptions { grace: Duration::hours(6), auto_issue: true, due_days: 30 }, month_end + Duration::hours(7))
-        .await
-        .expect("invoices");
+    let inv = cut_invoices(
+        &pool,
+        &InvoiceOptions {
+            grace: Duration::hours(6),
+            auto_issue: true,
+            due_days: 30,
+        },
+        month_end + Duration::hours(7),
+    )
+    .await
+    .expect("invoices");
     let invoice_time = t1.elapsed();
-    let total: rust_decimal::Decimal = c.query_one("SELECT sum(total) FROM invoices", &[]).await.unwrap().get(0);
+    let total: rust_decimal::Decimal = c
+        .query_one("SELECT sum(total) FROM invoices", &[])
+        .await
+        .unwrap()
+        .get(0);
 
     let per_sec = m.records as f64 / meter_time.as_secs_f64();
     println!("billing bench ({kind:?}): {envs} environments x {days} days of hourly periods");
-    println!("  meter:    {} records in {:.2} s ({:.0} records/s)", m.records, meter_time.as_secs_f64(), per_sec);
-    println!("  invoices: {} invoices (total {total}) in {:.2} s", inv.invoices.len(), invoice_time.as_secs_f64());
+    println!(
+        "  meter:    {} records in {:.2} s ({:.0} records/s)",
+        m.records,
+        meter_time.as_secs_f64(),
+        per_sec
+    );
+    println!(
+        "  invoices: {} invoices (total {total}) in {:.2} s",
+        inv.invoices.len(),
+        invoice_time.as_secs_f64()
+    );
     if days < 31 {
         let month_records = m.records as f64 * 31.0 / days as f64;
         println!(

@@ -337,7 +337,10 @@ async fn aggregator(
 
 async fn billing(cfg: Config, once: bool, shutdown: CancellationToken) -> Result<(), Failure> {
     // Validated when the config was loaded; this only converts.
-    let settings = cfg.billing.settings().map_err(|e| Failure::Usage(e.join("; ")))?;
+    let settings = cfg
+        .billing
+        .settings()
+        .map_err(|e| Failure::Usage(e.join("; ")))?;
     let pool = gpuwatch_store::connect(&cfg.database).await?;
     if !once {
         gpuwatch_billing::run(pool, settings, shutdown).await;
@@ -371,7 +374,14 @@ async fn billing(cfg: Config, once: bool, shutdown: CancellationToken) -> Result
 async fn billing_report(cfg: Config, report: ReportKind) -> Result<(), Failure> {
     let pool = gpuwatch_store::connect(&cfg.database).await?;
     match report {
-        ReportKind::Usage { month, from, to, group_by, customer, format } => {
+        ReportKind::Usage {
+            month,
+            from,
+            to,
+            group_by,
+            customer,
+            format,
+        } => {
             let time = |field: &str, v: Option<String>| -> Result<_, Failure> {
                 v.map(|s| {
                     s.parse::<chrono::DateTime<chrono::Utc>>().map_err(|e| {
@@ -393,12 +403,23 @@ async fn billing_report(cfg: Config, report: ReportKind) -> Result<(), Failure> 
             if spec.format == "csv" {
                 print!("{}", gpuwatch_billing::to_csv(&rows));
             } else {
-                println!("{}", serde_json::to_string_pretty(&rows).map_err(|e| Failure::Other(e.to_string()))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&rows)
+                        .map_err(|e| Failure::Other(e.to_string()))?
+                );
             }
         }
-        ReportKind::Invoices { month, customer, status, format } => {
+        ReportKind::Invoices {
+            month,
+            customer,
+            status,
+            format,
+        } => {
             if !["text", "csv", "json"].contains(&format.as_str()) {
-                return Err(Failure::Usage(format!("--format: must be text, csv or json, got {format:?}")));
+                return Err(Failure::Usage(format!(
+                    "--format: must be text, csv or json, got {format:?}"
+                )));
             }
             let mut page = 1;
             let mut all = Vec::new();

@@ -22,7 +22,14 @@ fn money_sum(csv: &str, column: usize) -> i64 {
     // Amounts have exactly two decimals: sum them as cents, no float.
     csv.lines()
         .skip(1)
-        .map(|l| l.split(',').nth(column).unwrap().replace('.', "").parse::<i64>().unwrap())
+        .map(|l| {
+            l.split(',')
+                .nth(column)
+                .unwrap()
+                .replace('.', "")
+                .parse::<i64>()
+                .unwrap()
+        })
         .sum()
 }
 

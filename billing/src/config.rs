@@ -192,7 +192,10 @@ mod tests {
         let e = cfg.validate();
         assert_eq!(e.len(), 4, "{e:?}");
         for key in ["schedule", "period", "allowed_lateness", "default_currency"] {
-            assert!(e.iter().any(|m| m.starts_with(&format!("billing.{key}:"))), "{key}: {e:?}");
+            assert!(
+                e.iter().any(|m| m.starts_with(&format!("billing.{key}:"))),
+                "{key}: {e:?}"
+            );
         }
     }
 }

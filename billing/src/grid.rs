@@ -63,10 +63,21 @@ mod tests {
             period: Duration::hours(1),
             offset: Duration::minutes(30),
         };
-        assert_eq!(g.floor(t("2026-10-01T10:29:59Z")), t("2026-10-01T09:30:00Z"));
-        assert_eq!(g.floor(t("2026-10-01T10:30:00Z")), t("2026-10-01T10:30:00Z"));
-        assert_eq!(Grid::hourly().floor(t("1969-12-31T23:59:59Z")), t("1969-12-31T23:00:00Z"));
-        let n = g.periods(t("2026-10-01T09:30:00Z"), t("2026-10-01T12:30:00Z")).count();
+        assert_eq!(
+            g.floor(t("2026-10-01T10:29:59Z")),
+            t("2026-10-01T09:30:00Z")
+        );
+        assert_eq!(
+            g.floor(t("2026-10-01T10:30:00Z")),
+            t("2026-10-01T10:30:00Z")
+        );
+        assert_eq!(
+            Grid::hourly().floor(t("1969-12-31T23:59:59Z")),
+            t("1969-12-31T23:00:00Z")
+        );
+        let n = g
+            .periods(t("2026-10-01T09:30:00Z"), t("2026-10-01T12:30:00Z"))
+            .count();
         assert_eq!(n, 3);
     }
 }

@@ -122,7 +122,10 @@ pub struct InvoicePage {
 }
 
 /// `[start, end)` of a month given as "YYYY-MM"; the error names the field.
-pub fn month_range(field: &str, s: &str) -> std::result::Result<(DateTime<Utc>, DateTime<Utc>), String> {
+pub fn month_range(
+    field: &str,
+    s: &str,
+) -> std::result::Result<(DateTime<Utc>, DateTime<Utc>), String> {
     let bad = || format!("{field}: expected a month as YYYY-MM (e.g. 2026-10), got {s:?}");
     let (y, m) = s.split_once('-').ok_or_else(bad)?;
     let (y, m): (i32, u32) = (y.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
@@ -146,19 +149,31 @@ fn next_month(start: DateTime<Utc>) -> DateTime<Utc> {
     } else {
         (start.year(), start.month() + 1)
     };
-    Utc.with_ymd_and_hms(y, m, 1, 0, 0, 0).single().unwrap_or(start)
+    Utc.with_ymd_and_hms(y, m, 1, 0, 0, 0)
+        .single()
+        .unwrap_or(start)
 }
 
 /// Cuts every invoice that is due as of `now`: months that ended at least
 /// `grace` ago and are fully metered, per customer and currency with
 /// uninvoiced records. Idempotent: a month already invoiced for a customer
 /// is not cut again (the unique key on invoices backs this).
-pub async fn cut_invoices(pool: &gpuwatch_store::Pool, opts: &InvoiceOptions, now: DateTime<Utc>) -> Result<CutReport> {
+pub async fn cut_invoices(
+    pool: &gpuwatch_store::Pool,
+    opts: &InvoiceOptions,
+    now: DateTime<Utc>,
+) -> Result<CutReport> {
     let mut client = pool.get().await?;
-    let tx = client.transaction().await.map_err(db("starting the invoice transaction"))?;
+    let tx = client
+        .transaction()
+        .await
+        .map_err(db("starting the invoice transaction"))?;
     // The meter's lock: no record is written while invoices are cut.
     let wm: Option<DateTime<Utc>> = tx
-        .query_one("SELECT watermark FROM billing_meter_state WHERE id = 1 FOR UPDATE", &[])
+        .query_one(
+            "SELECT watermark FROM billing_meter_state WHERE id = 1 FOR UPDATE",
+            &[],
+        )
         .await
         .map_err(db("locking the meter watermark"))?
         .get(0);
@@ -173,7 +188,10 @@ pub async fn cut_invoices(pool: &gpuwatch_store::Pool, opts: &InvoiceOptions, no
     }
     let last_end = due_end.min(metered_end);
     let first: Option<DateTime<Utc>> = tx
-        .query_one("SELECT min(start_time) FROM billing_records WHERE invoice_id IS NULL", &[])
+        .query_one(
+            "SELECT min(start_time) FROM billing_records WHERE invoice_id IS NULL",
+            &[],
+        )
         .await
         .map_err(db("finding uninvoiced records"))?
         .get(0);
@@ -236,7 +254,8 @@ async fn cut_one(
     .map_err(db("attaching records to an invoice"))?;
     let lines = lines_of(tx, id).await?;
     let subtotal: Decimal = lines.iter().map(|l| l.amount).sum();
-    let json = serde_json::to_value(&lines).map_err(|e| BillingError::Invalid(vec![format!("invoice lines: {e}")]))?;
+    let json = serde_json::to_value(&lines)
+        .map_err(|e| BillingError::Invalid(vec![format!("invoice lines: {e}")]))?;
     tx.execute(
         "UPDATE invoices SET lines = $2, subtotal = $3, tax = 0, total = $3 WHERE id = $1",
         &[&id, &json, &subtotal],
@@ -270,7 +289,9 @@ async fn lines_of(tx: &Transaction<'_>, id: i64) -> Result<Vec<InvoiceLine>> {
             let resource: String = r.get(1);
             InvoiceLine {
                 charge_class: r.get(0),
-                unit: crate::usage::Resource::parse(&resource).map_or("unit-hour", |x| x.unit()).into(),
+                unit: crate::usage::Resource::parse(&resource)
+                    .map_or("unit-hour", |x| x.unit())
+                    .into(),
                 resource_type: resource,
                 gpu_model: r.get(2),
                 quantity: r.get(3),
@@ -282,7 +303,12 @@ async fn lines_of(tx: &Transaction<'_>, id: i64) -> Result<Vec<InvoiceLine>> {
         .collect())
 }
 
-async fn set_issued(tx: &Transaction<'_>, id: i64, now: DateTime<Utc>, due_days: u32) -> Result<()> {
+async fn set_issued(
+    tx: &Transaction<'_>,
+    id: i64,
+    now: DateTime<Utc>,
+    due_days: u32,
+) -> Result<()> {
     let due = now + Duration::days(i64::from(due_days));
     tx.execute(
         "UPDATE invoices SET status = 'issued', issued_at = $2, due_at = $3 WHERE id = $1",
@@ -293,7 +319,8 @@ async fn set_issued(tx: &Transaction<'_>, id: i64, now: DateTime<Utc>, due_days:
     Ok(())
 }
 
-const INVOICE_COLUMNS: &str = "id, invoice_number, customer_id, period_start, period_end, currency::text,
+const INVOICE_COLUMNS: &str =
+    "id, invoice_number, customer_id, period_start, period_end, currency::text,
     subtotal, tax, total, status, issued_at, due_at, paid_at, lines";
 
 fn invoice_row(r: &tokio_postgres::Row) -> Invoice {
@@ -325,7 +352,9 @@ pub async fn list_invoices(pool: &gpuwatch_store::Pool, q: &InvoiceQuery) -> Res
     let mut problems = Vec::new();
     if let Some(s) = &q.status {
         if !["draft", "issued", "paid", "void"].contains(&s.as_str()) {
-            problems.push(format!("status: must be draft, issued, paid or void, got {s:?}"));
+            problems.push(format!(
+                "status: must be draft, issued, paid or void, got {s:?}"
+            ));
         }
     }
     let month = match q.month.as_deref().map(|m| month_range("month", m)) {
@@ -342,7 +371,9 @@ pub async fn list_invoices(pool: &gpuwatch_store::Pool, q: &InvoiceQuery) -> Res
         problems.push("page: must be at least 1".into());
     }
     if !(1..=500).contains(&per_page) {
-        problems.push(format!("per_page: must be between 1 and 500, got {per_page}"));
+        problems.push(format!(
+            "per_page: must be between 1 and 500, got {per_page}"
+        ));
     }
     if !problems.is_empty() {
         return Err(BillingError::Invalid(problems));
@@ -351,7 +382,10 @@ pub async fn list_invoices(pool: &gpuwatch_store::Pool, q: &InvoiceQuery) -> Res
     let filter = "($1::bigint IS NULL OR customer_id = $1) AND ($2::text IS NULL OR status = $2)
                   AND ($3::timestamptz IS NULL OR period_start = $3)";
     let total: i64 = client
-        .query_one(&format!("SELECT count(*) FROM invoices WHERE {filter}"), &[&q.customer_id, &q.status, &month])
+        .query_one(
+            &format!("SELECT count(*) FROM invoices WHERE {filter}"),
+            &[&q.customer_id, &q.status, &month],
+        )
         .await
         .map_err(db("counting invoices"))?
         .get(0);
@@ -362,7 +396,13 @@ pub async fn list_invoices(pool: &gpuwatch_store::Pool, q: &InvoiceQuery) -> Res
                 "SELECT {INVOICE_COLUMNS} FROM invoices WHERE {filter}
                  ORDER BY period_start DESC, customer_id, currency LIMIT $4 OFFSET $5"
             ),
-            &[&q.customer_id, &q.status, &month, &i64::from(per_page), &offset],
+            &[
+                &q.customer_id,
+                &q.status,
+                &month,
+                &i64::from(per_page),
+                &offset,
+            ],
         )
         .await
         .map_err(db("listing invoices"))?;
@@ -378,7 +418,10 @@ pub async fn list_invoices(pool: &gpuwatch_store::Pool, q: &InvoiceQuery) -> Res
 pub async fn get_invoice(pool: &gpuwatch_store::Pool, id: i64) -> Result<Invoice> {
     let client = pool.get().await?;
     client
-        .query_opt(&format!("SELECT {INVOICE_COLUMNS} FROM invoices WHERE id = $1"), &[&id])
+        .query_opt(
+            &format!("SELECT {INVOICE_COLUMNS} FROM invoices WHERE id = $1"),
+            &[&id],
+        )
         .await
         .map_err(db("reading an invoice"))?
         .map(|r| invoice_row(&r))
@@ -398,11 +441,23 @@ pub enum Transition {
 }
 
 /// Applies a status change; `Conflict` when the invoice's status does not allow it.
-pub async fn transition(pool: &gpuwatch_store::Pool, id: i64, t: Transition, now: DateTime<Utc>, due_days: u32) -> Result<Invoice> {
+pub async fn transition(
+    pool: &gpuwatch_store::Pool,
+    id: i64,
+    t: Transition,
+    now: DateTime<Utc>,
+    due_days: u32,
+) -> Result<Invoice> {
     let mut client = pool.get().await?;
-    let tx = client.transaction().await.map_err(db("starting an invoice transition"))?;
+    let tx = client
+        .transaction()
+        .await
+        .map_err(db("starting an invoice transition"))?;
     let row = tx
-        .query_opt("SELECT status, invoice_number FROM invoices WHERE id = $1 FOR UPDATE", &[&id])
+        .query_opt(
+            "SELECT status, invoice_number FROM invoices WHERE id = $1 FOR UPDATE",
+            &[&id],
+        )
         .await
         .map_err(db("locking an invoice"))?
         .ok_or_else(|| BillingError::NotFound(format!("no invoice with id {id}")))?;
@@ -410,14 +465,20 @@ pub async fn transition(pool: &gpuwatch_store::Pool, id: i64, t: Transition, now
     match (t, status.as_str()) {
         (Transition::Issue, "draft") => set_issued(&tx, id, now, due_days).await?,
         (Transition::Pay, "issued") => {
-            tx.execute("UPDATE invoices SET status = 'paid', paid_at = $2 WHERE id = $1", &[&id, &now])
-                .await
-                .map_err(db("marking an invoice paid"))?;
+            tx.execute(
+                "UPDATE invoices SET status = 'paid', paid_at = $2 WHERE id = $1",
+                &[&id, &now],
+            )
+            .await
+            .map_err(db("marking an invoice paid"))?;
         }
         (Transition::Void, "draft") => {
-            tx.execute("UPDATE billing_records SET invoice_id = NULL WHERE invoice_id = $1", &[&id])
-                .await
-                .map_err(db("releasing a voided draft's records"))?;
+            tx.execute(
+                "UPDATE billing_records SET invoice_id = NULL WHERE invoice_id = $1",
+                &[&id],
+            )
+            .await
+            .map_err(db("releasing a voided draft's records"))?;
             tx.execute("UPDATE invoices SET status = 'void' WHERE id = $1", &[&id])
                 .await
                 .map_err(db("voiding an invoice"))?;
@@ -433,10 +494,14 @@ pub async fn transition(pool: &gpuwatch_store::Pool, id: i64, t: Transition, now
                 Transition::Pay => "only an issued invoice can be paid",
                 Transition::Void => "only a draft or issued invoice can be voided",
             };
-            return Err(BillingError::Conflict(format!("invoice {number} is {s}: {allowed}")));
+            return Err(BillingError::Conflict(format!(
+                "invoice {number} is {s}: {allowed}"
+            )));
         }
     }
-    tx.commit().await.map_err(db("committing an invoice transition"))?;
+    tx.commit()
+        .await
+        .map_err(db("committing an invoice transition"))?;
     get_invoice(pool, id).await
 }
 
@@ -445,7 +510,9 @@ pub async fn transition(pool: &gpuwatch_store::Pool, id: i64, t: Transition, now
 /// (one row per invoice line, amounts as plain decimals) or "json".
 pub fn render(invoices: &[Invoice], format: &str) -> String {
     match format {
-        "json" => serde_json::to_string_pretty(invoices).map(|s| s + "\n").unwrap_or_default(),
+        "json" => serde_json::to_string_pretty(invoices)
+            .map(|s| s + "\n")
+            .unwrap_or_default(),
         "csv" => {
             let mut out = String::from("invoice_number,customer_id,period_start,period_end,status,currency,charge_class,resource_type,gpu_model,quantity,unit,unit_price,amount,invoice_total\n");
             for i in invoices {
@@ -463,7 +530,9 @@ pub fn render(invoices: &[Invoice], format: &str) -> String {
                         l.gpu_model.as_deref().unwrap_or(""),
                         l.quantity,
                         l.unit,
-                        l.unit_price.map(|p| p.normalize().to_string()).unwrap_or_default(),
+                        l.unit_price
+                            .map(|p| p.normalize().to_string())
+                            .unwrap_or_default(),
                         l.amount,
                         i.total
                     ));
@@ -508,7 +577,9 @@ mod tests {
         let (s, e) = month_range("month", "2026-12").unwrap();
         assert_eq!(s.to_rfc3339(), "2026-12-01T00:00:00+00:00");
         assert_eq!(e.to_rfc3339(), "2027-01-01T00:00:00+00:00");
-        assert!(month_range("month", "2026-13").unwrap_err().starts_with("month: expected"));
+        assert!(month_range("month", "2026-13")
+            .unwrap_err()
+            .starts_with("month: expected"));
         assert!(month_range("from", "oct").is_err());
     }
 }

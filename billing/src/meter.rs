@@ -108,26 +108,40 @@ pub async fn meter_until_caught_up(
     }
 }
 
-async fn run_in(tx: &Transaction<'_>, opts: &MeterOptions, now: DateTime<Utc>) -> Result<MeterReport> {
+async fn run_in(
+    tx: &Transaction<'_>,
+    opts: &MeterOptions,
+    now: DateTime<Utc>,
+) -> Result<MeterReport> {
     let grid = opts.grid;
     let wm: Option<DateTime<Utc>> = tx
-        .query_one("SELECT watermark FROM billing_meter_state WHERE id = 1 FOR UPDATE", &[])
+        .query_one(
+            "SELECT watermark FROM billing_meter_state WHERE id = 1 FOR UPDATE",
+            &[],
+        )
         .await
-        .map_err(db("locking the meter watermark (billing_meter_state; run gpuwatch migrate?)"))?
+        .map_err(db(
+            "locking the meter watermark (billing_meter_state; run gpuwatch migrate?)",
+        ))?
         .get(0);
     let target = grid.floor(now - opts.lateness);
     let start = match wm {
         Some(w) => w,
         None => {
             let first: Option<DateTime<Utc>> = tx
-                .query_one("SELECT min(valid_from) FROM environment_status_history", &[])
+                .query_one(
+                    "SELECT min(valid_from) FROM environment_status_history",
+                    &[],
+                )
                 .await
                 .map_err(db("reading the first status change"))?
                 .get(0);
             first.map_or(target, |f| grid.floor(f).min(target))
         }
     };
-    let end = (start + grid.period * opts.max_periods as i32).min(target).max(start);
+    let end = (start + grid.period * opts.max_periods as i32)
+        .min(target)
+        .max(start);
     let mut report = MeterReport {
         from: wm,
         to: Some(end),
@@ -193,14 +207,18 @@ async fn record_errors(tx: &Transaction<'_>, errors: &[Skipped]) -> Result<()> {
     let mut repeated = 0;
     for r in &fresh {
         if r.get::<_, bool>(4) {
-            let (env, ps, pe, m): (String, DateTime<Utc>, DateTime<Utc>, String) = (r.get(0), r.get(1), r.get(2), r.get(3));
+            let (env, ps, pe, m): (String, DateTime<Utc>, DateTime<Utc>, String) =
+                (r.get(0), r.get(1), r.get(2), r.get(3));
             tracing::error!(env.id = %env, period.start = %ps, period.end = %pe, error = %m, "billing period skipped for bad input; fix the data and the next run bills it");
         } else {
             repeated += 1;
         }
     }
     if repeated > 0 {
-        tracing::warn!(periods = repeated, "billing periods still skipped for bad input (see billing_meter_errors)");
+        tracing::warn!(
+            periods = repeated,
+            "billing periods still skipped for bad input (see billing_meter_errors)"
+        );
     }
     Ok(())
 }
@@ -310,7 +328,12 @@ async fn retries(
     if open.is_empty() {
         return Ok(());
     }
-    let envs: Vec<String> = open.iter().map(|r| r.get(1)).collect::<HashSet<_>>().into_iter().collect();
+    let envs: Vec<String> = open
+        .iter()
+        .map(|r| r.get(1))
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
     let states = env_states(tx, &envs).await?;
     let mut resolved: Vec<i64> = Vec::new();
     let mut requeue: (Vec<String>, Vec<DateTime<Utc>>) = (Vec::new(), Vec::new());
@@ -335,9 +358,12 @@ async fn retries(
             Err(m) => errors.push((env, ps, pe, m)),
         }
     }
-    tx.execute("UPDATE billing_meter_errors SET resolved_at = now() WHERE id = ANY($1)", &[&resolved])
-        .await
-        .map_err(db("resolving billed periods in billing_meter_errors"))?;
+    tx.execute(
+        "UPDATE billing_meter_errors SET resolved_at = now() WHERE id = ANY($1)",
+        &[&resolved],
+    )
+    .await
+    .map_err(db("resolving billed periods in billing_meter_errors"))?;
     tx.execute(
         "INSERT INTO billing_recompute_queue (env_id, from_time) SELECT * FROM unnest($1::text[], $2::timestamptz[])",
         &[&requeue.0, &requeue.1],
@@ -411,7 +437,10 @@ async fn corrections(
             let mut old: Vec<Effective> = Vec::new();
             billed.retain_mut(|e| {
                 if e.usage.start >= ps && e.usage.start < pe {
-                    old.push(Effective { id: e.id, usage: e.usage.clone() });
+                    old.push(Effective {
+                        id: e.id,
+                        usage: e.usage.clone(),
+                    });
                     false
                 } else {
                     true

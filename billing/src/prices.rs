@@ -53,20 +53,31 @@ impl NewPrice {
         let mut e = Vec::new();
         let r = Resource::parse(&self.resource_type);
         if r.is_none() {
-            e.push(format!("resource_type: must be cpu, memory or gpu, got {:?}", self.resource_type));
+            e.push(format!(
+                "resource_type: must be cpu, memory or gpu, got {:?}",
+                self.resource_type
+            ));
         }
         match (r, self.gpu_model.as_deref()) {
-            (Some(Resource::Gpu), None | Some("")) => e.push("gpu_model: required for a gpu price".into()),
+            (Some(Resource::Gpu), None | Some("")) => {
+                e.push("gpu_model: required for a gpu price".into())
+            }
             (Some(Resource::Cpu | Resource::Memory), Some(m)) if !m.is_empty() => {
                 e.push("gpu_model: only gpu prices have a model".into())
             }
             _ => {}
         }
         if self.unit_price.is_sign_negative() {
-            e.push(format!("unit_price: must not be negative, got {}", self.unit_price));
+            e.push(format!(
+                "unit_price: must not be negative, got {}",
+                self.unit_price
+            ));
         }
         if self.unit_price.scale() > 10 {
-            e.push(format!("unit_price: at most 10 decimals, got {}", self.unit_price));
+            e.push(format!(
+                "unit_price: at most 10 decimals, got {}",
+                self.unit_price
+            ));
         }
         if let Err(m) = Currency::parse(&self.currency) {
             e.push(format!("currency: {m}"));
@@ -81,7 +92,8 @@ impl NewPrice {
     }
 }
 
-const COLUMNS: &str = "id, resource_type, gpu_model, unit_price, currency::text, valid_from, valid_to";
+const COLUMNS: &str =
+    "id, resource_type, gpu_model, unit_price, currency::text, valid_from, valid_to";
 
 fn entry(r: &tokio_postgres::Row) -> PriceEntry {
     PriceEntry {
@@ -114,7 +126,10 @@ pub async fn add_price(pool: &gpuwatch_store::Pool, p: &NewPrice) -> Result<Pric
     }
     let model = p.gpu_model.clone().unwrap_or_default();
     let mut c = pool.get().await?;
-    let tx = c.transaction().await.map_err(db("starting a price change"))?;
+    let tx = c
+        .transaction()
+        .await
+        .map_err(db("starting a price change"))?;
     tx.execute(
         "UPDATE billing_prices SET valid_to = $3
          WHERE resource_type = $1 AND gpu_model = $2 AND valid_to IS NULL AND valid_from < $3",

@@ -92,14 +92,18 @@ impl UsageQuery {
     pub fn validate(&self) -> Result<UsageSpec> {
         let mut e = Vec::new();
         let range = match (&self.month, self.from, self.to) {
-            (Some(m), None, None) => crate::invoice::month_range("month", m).map_err(|x| e.push(x)).ok(),
+            (Some(m), None, None) => crate::invoice::month_range("month", m)
+                .map_err(|x| e.push(x))
+                .ok(),
             (None, Some(f), Some(t)) if f < t => Some((f, t)),
             (None, Some(_), Some(_)) => {
                 e.push("to: must be after from".into());
                 None
             }
             _ => {
-                e.push("from/to: give both from and to (RFC 3339), or month (YYYY-MM) alone".into());
+                e.push(
+                    "from/to: give both from and to (RFC 3339), or month (YYYY-MM) alone".into(),
+                );
                 None
             }
         };
@@ -111,7 +115,13 @@ impl UsageQuery {
             e.push(format!("format: must be json or csv, got {format:?}"));
         }
         match range {
-            Some((from, to)) if e.is_empty() => Ok(UsageSpec { from, to, group_by, customer_id: self.customer_id, format }),
+            Some((from, to)) if e.is_empty() => Ok(UsageSpec {
+                from,
+                to,
+                group_by,
+                customer_id: self.customer_id,
+                format,
+            }),
             _ => Err(BillingError::Invalid(e)),
         }
     }
@@ -154,11 +164,17 @@ pub struct UsageRow {
 
 /// The report rows of a validated request.
 pub async fn usage_report(pool: &gpuwatch_store::Pool, spec: &UsageSpec) -> Result<Vec<UsageRow>> {
-    let by_ws = spec.group_by.iter().any(|g| matches!(g, GroupBy::Workspace | GroupBy::Environment));
+    let by_ws = spec
+        .group_by
+        .iter()
+        .any(|g| matches!(g, GroupBy::Workspace | GroupBy::Environment));
     let by_env = spec.group_by.contains(&GroupBy::Environment);
     let client = pool.get().await?;
     let rows = client
-        .query(REPORT_SQL, &[&spec.from, &spec.to, &by_ws, &by_env, &spec.customer_id])
+        .query(
+            REPORT_SQL,
+            &[&spec.from, &spec.to, &by_ws, &by_env, &spec.customer_id],
+        )
         .await
         .map_err(db("computing the usage report"))?;
     Ok(rows
@@ -173,7 +189,9 @@ pub async fn usage_report(pool: &gpuwatch_store::Pool, spec: &UsageSpec) -> Resu
                 customer_id: r.get(2),
                 workspace_id: r.get(7),
                 env_id: r.get(8),
-                unit: Resource::parse(&resource).map_or("unit-hour", |x| x.unit()).into(),
+                unit: Resource::parse(&resource)
+                    .map_or("unit-hour", |x| x.unit())
+                    .into(),
                 resource_type: resource,
                 gpu_model: r.get(5),
                 quantity: r.get(9),
@@ -251,7 +269,9 @@ pub fn to_csv(rows: &[UsageRow]) -> String {
             r.gpu_model.clone().unwrap_or_default(),
             r.quantity.to_string(),
             r.unit.clone(),
-            r.unit_price.map(|x| x.normalize().to_string()).unwrap_or_default(),
+            r.unit_price
+                .map(|x| x.normalize().to_string())
+                .unwrap_or_default(),
             r.amount.to_string(),
             r.currency.clone(),
             r.invoice_id.map(|x| x.to_string()).unwrap_or_default(),
@@ -278,14 +298,24 @@ mod tests {
 
     #[test]
     fn group_by_lists_and_bad_names() {
-        assert_eq!(GroupBy::parse_list("group_by", "workspace, environment").unwrap(), vec![GroupBy::Workspace, GroupBy::Environment]);
+        assert_eq!(
+            GroupBy::parse_list("group_by", "workspace, environment").unwrap(),
+            vec![GroupBy::Workspace, GroupBy::Environment]
+        );
         let e = GroupBy::parse_list("group_by", "team").unwrap_err();
         assert!(e.starts_with("group_by: \"team\""), "{e}");
     }
 
     #[test]
     fn every_query_problem_is_reported() {
-        let q = UsageQuery { from: None, to: None, month: None, group_by: Some("x".into()), customer_id: None, format: Some("xml".into()) };
+        let q = UsageQuery {
+            from: None,
+            to: None,
+            month: None,
+            group_by: Some("x".into()),
+            customer_id: None,
+            format: Some("xml".into()),
+        };
         match q.validate() {
             Err(BillingError::Invalid(v)) => assert_eq!(v.len(), 3, "{v:?}"),
             other => panic!("{other:?}"),

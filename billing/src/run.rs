@@ -33,7 +33,11 @@ impl Settings {
 }
 
 /// `billing --once`: meter until caught up, then cut what invoices are due.
-pub async fn run_once(pool: &gpuwatch_store::Pool, s: &Settings, now: DateTime<Utc>) -> Result<(MeterReport, CutReport)> {
+pub async fn run_once(
+    pool: &gpuwatch_store::Pool,
+    s: &Settings,
+    now: DateTime<Utc>,
+) -> Result<(MeterReport, CutReport)> {
     let m = meter_until_caught_up(pool, &s.meter_options(), now).await?;
     let c = cut_invoices(pool, &s.invoice_options(), now).await?;
     Ok((m, c))
@@ -56,7 +60,9 @@ pub async fn run(pool: gpuwatch_store::Pool, s: Settings, shutdown: Cancellation
                         tracing::warn!(waiting = %w, "invoices wait for the meter");
                     }
                 }
-                Err(e) => tracing::error!(error = %e, "invoice run failed; retrying after the next meter run"),
+                Err(e) => {
+                    tracing::error!(error = %e, "invoice run failed; retrying after the next meter run")
+                }
             }
         }
         let Some(next_meter) = next_tick(&s.schedule, Utc::now()) else {
@@ -79,7 +85,9 @@ pub async fn run(pool: gpuwatch_store::Pool, s: Settings, shutdown: Cancellation
             // catch-up never holds the watermark lock for long.
             match meter_until_caught_up(&pool, &s.meter_options(), now).await {
                 Ok(r) => log_meter(&r),
-                Err(e) => tracing::error!(error = %e, "meter run failed; retrying at the next tick"),
+                Err(e) => {
+                    tracing::error!(error = %e, "meter run failed; retrying at the next tick")
+                }
             }
         }
     }

@@ -206,9 +206,7 @@ pub fn meter_period(
         .saturating_sub(1);
     for (i, s) in states.iter().enumerate().skip(first) {
         let a = s.valid_from.max(start);
-        let b = states
-            .get(i + 1)
-            .map_or(end, |n| n.valid_from.min(end));
+        let b = states.get(i + 1).map_or(end, |n| n.valid_from.min(end));
         if a >= b || s.valid_from >= end {
             continue;
         }
@@ -245,7 +243,11 @@ pub fn meter_period(
             let mut at = a;
             while at < b {
                 let Some(p) = prices.at(r, model, at) else {
-                    let m = if model.is_empty() { String::new() } else { format!(" for model {model:?}") };
+                    let m = if model.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" for model {model:?}")
+                    };
                     problems.push(fail(format!(
                         "no price in force{m} at {}; add one to billing_prices",
                         at.to_rfc3339()
@@ -280,7 +282,7 @@ pub fn meter_period(
         problems.dedup();
         return Err(problems.join("; "));
     }
-    out.sort_by(|x, y| (x.resource, x.start).cmp(&(y.resource, y.start)));
+    out.sort_by_key(|x| (x.resource, x.start));
     Ok(out)
 }
 
@@ -332,10 +334,38 @@ mod tests {
     }
     fn book() -> PriceBook {
         PriceBook::new(vec![
-            price(Resource::Cpu, "", "0.05", "CNY", "2026-01-01T00:00:00Z", Some("2026-10-01T10:30:00Z")),
-            price(Resource::Cpu, "", "0.06", "CNY", "2026-10-01T10:30:00Z", None),
-            price(Resource::Memory, "", "0.01", "CNY", "2026-01-01T00:00:00Z", None),
-            price(Resource::Gpu, "H100", "20", "CNY", "2026-01-01T00:00:00Z", None),
+            price(
+                Resource::Cpu,
+                "",
+                "0.05",
+                "CNY",
+                "2026-01-01T00:00:00Z",
+                Some("2026-10-01T10:30:00Z"),
+            ),
+            price(
+                Resource::Cpu,
+                "",
+                "0.06",
+                "CNY",
+                "2026-10-01T10:30:00Z",
+                None,
+            ),
+            price(
+                Resource::Memory,
+                "",
+                "0.01",
+                "CNY",
+                "2026-01-01T00:00:00Z",
+                None,
+            ),
+            price(
+                Resource::Gpu,
+                "H100",
+                "20",
+                "CNY",
+                "2026-01-01T00:00:00Z",
+                None,
+            ),
         ])
     }
 
@@ -346,11 +376,33 @@ mod tests {
             state("2026-10-01T10:15:00Z", "running", 8, 1),
             state("2026-10-01T10:45:00Z", "stopped", 8, 1),
         ];
-        let u = meter_period("env-1", &states, &book(), t("2026-10-01T10:00:00Z"), t("2026-10-01T11:00:00Z")).unwrap();
-        let cpu: Vec<_> = u.iter().filter(|x| x.resource == Resource::Cpu).map(|x| (x.quantity, x.unit_price, x.seconds())).collect();
-        assert_eq!(cpu, vec![(d("4"), d("0.05"), 900), (d("8"), d("0.05"), 900), (d("8"), d("0.06"), 900)]);
+        let u = meter_period(
+            "env-1",
+            &states,
+            &book(),
+            t("2026-10-01T10:00:00Z"),
+            t("2026-10-01T11:00:00Z"),
+        )
+        .unwrap();
+        let cpu: Vec<_> = u
+            .iter()
+            .filter(|x| x.resource == Resource::Cpu)
+            .map(|x| (x.quantity, x.unit_price, x.seconds()))
+            .collect();
+        assert_eq!(
+            cpu,
+            vec![
+                (d("4"), d("0.05"), 900),
+                (d("8"), d("0.05"), 900),
+                (d("8"), d("0.06"), 900)
+            ]
+        );
         // Memory and GPU did not change at 10:15: one segment each.
-        let mem: Vec<_> = u.iter().filter(|x| x.resource == Resource::Memory).map(|x| (x.quantity, x.seconds())).collect();
+        let mem: Vec<_> = u
+            .iter()
+            .filter(|x| x.resource == Resource::Memory)
+            .map(|x| (x.quantity, x.seconds()))
+            .collect();
         assert_eq!(mem, vec![(d("2"), 2700)]);
     }
 
@@ -358,22 +410,63 @@ mod tests {
     fn bad_input_names_environment_resource_and_period() {
         let mut s = state("2026-10-01T09:00:00Z", "running", -2, 1);
         s.gpu_model = Some("T4".into());
-        let e = meter_period("env-9", &[s], &book(), t("2026-10-01T10:00:00Z"), t("2026-10-01T11:00:00Z")).unwrap_err();
+        let e = meter_period(
+            "env-9",
+            &[s],
+            &book(),
+            t("2026-10-01T10:00:00Z"),
+            t("2026-10-01T11:00:00Z"),
+        )
+        .unwrap_err();
         assert!(e.contains("environment env-9 resource cpu period 2026-10-01T10:00:00+00:00..2026-10-01T11:00:00+00:00: negative quantity -2 cores"), "{e}");
-        assert!(e.contains("resource gpu") && e.contains("no price in force for model \"T4\""), "{e}");
+        assert!(
+            e.contains("resource gpu") && e.contains("no price in force for model \"T4\""),
+            "{e}"
+        );
         let b = PriceBook::new(vec![
             price(Resource::Cpu, "", "1", "XYZ", "2026-01-01T00:00:00Z", None),
-            price(Resource::Memory, "", "1", "CNY", "2026-01-01T00:00:00Z", None),
-            price(Resource::Gpu, "H100", "1", "CNY", "2026-01-01T00:00:00Z", None),
+            price(
+                Resource::Memory,
+                "",
+                "1",
+                "CNY",
+                "2026-01-01T00:00:00Z",
+                None,
+            ),
+            price(
+                Resource::Gpu,
+                "H100",
+                "1",
+                "CNY",
+                "2026-01-01T00:00:00Z",
+                None,
+            ),
         ]);
-        let e = meter_period("env-9", &[state("2026-10-01T09:00:00Z", "running", 2, 1)], &b, t("2026-10-01T10:00:00Z"), t("2026-10-01T11:00:00Z")).unwrap_err();
-        assert!(e.contains("resource cpu") && e.contains("unknown currency \"XYZ\""), "{e}");
+        let e = meter_period(
+            "env-9",
+            &[state("2026-10-01T09:00:00Z", "running", 2, 1)],
+            &b,
+            t("2026-10-01T10:00:00Z"),
+            t("2026-10-01T11:00:00Z"),
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("resource cpu") && e.contains("unknown currency \"XYZ\""),
+            "{e}"
+        );
     }
 
     #[test]
     fn nothing_before_the_first_state_or_while_stopped() {
         let states = vec![state("2026-10-01T10:59:59Z", "running", 1, 0)];
-        let u = meter_period("e", &states, &book(), t("2026-10-01T10:00:00Z"), t("2026-10-01T11:00:00Z")).unwrap();
+        let u = meter_period(
+            "e",
+            &states,
+            &book(),
+            t("2026-10-01T10:00:00Z"),
+            t("2026-10-01T11:00:00Z"),
+        )
+        .unwrap();
         assert_eq!(u.len(), 2); // cpu and memory, one second each; no GPUs held
         assert!(u.iter().all(|x| x.seconds() == 1));
     }

@@ -8,20 +8,30 @@ use chrono::Duration;
 use common::*;
 use gpuwatch_billing::invoice::InvoiceOptions;
 use gpuwatch_billing::{
-    cut_invoices, get_invoice, meter_until_caught_up, to_csv, transition, usage_report, BillingError,
-    Transition, UsageQuery,
+    cut_invoices, get_invoice, meter_until_caught_up, to_csv, transition, usage_report,
+    BillingError, Transition, UsageQuery,
 };
 use gpuwatch_store::both_backends;
 
 fn drafts() -> InvoiceOptions {
-    InvoiceOptions { grace: Duration::hours(6), auto_issue: false, due_days: 30 }
+    InvoiceOptions {
+        grace: Duration::hours(6),
+        auto_issue: false,
+        due_days: 30,
+    }
 }
 
 async fn october(c: &tokio_postgres::Client, pool: &gpuwatch_store::Pool) {
     standard_prices(c).await;
-    record(c, &running("env-1", 1, 4, 1, Some("H100"), "2026-10-31T20:00:00Z")).await;
+    record(
+        c,
+        &running("env-1", 1, 4, 1, Some("H100"), "2026-10-31T20:00:00Z"),
+    )
+    .await;
     record(c, &running("env-2", 2, 2, 0, None, "2026-10-31T22:00:00Z")).await;
-    let r = meter_until_caught_up(pool, &hourly(), t("2026-11-01T06:10:00Z")).await.unwrap();
+    let r = meter_until_caught_up(pool, &hourly(), t("2026-11-01T06:10:00Z"))
+        .await
+        .unwrap();
     assert!(r.errors.is_empty(), "{:?}", r.errors);
 }
 

@@ -37,7 +37,11 @@ both_backends! {
 
 async fn two_envs(c: &tokio_postgres::Client) {
     standard_prices(c).await;
-    record(c, &running("env-1", 1, 4, 1, Some("H100"), "2026-10-01T00:00:00Z")).await;
+    record(
+        c,
+        &running("env-1", 1, 4, 1, Some("H100"), "2026-10-01T00:00:00Z"),
+    )
+    .await;
     record(c, &running("env-2", 2, 2, 0, None, "2026-10-01T00:30:00Z")).await;
 }
 

@@ -13,7 +13,9 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, Utc};
 use common::*;
 use gpuwatch_billing::invoice::InvoiceOptions;
-use gpuwatch_billing::{cut_invoices, list_invoices, meter_until_caught_up, usage_report, InvoiceQuery, UsageQuery};
+use gpuwatch_billing::{
+    cut_invoices, list_invoices, meter_until_caught_up, usage_report, InvoiceQuery, UsageQuery,
+};
 use gpuwatch_store::both_backends;
 use rust_decimal::Decimal;
 
@@ -50,11 +52,47 @@ fn t4_change() -> DateTime<Utc> {
 }
 
 async fn prices(c: &tokio_postgres::Client) {
-    price(c, "cpu", "", "0.0450", "CNY", "2026-01-01T00:00:00Z", Some("2026-10-15T12:30:00Z")).await;
+    price(
+        c,
+        "cpu",
+        "",
+        "0.0450",
+        "CNY",
+        "2026-01-01T00:00:00Z",
+        Some("2026-10-15T12:30:00Z"),
+    )
+    .await;
     price(c, "cpu", "", "0.0525", "CNY", "2026-10-15T12:30:00Z", None).await;
-    price(c, "memory", "", "0.0123", "CNY", "2026-01-01T00:00:00Z", None).await;
-    price(c, "gpu", "H100", "21.5", "CNY", "2026-01-01T00:00:00Z", None).await;
-    price(c, "gpu", "T4", "3.25", "CNY", "2026-01-01T00:00:00Z", Some("2026-11-10T08:20:00Z")).await;
+    price(
+        c,
+        "memory",
+        "",
+        "0.0123",
+        "CNY",
+        "2026-01-01T00:00:00Z",
+        None,
+    )
+    .await;
+    price(
+        c,
+        "gpu",
+        "H100",
+        "21.5",
+        "CNY",
+        "2026-01-01T00:00:00Z",
+        None,
+    )
+    .await;
+    price(
+        c,
+        "gpu",
+        "T4",
+        "3.25",
+        "CNY",
+        "2026-01-01T00:00:00Z",
+        Some("2026-11-10T08:20:00Z"),
+    )
+    .await;
     price(c, "gpu", "T4", "3.10", "CNY", "2026-11-10T08:20:00Z", None).await;
 }
 
@@ -65,7 +103,9 @@ fn random_change(rng: &mut Rng, env: usize, at: DateTime<Utc>) -> Change {
         env: format!("env-{env:02}"),
         customer,
         workspace: Some(10 * customer + 1 + (env / 3 % 2) as i64),
-        status: ["running", "running", "running", "stopped", "error", "creating"][rng.below(6) as usize],
+        status: [
+            "running", "running", "running", "stopped", "error", "creating",
+        ][rng.below(6) as usize],
         cpu: 1 + rng.below(32) as i32,
         memory: (512 + rng.below(131_072) as i64) * MIB,
         gpu,
@@ -80,7 +120,11 @@ type LineKey = (i64, String, &'static str, &'static str, Option<String>);
 /// Exact usage from history `h` over `[a, b)`, per (customer, resource,
 /// model), in units of 1e-4 CNY x unit x second / 1024 (memory counted in
 /// MiB, everything else times 1024), so money = value / (3600 x 1e4 x 1024).
-fn usage(h: &[Change], a: DateTime<Utc>, b: DateTime<Utc>) -> BTreeMap<(i64, &'static str, Option<String>), i128> {
+fn usage(
+    h: &[Change],
+    a: DateTime<Utc>,
+    b: DateTime<Utc>,
+) -> BTreeMap<(i64, &'static str, Option<String>), i128> {
     let mut out = BTreeMap::new();
     let mut by_env: BTreeMap<&str, Vec<&Change>> = BTreeMap::new();
     for ch in h {
@@ -94,12 +138,18 @@ fn usage(h: &[Change], a: DateTime<Utc>, b: DateTime<Utc>) -> BTreeMap<(i64, &'s
             if from >= to || s.status != "running" {
                 continue;
             }
-            let mut add = |resource: &'static str, model: Option<String>, per_second: i128, change: Option<(DateTime<Utc>, i128)>| {
+            let mut add = |resource: &'static str,
+                           model: Option<String>,
+                           per_second: i128,
+                           change: Option<(DateTime<Utc>, i128)>| {
                 // Split at the price change, if any, inside [from, to).
                 let (before, after) = match change {
                     Some((at, new)) => {
                         let cut = at.clamp(from, to);
-                        ((cut - from).num_seconds() as i128, ((to - cut).num_seconds() as i128, new))
+                        (
+                            (cut - from).num_seconds() as i128,
+                            ((to - cut).num_seconds() as i128, new),
+                        )
                     }
                     None => ((to - from).num_seconds() as i128, (0, 0)),
                 };
@@ -107,14 +157,24 @@ fn usage(h: &[Change], a: DateTime<Utc>, b: DateTime<Utc>) -> BTreeMap<(i64, &'s
                 *out.entry((s.customer, resource, model)).or_insert(0) += v;
             };
             let cpu = s.cpu as i128 * 1024;
-            add("cpu", None, cpu * CPU_OLD, Some((cpu_change(), cpu * CPU_NEW)));
+            add(
+                "cpu",
+                None,
+                cpu * CPU_OLD,
+                Some((cpu_change(), cpu * CPU_NEW)),
+            );
             let mib = (s.memory / MIB) as i128;
             add("memory", None, mib * MEM, None);
             if s.gpu > 0 {
                 let g = s.gpu as i128 * 1024;
                 match s.model.as_deref() {
                     Some("H100") => add("gpu", Some("H100".into()), g * H100, None),
-                    _ => add("gpu", Some("T4".into()), g * T4_OLD, Some((t4_change(), g * T4_NEW))),
+                    _ => add(
+                        "gpu",
+                        Some("T4".into()),
+                        g * T4_OLD,
+                        Some((t4_change(), g * T4_NEW)),
+                    ),
                 }
             }
         }
@@ -148,12 +208,18 @@ fn add_lines(
 }
 
 async fn meter(pool: &gpuwatch_store::Pool, now: &str) {
-    let r = meter_until_caught_up(pool, &hourly(), t(now)).await.unwrap();
+    let r = meter_until_caught_up(pool, &hourly(), t(now))
+        .await
+        .unwrap();
     assert!(r.errors.is_empty(), "{:?}", r.errors);
 }
 
 async fn cut(pool: &gpuwatch_store::Pool, now: &str) -> Vec<i64> {
-    let opts = InvoiceOptions { grace: Duration::hours(6), auto_issue: true, due_days: 30 };
+    let opts = InvoiceOptions {
+        grace: Duration::hours(6),
+        auto_issue: true,
+        due_days: 30,
+    };
     let r = cut_invoices(pool, &opts, t(now)).await.unwrap();
     assert!(r.waiting_for_meter.is_none(), "{:?}", r.waiting_for_meter);
     r.invoices
@@ -191,7 +257,10 @@ async fn scenario(db: &gpuwatch_store::testing::TestDb, seed: u64) {
     let w2 = t("2026-11-01T05:00:00Z");
     let first = cut(&pool, "2026-11-01T07:00:00Z").await;
     let frozen = c
-        .query("SELECT id, to_jsonb(i)::text FROM invoices i ORDER BY id", &[])
+        .query(
+            "SELECT id, to_jsonb(i)::text FROM invoices i ORDER BY id",
+            &[],
+        )
         .await
         .unwrap()
         .iter()
@@ -212,7 +281,10 @@ async fn scenario(db: &gpuwatch_store::testing::TestDb, seed: u64) {
 
     // Issued invoices never change.
     let again = c
-        .query("SELECT id, to_jsonb(i)::text FROM invoices i WHERE id = ANY($1) ORDER BY id", &[&first])
+        .query(
+            "SELECT id, to_jsonb(i)::text FROM invoices i WHERE id = ANY($1) ORDER BY id",
+            &[&first],
+        )
         .await
         .unwrap()
         .iter()
@@ -224,16 +296,46 @@ async fn scenario(db: &gpuwatch_store::testing::TestDb, seed: u64) {
     let (oct, oct20, nov) = (t("2026-10-01T00:00:00Z"), w1, t("2026-11-01T00:00:00Z"));
     let mut want: BTreeMap<LineKey, i128> = BTreeMap::new();
     add_lines(&mut want, "2026-09", "usage", 1, usage(&h0, start, oct));
-    add_lines(&mut want, "2026-09", "correction", 1, usage(&h1, start, oct));
-    add_lines(&mut want, "2026-09", "correction", -1, usage(&h0, start, oct));
+    add_lines(
+        &mut want,
+        "2026-09",
+        "correction",
+        1,
+        usage(&h1, start, oct),
+    );
+    add_lines(
+        &mut want,
+        "2026-09",
+        "correction",
+        -1,
+        usage(&h0, start, oct),
+    );
     add_lines(&mut want, "2026-10", "usage", 1, usage(&h0, oct, oct20));
     add_lines(&mut want, "2026-10", "usage", 1, usage(&h1, oct20, nov));
-    add_lines(&mut want, "2026-10", "correction", 1, usage(&h1, oct, oct20));
-    add_lines(&mut want, "2026-10", "correction", -1, usage(&h0, oct, oct20));
+    add_lines(
+        &mut want,
+        "2026-10",
+        "correction",
+        1,
+        usage(&h1, oct, oct20),
+    );
+    add_lines(
+        &mut want,
+        "2026-10",
+        "correction",
+        -1,
+        usage(&h0, oct, oct20),
+    );
     add_lines(&mut want, "2026-11", "usage", 1, usage(&h1, nov, w2));
     add_lines(&mut want, "2026-11", "usage", 1, usage(&h2, w2, end));
     add_lines(&mut want, "2026-11", "correction", 1, usage(&h2, start, w2));
-    add_lines(&mut want, "2026-11", "correction", -1, usage(&h1, start, w2));
+    add_lines(
+        &mut want,
+        "2026-11",
+        "correction",
+        -1,
+        usage(&h1, start, w2),
+    );
     let want: BTreeMap<LineKey, Decimal> = want
         .into_iter()
         .map(|(k, v)| (k, Decimal::from_i128_with_scale(cents(v), 2)))
@@ -242,44 +344,117 @@ async fn scenario(db: &gpuwatch_store::testing::TestDb, seed: u64) {
 
     let mut got: BTreeMap<LineKey, Decimal> = BTreeMap::new();
     let mut month_totals: BTreeMap<String, Decimal> = BTreeMap::new();
-    let page = list_invoices(&pool, &InvoiceQuery { per_page: Some(500), ..Default::default() }).await.unwrap();
+    let page = list_invoices(
+        &pool,
+        &InvoiceQuery {
+            per_page: Some(500),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(page.total as usize, first.len() + second.len());
     for inv in &page.items {
         let month = inv.period_start.format("%Y-%m").to_string();
         let sum: Decimal = inv.lines.iter().map(|l| l.amount).sum();
-        assert_eq!(inv.subtotal, sum, "{}: subtotal is not the sum of its lines", inv.invoice_number);
+        assert_eq!(
+            inv.subtotal, sum,
+            "{}: subtotal is not the sum of its lines",
+            inv.invoice_number
+        );
         assert_eq!(inv.total, sum, "{}", inv.invoice_number);
         assert_eq!(inv.status, "issued");
         *month_totals.entry(month.clone()).or_default() += inv.total;
         for l in &inv.lines {
-            let class = if l.charge_class == "usage" { "usage" } else { "correction" };
-            let resource = match l.resource_type.as_str() { "cpu" => "cpu", "memory" => "memory", _ => "gpu" };
-            let key = (inv.customer_id, month.clone(), class, resource, l.gpu_model.clone());
-            assert!(got.insert(key, l.amount).is_none(), "duplicate line on {}", inv.invoice_number);
+            let class = if l.charge_class == "usage" {
+                "usage"
+            } else {
+                "correction"
+            };
+            let resource = match l.resource_type.as_str() {
+                "cpu" => "cpu",
+                "memory" => "memory",
+                _ => "gpu",
+            };
+            let key = (
+                inv.customer_id,
+                month.clone(),
+                class,
+                resource,
+                l.gpu_model.clone(),
+            );
+            assert!(
+                got.insert(key, l.amount).is_none(),
+                "duplicate line on {}",
+                inv.invoice_number
+            );
         }
     }
     got.retain(|_, v| !v.is_zero());
-    assert_eq!(got, want, "seed {seed}: invoice lines differ from the independent computation");
-    assert!(want.keys().any(|k| k.2 == "correction" && k.1 == "2026-11"), "seed {seed}: no late correction reached November");
+    assert_eq!(
+        got, want,
+        "seed {seed}: invoice lines differ from the independent computation"
+    );
+    assert!(
+        want.keys().any(|k| k.2 == "correction" && k.1 == "2026-11"),
+        "seed {seed}: no late correction reached November"
+    );
 
     // Reports: every grouping of a month sums exactly to its invoices, and
     // the rows of each line sum exactly to that line.
     for (month, total) in &month_totals {
-        for group_by in ["customer", "workspace", "environment", "resource", "gpu_model", "workspace,environment"] {
-            let q = UsageQuery { month: Some(month.clone()), group_by: Some(group_by.into()), ..Default::default() };
+        for group_by in [
+            "customer",
+            "workspace",
+            "environment",
+            "resource",
+            "gpu_model",
+            "workspace,environment",
+        ] {
+            let q = UsageQuery {
+                month: Some(month.clone()),
+                group_by: Some(group_by.into()),
+                ..Default::default()
+            };
             let rows = usage_report(&pool, &q.validate().unwrap()).await.unwrap();
             let sum: Decimal = rows.iter().map(|r| r.amount).sum();
-            assert_eq!(&sum, total, "seed {seed}: report {month} by {group_by} does not sum to the invoices");
+            assert_eq!(
+                &sum, total,
+                "seed {seed}: report {month} by {group_by} does not sum to the invoices"
+            );
             let mut per_line: BTreeMap<LineKey, Decimal> = BTreeMap::new();
             for r in &rows {
                 assert!(r.invoice_id.is_some(), "{month} is fully invoiced");
-                let class = if r.charge_class == "usage" { "usage" } else { "correction" };
-                let resource = match r.resource_type.as_str() { "cpu" => "cpu", "memory" => "memory", _ => "gpu" };
-                *per_line.entry((r.customer_id, month.clone(), class, resource, r.gpu_model.clone())).or_default() += r.amount;
+                let class = if r.charge_class == "usage" {
+                    "usage"
+                } else {
+                    "correction"
+                };
+                let resource = match r.resource_type.as_str() {
+                    "cpu" => "cpu",
+                    "memory" => "memory",
+                    _ => "gpu",
+                };
+                *per_line
+                    .entry((
+                        r.customer_id,
+                        month.clone(),
+                        class,
+                        resource,
+                        r.gpu_model.clone(),
+                    ))
+                    .or_default() += r.amount;
             }
             per_line.retain(|_, v| !v.is_zero());
-            let want_month: BTreeMap<_, _> = want.iter().filter(|(k, _)| &k.1 == month).map(|(k, v)| (k.clone(), *v)).collect();
-            assert_eq!(per_line, want_month, "seed {seed}: report rows of {month} by {group_by} do not sum to the lines");
+            let want_month: BTreeMap<_, _> = want
+                .iter()
+                .filter(|(k, _)| &k.1 == month)
+                .map(|(k, v)| (k.clone(), *v))
+                .collect();
+            assert_eq!(
+                per_line, want_month,
+                "seed {seed}: report rows of {month} by {group_by} do not sum to the lines"
+            );
         }
     }
 }

@@ -88,13 +88,30 @@ pub async fn record(c: &tokio_postgres::Client, ch: &Change) {
         "INSERT INTO environment_status_history
              (env_id, customer_id, workspace_id, status, cpu, memory, gpu, gpu_model, valid_from)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        &[&ch.env, &ch.customer, &ch.workspace, &ch.status, &ch.cpu, &ch.memory, &ch.gpu, &ch.model, &ch.at],
+        &[
+            &ch.env,
+            &ch.customer,
+            &ch.workspace,
+            &ch.status,
+            &ch.cpu,
+            &ch.memory,
+            &ch.gpu,
+            &ch.model,
+            &ch.at,
+        ],
     )
     .await
     .unwrap();
 }
 
-pub fn running(env: &str, customer: i64, cpu: i32, gpu: i32, model: Option<&str>, at: &str) -> Change {
+pub fn running(
+    env: &str,
+    customer: i64,
+    cpu: i32,
+    gpu: i32,
+    model: Option<&str>,
+    at: &str,
+) -> Change {
     Change {
         env: env.into(),
         customer,
