@@ -3,7 +3,7 @@
 //! invoice run takes to cut the month's invoices.
 //!
 //! `cargo bench --bench billing [-- --envs N --days D --backend postgres|timescaledb --keep]`
-//! (defaults: 10,000 environments, 2 days, plain PostgreSQL on
+//! (defaults: 10,000 environments, 1 day, plain PostgreSQL on
 //! `DATABASE_URL`; `BILLING_BENCH_DAYS=31` or `--days 31` runs the full
 //! month, which takes minutes here). Every environment runs from the start
 //! (CPU, memory, and a GPU for a third of them, of two models); one in ten
@@ -31,7 +31,7 @@ fn arg(name: &str, env: &str, default: i64) -> i64 {
 
 fn main() {
     let envs = arg("--envs", "BILLING_BENCH_ENVS", 10_000);
-    let days = arg("--days", "BILLING_BENCH_DAYS", 2).min(31);
+    let days = arg("--days", "BILLING_BENCH_DAYS", 1).min(31);
     let args: Vec<String> = std::env::args().collect();
     let kind = if args.iter().any(|a| a == "timescaledb") {
         Kind::TimescaleDb
