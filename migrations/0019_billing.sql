@@ -137,6 +137,15 @@ DECLARE
         nullif(current_setting('gpuwatch.changed_at', true), '')::timestamptz,
         clock_timestamp());
 BEGIN
+    -- A deleted row ends the environment's billing: history records it as
+    -- 'deleted', else the last state (perhaps running) would bill forever.
+    IF TG_OP = 'DELETE' THEN
+        INSERT INTO environment_status_history
+            (env_id, customer_id, workspace_id, status, cpu, memory, gpu, gpu_model, valid_from)
+        VALUES (OLD.id, OLD.customer_id, OLD.workspace_id, 'deleted', OLD.cpu, OLD.memory,
+                OLD.gpu, OLD.gpu_model, date_trunc('second', at));
+        RETURN NULL;
+    END IF;
     IF TG_OP = 'UPDATE'
        AND NEW.status IS NOT DISTINCT FROM OLD.status
        AND NEW.cpu IS NOT DISTINCT FROM OLD.cpu
@@ -155,7 +164,7 @@ BEGIN
 END
 $$;
 
-CREATE TRIGGER trg_environments_history AFTER INSERT OR UPDATE ON environments
+CREATE TRIGGER trg_environments_history AFTER INSERT OR UPDATE OR DELETE ON environments
     FOR EACH ROW EXECUTE FUNCTION gpuwatch_environment_history();
 
 -- Environments that exist before this migration start their history now.

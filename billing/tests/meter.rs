@@ -32,6 +32,14 @@ both_backends! {
         assert_eq!(rows[1].get::<_, chrono::DateTime<chrono::Utc>>(2), t("2026-10-01T10:00:00Z"));
         assert_eq!(rows[2].get::<_, i32>(1), 2);
         assert!(rows.iter().all(|r| r.get::<_, bool>(3)), "valid_from is whole seconds");
+        // A hard delete ends billing too.
+        c.batch_execute("DELETE FROM environments WHERE id = 'env-a'").await.unwrap();
+        let last: String = c
+            .query_one("SELECT status FROM environment_status_history WHERE env_id = 'env-a' ORDER BY id DESC LIMIT 1", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(last, "deleted");
     }
 }
 
@@ -165,5 +173,50 @@ both_backends! {
         assert_eq!(r2.retried, 2);
         assert_eq!(count(&c, "SELECT count(*) FROM billing_records WHERE env_id = 'env-a100'").await, 6);
         assert_eq!(count(&c, "SELECT count(*) FROM billing_meter_errors WHERE resolved_at IS NULL").await, 3);
+    }
+}
+
+both_backends! {
+    async fn the_one_rounding_rule_is_half_away_from_zero_and_exact(db) {
+        let (_pool, c) = setup(&db).await;
+        let round = |n: &'static str, dd: &'static str| {
+            let c = &c;
+            async move {
+                c.query_one("SELECT gpuwatch_round_money($1::text::numeric, $2::text::numeric)::text", &[&n, &dd])
+                    .await
+                    .unwrap()
+                    .get::<_, String>(0)
+            }
+        };
+        for (n, dd, want) in [
+            ("0.005", "1", "0.01"),
+            ("-0.005", "1", "-0.01"),
+            ("0.015", "1", "0.02"),   // banker's rounding would give 0.02 too
+            ("0.025", "1", "0.03"),   // banker's would give 0.02
+            ("0.00499999999999999999999999", "1", "0.00"),
+            ("18", "3600", "0.01"),   // 0.005 exactly: a tie, away from zero
+            ("17.999999999", "3600", "0.00"),
+            ("-18", "3600", "-0.01"),
+            ("1", "3", "0.33"),
+            ("2", "3", "0.67"),
+            ("123456789012345678901234.5", "1", "123456789012345678901234.50"),
+        ] {
+            assert_eq!(round(n, dd).await, want, "{n} / {dd}");
+        }
+        // Against integer arithmetic for many numerators over 3600.
+        let mut x: i64 = 0x1234_5678;
+        for _ in 0..200 {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            let n = (x >> 20) % 10_000_000;
+            let (q, r) = ((n * 100) / 3600, (n * 100) % 3600);
+            let cents = if 2 * r.abs() >= 3600 { q + n.signum() } else { q };
+            let want = format!("{}{}.{:02}", if cents < 0 { "-" } else { "" }, cents.abs() / 100, cents.abs() % 100);
+            let got: String = c
+                .query_one("SELECT gpuwatch_round_money($1::bigint::numeric, 3600)::text", &[&n])
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(got, want, "{n} / 3600");
+        }
     }
 }
