@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, TimeZone, Utc};
 use rust_decimal::Decimal;
 
 use crate::money::Currency;
@@ -261,7 +261,9 @@ pub fn meter_period(
                         break;
                     }
                 };
-                let seg_end = p.valid_to.map_or(b, |t| t.min(b));
+                // Split at price changes and at month starts (a period of a
+                // shifted grid may straddle one; invoices are per calendar month).
+                let seg_end = p.valid_to.map_or(b, |t| t.min(b)).min(next_month(at));
                 let u = Usage {
                     customer_id: s.customer_id,
                     workspace_id: s.workspace_id,
@@ -286,12 +288,24 @@ pub fn meter_period(
     Ok(out)
 }
 
+/// The first instant of the month after the one holding `t` (UTC).
+fn next_month(t: DateTime<Utc>) -> DateTime<Utc> {
+    let (y, m) = if t.month() == 12 {
+        (t.year() + 1, 1)
+    } else {
+        (t.year(), t.month() + 1)
+    };
+    Utc.with_ymd_and_hms(y, m, 1, 0, 0, 0)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
 /// Appends, joining with the previous segment of the same resource when
 /// nothing billable changed (so a status flip that changes nothing billed
 /// does not split a record).
 fn push_merged(out: &mut Vec<Usage>, u: Usage) {
     if let Some(prev) = out.iter_mut().rev().find(|p| p.resource == u.resource) {
-        if prev.joins(&u) {
+        if prev.joins(&u) && next_month(prev.start) > u.start {
             prev.end = u.end;
             return;
         }
@@ -453,6 +467,31 @@ mod tests {
         assert!(
             e.contains("resource cpu") && e.contains("unknown currency \"XYZ\""),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn a_period_straddling_a_month_start_is_split_there() {
+        let states = vec![state("2026-10-31T00:00:00Z", "running", 1, 0)];
+        let u = meter_period(
+            "e",
+            &states,
+            &book(),
+            t("2026-10-31T23:30:00Z"),
+            t("2026-11-01T00:30:00Z"),
+        )
+        .unwrap();
+        let cpu: Vec<_> = u
+            .iter()
+            .filter(|x| x.resource == Resource::Cpu)
+            .map(|x| (x.start, x.end))
+            .collect();
+        assert_eq!(
+            cpu,
+            vec![
+                (t("2026-10-31T23:30:00Z"), t("2026-11-01T00:00:00Z")),
+                (t("2026-11-01T00:00:00Z"), t("2026-11-01T00:30:00Z")),
+            ]
         );
     }
 
