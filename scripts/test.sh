@@ -9,8 +9,9 @@ cd "$(dirname "$0")/.."
 
 ensure_postgres
 # node_exporter is the reference the host source is checked against; curl
-# and the PostgreSQL server binaries serve the outage tests.
-need_packages prometheus-node-exporter curl
+# and the PostgreSQL server binaries serve the outage tests; prometheus (with
+# promtool) scrapes and checks /metrics.
+need_packages prometheus-node-exporter curl prometheus
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 export TIMESCALE_URL="${TIMESCALE_URL:-$(scripts/timescaledb.sh | tail -n1)}"
 log "plain PostgreSQL: $DATABASE_URL, TimescaleDB: $TIMESCALE_URL"

@@ -8,6 +8,7 @@ use gpuwatch_aggregator::AggregatorConfig;
 use gpuwatch_api::ApiConfig;
 use gpuwatch_billing::BillingConfig;
 use gpuwatch_collector::CollectorConfig;
+use gpuwatch_exporter::ExporterConfig;
 use gpuwatch_store::StoreConfig;
 use serde::Deserialize;
 
@@ -29,6 +30,8 @@ pub struct Config {
     pub api: ApiConfig,
     /// `[billing]`
     pub billing: BillingConfig,
+    /// `[exporter]`
+    pub exporter: ExporterConfig,
     /// `[log]`
     pub log: LogConfig,
 }
@@ -90,6 +93,7 @@ impl Config {
         e.extend(self.aggregator.validate());
         e.extend(self.api.validate());
         e.extend(self.billing.validate());
+        e.extend(self.exporter.validate());
         if !matches!(self.log.format.as_str(), "text" | "json") {
             e.push(format!(
                 "log.format: must be \"text\" or \"json\", got {:?}",
@@ -135,6 +139,10 @@ fn apply_env(
     for (var, raw) in vars {
         let path: Vec<String> = if var == "DATABASE_URL" {
             vec!["database".into(), "url".into()]
+        } else if var == "GPUWATCH_LISTEN" {
+            // dcgm-exporter's style of variable for the one setting most
+            // deployments change; it wins over GPUWATCH_API__LISTEN.
+            vec!["api".into(), "listen".into()]
         } else if let Some(rest) = var.strip_prefix(ENV_PREFIX) {
             if rest == "CONFIG" {
                 continue; // the config file's path, read by the CLI
@@ -229,6 +237,21 @@ mod tests {
         assert_eq!(cfg.database.url, "postgres://x@h/db");
         assert_eq!(cfg.database.pool_size, 9);
         assert_eq!(cfg.collector.sim.hosts, 2);
+    }
+
+    #[test]
+    fn gpuwatch_listen_sets_the_api_address() {
+        let cfg = load_str("", &[("GPUWATCH_LISTEN", "0.0.0.0:9500")]).unwrap();
+        assert_eq!(cfg.api.listen, "0.0.0.0:9500");
+        let both = load_str(
+            "",
+            &[
+                ("GPUWATCH_API__LISTEN", "127.0.0.1:1"),
+                ("GPUWATCH_LISTEN", "127.0.0.1:2"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(both.api.listen, "127.0.0.1:2");
     }
 
     #[test]

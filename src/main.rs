@@ -63,7 +63,7 @@ enum Command {
         #[arg(long, requires = "once")]
         catch_up: bool,
     },
-    /// Serve the HTTP API (POST /api/v1/ingest for agents, /health) on api.listen.
+    /// Serve the HTTP API (/api/v1, /metrics, /health, /ready) on api.listen.
     Serve,
     /// Create or revoke API bearer tokens (stored hashed; shown once).
     Token {
@@ -291,10 +291,13 @@ async fn collector(
 
 async fn serve(cfg: Config, shutdown: CancellationToken) -> Result<(), Failure> {
     let pool = gpuwatch_store::connect(&cfg.database).await?;
-    let state = gpuwatch_api::AppState::new(pool, cfg.database.writer.clone(), cfg.api);
-    gpuwatch_api::serve(state, shutdown)
-        .await
-        .map_err(|e| Failure::Other(e.to_string()))
+    let exporter = gpuwatch_exporter::Exporter::new(cfg.exporter.clone());
+    let refresh = tokio::spawn(exporter.clone().run(pool.clone(), shutdown.clone()));
+    let state = gpuwatch_api::AppState::new(pool, cfg.database.writer.clone(), cfg.api, exporter);
+    let served = gpuwatch_api::serve(state, shutdown.clone()).await;
+    shutdown.cancel();
+    let _ = refresh.await;
+    served.map_err(|e| Failure::Other(e.to_string()))
 }
 
 async fn token(cfg: Config, action: TokenAction) -> Result<(), Failure> {

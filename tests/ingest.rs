@@ -25,7 +25,12 @@ async fn start(db: &TestDb, cfg: ApiConfig) -> Server {
     let pool = gpuwatch_store::connect(&store).await.expect("pool");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let app = router(AppState::new(pool.clone(), WriterConfig::default(), cfg));
+    let app = router(AppState::new(
+        pool.clone(),
+        WriterConfig::default(),
+        cfg,
+        gpuwatch_exporter::Exporter::new(Default::default()),
+    ));
     tokio::spawn(async move { axum::serve(listener, app).await });
     Server { url, pool }
 }

@@ -37,6 +37,35 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
     }
 }
 
+fn gauge(name: &str, help: &str) -> prometheus::IntGauge {
+    let g = prometheus::IntGauge::new(name, help).expect("valid gauge");
+    let _ = prometheus::register(Box::new(g.clone()));
+    g
+}
+
+static SPOOL_BATCHES: std::sync::LazyLock<prometheus::IntGauge> = std::sync::LazyLock::new(|| {
+    gauge(
+        "gpuwatch_collector_spool_batches",
+        "Batches waiting in the agent's on-disk spool.",
+    )
+});
+static SPOOL_BYTES: std::sync::LazyLock<prometheus::IntGauge> = std::sync::LazyLock::new(|| {
+    gauge(
+        "gpuwatch_collector_spool_bytes",
+        "Bytes of the agent's on-disk spool.",
+    )
+});
+static SPOOL_DROPPED: std::sync::LazyLock<prometheus::IntCounter> =
+    std::sync::LazyLock::new(|| {
+        let c = prometheus::IntCounter::new(
+            "gpuwatch_collector_spool_dropped_total",
+            "Batches dropped because the spool was full.",
+        )
+        .expect("valid counter");
+        let _ = prometheus::register(Box::new(c.clone()));
+        c
+    });
+
 /// A bounded, ordered, crash-safe queue of batches in a directory.
 pub struct Spool {
     dir: PathBuf,
@@ -67,13 +96,21 @@ impl Spool {
         }
         entries.sort_unstable();
         let next = entries.last().map_or(0, |(s, _)| s + 1);
-        Ok(Spool {
+        let spool = Spool {
             dir: dir.to_path_buf(),
             max_bytes,
             entries,
             next,
             dropped: 0,
-        })
+        };
+        spool.publish();
+        Ok(spool)
+    }
+
+    /// Spool depth for `/metrics` (when the agent runs inside `gpuwatch all`).
+    fn publish(&self) {
+        SPOOL_BATCHES.set(self.entries.len() as i64);
+        SPOOL_BYTES.set(self.bytes() as i64);
     }
 
     fn path(&self, seq: u64) -> PathBuf {
@@ -122,12 +159,14 @@ impl Spool {
             let (old, _) = self.entries.remove(0);
             let _ = fs::remove_file(self.path(old));
             self.dropped += 1;
+            SPOOL_DROPPED.inc();
             tracing::error!(
                 spool.seq = old,
                 spool.max_bytes = self.max_bytes,
                 "spool full: dropped its oldest batch"
             );
         }
+        self.publish();
         Ok(())
     }
 
@@ -157,6 +196,7 @@ impl Spool {
         let path = self.path(seq);
         fs::remove_file(&path).map_err(io(&path))?;
         self.entries.retain(|(s, _)| *s != seq);
+        self.publish();
         Ok(())
     }
 
@@ -169,6 +209,7 @@ impl Spool {
             .join(path.file_name().unwrap_or_default());
         fs::rename(&path, &to).map_err(io(&path))?;
         self.entries.retain(|(s, _)| *s != seq);
+        self.publish();
         Ok(())
     }
 }

@@ -62,6 +62,27 @@ impl BatchWriter {
         if rows.is_empty() {
             return Ok(WriteStats::default());
         }
+        let started = std::time::Instant::now();
+        let result = self.write_all(rows).await;
+        let table = [S::TABLE];
+        crate::metrics::LATENCY
+            .with_label_values(&table)
+            .observe(started.elapsed().as_secs_f64());
+        match &result {
+            Ok(s) => {
+                crate::metrics::WRITTEN
+                    .with_label_values(&table)
+                    .inc_by(s.inserted);
+                crate::metrics::DUPLICATES
+                    .with_label_values(&table)
+                    .inc_by(s.duplicates);
+            }
+            Err(_) => crate::metrics::FAILED.with_label_values(&table).inc(),
+        }
+        result
+    }
+
+    async fn write_all<S: Sample>(&self, rows: &[S]) -> Result<WriteStats> {
         let span = Span::of(rows);
         self.ensure_partitions::<S>(&span.days).await?;
         let mut chunks = rows.chunks(self.cfg.chunk_rows.max(1));

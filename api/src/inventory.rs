@@ -1,0 +1,441 @@
+//! Hosts and GPUs with their latest figures, and series through the
+//! tier-aware `gpuwatch_series`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use gpuwatch_store::StoreError;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use tokio_postgres::Row;
+
+use crate::extract::{Params, PathParam};
+use crate::list::{fetch, labels, order_by, window, Filter, Page, Source};
+use crate::{ApiError, AppState};
+
+/// Filters and paging of `GET /api/v1/hosts`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HostQuery {
+    /// Page size, 1–1000 (default 50).
+    pub limit: Option<i64>,
+    /// Items to skip.
+    pub offset: Option<i64>,
+    /// id, name, status, last_heartbeat, total_gpu; `-` for descending.
+    pub sort: Option<String>,
+    /// online, offline or maintenance.
+    pub status: Option<String>,
+    /// healthy, degraded, unhealthy or unknown.
+    pub health_status: Option<String>,
+    /// Label matchers `k=v[,k=v]`, all must match.
+    pub label: Option<String>,
+    /// Substring of the name or hostname.
+    pub q: Option<String>,
+}
+
+/// A host and its latest sample.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Host {
+    /// Host id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Hostname.
+    pub hostname: Option<String>,
+    /// Address.
+    pub ip_address: String,
+    /// online, offline or maintenance.
+    pub status: String,
+    /// Health.
+    pub health_status: String,
+    /// Labels.
+    pub labels: serde_json::Value,
+    /// CPU cores.
+    pub total_cpu: i32,
+    /// Memory, bytes.
+    pub total_memory: i64,
+    /// GPUs.
+    pub total_gpu: i32,
+    /// Last heartbeat of its agent.
+    pub last_heartbeat: Option<DateTime<Utc>>,
+    /// The latest `host_metrics` row (within the raw tier), null if none.
+    pub latest: Option<serde_json::Value>,
+}
+
+const HOST_COLUMNS: &str =
+    "h.id, h.name, h.hostname, h.ip_address, h.status, h.health_status, h.labels,
+    h.total_cpu, h.total_memory, h.total_gpu, h.last_heartbeat,
+    (SELECT to_jsonb(m) - 'host_id' FROM host_metrics m
+      WHERE m.host_id = h.id AND m.collected_at > now() - interval '7 days'
+        AND m.collected_at <= now() + interval '10 minutes'
+      ORDER BY m.collected_at DESC LIMIT 1)";
+
+const HOSTS: Source = Source {
+    what: "hosts",
+    from: "hosts h",
+    columns: HOST_COLUMNS,
+};
+
+fn host(r: &Row) -> Host {
+    Host {
+        id: r.get(0),
+        name: r.get(1),
+        hostname: r.get(2),
+        ip_address: r.get(3),
+        status: r.get(4),
+        health_status: r.get(5),
+        labels: r.get(6),
+        total_cpu: r.get(7),
+        total_memory: r.get(8),
+        total_gpu: r.get(9),
+        last_heartbeat: r.get(10),
+        latest: r.get(11),
+    }
+}
+
+fn one_of(name: &str, v: Option<String>, allowed: &[&str]) -> Result<Option<String>, ApiError> {
+    match v {
+        Some(s) if !allowed.contains(&s.as_str()) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("{name} must be one of {}, got {s:?}", allowed.join(", ")),
+        )),
+        v => Ok(v),
+    }
+}
+
+/// `GET /api/v1/hosts`
+pub async fn list_hosts(
+    State(state): State<AppState>,
+    Params(q): Params<HostQuery>,
+) -> Result<Json<Page<Host>>, ApiError> {
+    let win = window(q.limit, q.offset)?;
+    let order = order_by(
+        q.sort.as_deref(),
+        &[
+            ("id", "h.id"),
+            ("name", "h.name"),
+            ("status", "h.status"),
+            ("last_heartbeat", "h.last_heartbeat"),
+            ("total_gpu", "h.total_gpu"),
+        ],
+        "id",
+        "h.id",
+    )?;
+    let mut f = Filter::default();
+    f.opt(
+        "h.status = $?",
+        one_of("status", q.status, &["online", "offline", "maintenance"])?,
+    );
+    f.opt(
+        "h.health_status = $?",
+        one_of(
+            "health_status",
+            q.health_status,
+            &["healthy", "degraded", "unhealthy", "unknown"],
+        )?,
+    );
+    f.opt("h.labels @> $?", labels(q.label.as_deref())?);
+    f.opt(
+        "(h.name ILIKE $? OR h.hostname ILIKE $?)",
+        q.q.map(|s| format!("%{}%", s.replace(['%', '_'], ""))),
+    );
+    Ok(Json(
+        fetch(state.pool(), &HOSTS, &f, &order, win, host).await?,
+    ))
+}
+
+/// A host with its GPUs.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct HostDetail {
+    /// The host.
+    #[serde(flatten)]
+    pub host: Host,
+    /// Its GPUs with their latest figures.
+    pub gpus: Vec<Gpu>,
+}
+
+/// `GET /api/v1/hosts/{id}`
+pub async fn get_host(
+    State(state): State<AppState>,
+    PathParam(id): PathParam<String>,
+) -> Result<Json<HostDetail>, ApiError> {
+    let client = state.pool().get().await?;
+    let row = client
+        .query_opt(
+            &format!("SELECT {HOST_COLUMNS} FROM hosts h WHERE h.id = $1"),
+            &[&id],
+        )
+        .await
+        .map_err(|e| StoreError::query(format!("reading host {id}"), e))?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no host with id {id:?}")))?;
+    let gpus = client
+        .query(
+            &format!("SELECT {GPU_COLUMNS} FROM gpus g WHERE g.host_id = $1 ORDER BY g.gpu_index"),
+            &[&id],
+        )
+        .await
+        .map_err(|e| StoreError::query(format!("reading the GPUs of host {id}"), e))?;
+    Ok(Json(HostDetail {
+        host: host(&row),
+        gpus: gpus.iter().map(gpu).collect(),
+    }))
+}
+
+/// Filters and paging of `GET /api/v1/gpus`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GpuQuery {
+    /// Page size, 1–1000 (default 50).
+    pub limit: Option<i64>,
+    /// Items to skip.
+    pub offset: Option<i64>,
+    /// id, host_id, gpu_index, model, status; `-` for descending.
+    pub sort: Option<String>,
+    /// Only this host's GPUs.
+    pub host_id: Option<String>,
+    /// Model name, exactly (e.g. `NVIDIA H100 80GB HBM3`).
+    pub model: Option<String>,
+    /// available, allocated, maintenance or error.
+    pub status: Option<String>,
+    /// Only GPUs allocated to this environment.
+    pub environment: Option<String>,
+    /// Label matchers `k=v[,k=v]`.
+    pub label: Option<String>,
+}
+
+/// A GPU and its latest sample.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Gpu {
+    /// `gpus.id`
+    pub id: i64,
+    /// Host.
+    pub host_id: String,
+    /// NVML index.
+    pub gpu_index: i32,
+    /// NVML UUID.
+    pub uuid: Option<String>,
+    /// Model name.
+    pub model: Option<String>,
+    /// Memory, bytes.
+    pub memory_total: Option<i64>,
+    /// available, allocated, maintenance or error.
+    pub status: String,
+    /// Health.
+    pub health_status: String,
+    /// Environment it is allocated to.
+    pub allocated_to: Option<String>,
+    /// Labels.
+    pub labels: serde_json::Value,
+    /// The latest `gpu_metrics` row (within the raw tier), null if none.
+    pub latest: Option<serde_json::Value>,
+}
+
+const GPU_COLUMNS: &str = "g.id, g.host_id, g.gpu_index, g.uuid, g.name, g.memory_total, g.status,
+    g.health_status, g.allocated_to, g.labels,
+    (SELECT to_jsonb(m) - 'gpu_id' - 'host_id' FROM gpu_metrics m
+      WHERE m.gpu_id = g.id AND m.collected_at > now() - interval '7 days'
+        AND m.collected_at <= now() + interval '10 minutes'
+      ORDER BY m.collected_at DESC LIMIT 1)";
+
+const GPUS: Source = Source {
+    what: "GPUs",
+    from: "gpus g",
+    columns: GPU_COLUMNS,
+};
+
+fn gpu(r: &Row) -> Gpu {
+    Gpu {
+        id: r.get(0),
+        host_id: r.get(1),
+        gpu_index: r.get(2),
+        uuid: r.get(3),
+        model: r.get(4),
+        memory_total: r.get(5),
+        status: r.get(6),
+        health_status: r.get(7),
+        allocated_to: r.get(8),
+        labels: r.get(9),
+        latest: r.get(10),
+    }
+}
+
+/// `GET /api/v1/gpus`
+pub async fn list_gpus(
+    State(state): State<AppState>,
+    Params(q): Params<GpuQuery>,
+) -> Result<Json<Page<Gpu>>, ApiError> {
+    let win = window(q.limit, q.offset)?;
+    let order = order_by(
+        q.sort.as_deref(),
+        &[
+            ("id", "g.id"),
+            ("host_id", "g.host_id"),
+            ("gpu_index", "g.gpu_index"),
+            ("model", "g.name"),
+            ("status", "g.status"),
+        ],
+        "id",
+        "g.id",
+    )?;
+    let mut f = Filter::default();
+    f.opt("g.host_id = $?", q.host_id);
+    f.opt("g.name = $?", q.model);
+    f.opt(
+        "g.status = $?",
+        one_of(
+            "status",
+            q.status,
+            &["available", "allocated", "maintenance", "error"],
+        )?,
+    );
+    f.opt("g.allocated_to = $?", q.environment);
+    f.opt("g.labels @> $?", labels(q.label.as_deref())?);
+    Ok(Json(
+        fetch(state.pool(), &GPUS, &f, &order, win, gpu).await?,
+    ))
+}
+
+/// `GET /api/v1/gpus/{id}`
+pub async fn get_gpu(
+    State(state): State<AppState>,
+    PathParam(id): PathParam<String>,
+) -> Result<Json<Gpu>, ApiError> {
+    let Ok(num) = id.parse::<i64>() else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("a GPU id is a number (gpus.id), got {id:?}"),
+        ));
+    };
+    let client = state.pool().get().await?;
+    let row = client
+        .query_opt(
+            &format!("SELECT {GPU_COLUMNS} FROM gpus g WHERE g.id = $1"),
+            &[&num],
+        )
+        .await
+        .map_err(|e| StoreError::query(format!("reading GPU {id}"), e))?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no GPU with id {id}")))?;
+    Ok(Json(gpu(&row)))
+}
+
+/// `GET /api/v1/series` parameters.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SeriesQuery {
+    /// gpu, host or environment.
+    pub source: String,
+    /// A gauge column of the source, e.g. utilization_percent, temperature, cpu_usage_percent.
+    pub metric: String,
+    /// Series ids, comma-separated (GPU ids, host ids or environment ids); all series when absent.
+    pub ids: Option<String>,
+    /// Start, RFC 3339.
+    pub from: DateTime<Utc>,
+    /// End, RFC 3339 (inclusive).
+    pub to: DateTime<Utc>,
+    /// Bucket width, e.g. 60s, 5m, 1h, 1d (default: range / 300, at least 10s).
+    pub step: Option<String>,
+}
+
+/// One point.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Point {
+    /// Bucket start.
+    pub t: DateTime<Utc>,
+    /// Average over the bucket and the series.
+    pub v: Option<f64>,
+}
+
+/// A series answer.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Series {
+    /// Source.
+    pub source: String,
+    /// Metric.
+    pub metric: String,
+    /// Bucket width asked for, seconds (the tier may widen it).
+    pub step_secs: u64,
+    /// Points in time order.
+    pub points: Vec<Point>,
+}
+
+/// `GET /api/v1/series`
+pub async fn series(
+    State(state): State<AppState>,
+    Params(q): Params<SeriesQuery>,
+) -> Result<Json<Series>, ApiError> {
+    let table = match q.source.as_str() {
+        "gpu" => "gpu_metrics",
+        "host" => "host_metrics",
+        "environment" => "environment_metrics",
+        other => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("source must be gpu, host or environment, got {other:?}"),
+            ))
+        }
+    };
+    if q.to <= q.from {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("to ({}) must be after from ({})", q.to, q.from),
+        ));
+    }
+    let step = match &q.step {
+        Some(s) => humantime::parse_duration(s).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("step {s:?} is not a duration like 60s, 5m, 1h: {e}"),
+            )
+        })?,
+        None => {
+            std::time::Duration::from_secs(((q.to - q.from).num_seconds() as u64 / 300).max(10))
+        }
+    };
+    if step.as_secs() == 0 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "step must be at least 1s",
+        ));
+    }
+    let points_asked = (q.to - q.from).num_seconds() as u64 / step.as_secs();
+    if points_asked > 20_000 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("{points_asked} points asked; widen step so that range / step ≤ 20000"),
+        ));
+    }
+    let ids: Option<Vec<String>> = q.ids.as_deref().map(|s| {
+        s.split(',')
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+            .collect()
+    });
+    let client = state.pool().get().await?;
+    let step_secs = step.as_secs() as f64;
+    let rows = client
+        .query(
+            "SELECT bucket, value FROM gpuwatch_series($1, $2, $3, $4, $5, make_interval(secs => $6)) ORDER BY bucket",
+            &[&table, &ids, &q.metric, &q.from, &q.to, &step_secs],
+        )
+        .await
+        .map_err(|e| match e.as_db_error() {
+            // gpuwatch_series raises for an unknown metric with a message that names it.
+            Some(db) if db.code().code() == "P0001" => {
+                ApiError::new(StatusCode::BAD_REQUEST, db.message().to_string())
+            }
+            _ => StoreError::query("reading a series", e).into(),
+        })?;
+    Ok(Json(Series {
+        source: q.source,
+        metric: q.metric,
+        step_secs: step.as_secs(),
+        points: rows
+            .iter()
+            .map(|r| Point {
+                t: r.get(0),
+                v: r.get(1),
+            })
+            .collect(),
+    }))
+}

@@ -1,0 +1,122 @@
+-- 21 · dashboards: tier-aware counter rates for Grafana.
+--
+-- gpuwatch_series (0015) serves gauges. Counters (network, disk I/O bytes
+-- since boot) need a rate: gpuwatch_counter_rate(source, ids, counter, from,
+-- to, step) returns, per step bucket, the per-second increase summed over
+-- the given series. Per series it takes the last value in each bucket —
+-- from the daily tier (<counter>_last), the hourly tier or raw rows, with
+-- the same tier choice, retention fallback and watermark split as
+-- gpuwatch_series, so a 1-year chart reads ~365 daily rows per series —
+-- and divides the increase since the previous bucket's last value by the
+-- time between them. A tier row keeps its last value but not when it was
+-- taken: with n samples in the bucket, spaced evenly as a collector takes
+-- them, the last one lies width/n before the bucket's end, so that is where
+-- it is placed (exact for regular sampling, at worst one sampling interval
+-- off where a series starts or stops inside a bucket). A decrease is a counter reset (reboot,
+-- container restart): the new value counts as the increase, as Prometheus'
+-- rate() does. One bucket before `from` (at least 15 minutes of raw rows,
+-- for steps finer than the sampling interval) is read so the first bucket
+-- has a rate too. Fleet rollups hold no counters, so ids are required.
+
+CREATE FUNCTION gpuwatch_counter_rate(
+    p_source  text,
+    p_ids     text[],
+    p_counter text,
+    p_from    timestamptz,
+    p_to      timestamptz,
+    p_step    interval
+) RETURNS TABLE (bucket timestamptz, value double precision)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    key_col  text;
+    key_cast text;
+    v_tier   text;
+    width    interval;
+    step     interval := p_step;
+    wm_1h    timestamptz;
+    wm_1d    timestamptz;
+    raw_from timestamptz;
+    h_from   timestamptz;
+    q        text;
+    origin   constant timestamptz := '2000-01-01 00:00:00+00';
+BEGIN
+    CASE p_source
+        WHEN 'gpu_metrics' THEN key_col := 'gpu_id'; key_cast := 'bigint[]';
+        WHEN 'host_metrics' THEN key_col := 'host_id'; key_cast := 'text[]';
+        WHEN 'environment_metrics' THEN key_col := 'env_id'; key_cast := 'text[]';
+        ELSE RAISE EXCEPTION 'gpuwatch_counter_rate: unknown source %; use gpu_metrics, host_metrics or environment_metrics', p_source;
+    END CASE;
+    IF p_ids IS NULL THEN
+        RAISE EXCEPTION 'gpuwatch_counter_rate: ids are required (fleet rollups hold no counters); pass ARRAY[...] of % values', key_col;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute
+                   WHERE attrelid = to_regclass(p_source || '_1h') AND attname = p_counter || '_last'
+                     AND NOT attisdropped) THEN
+        RAISE EXCEPTION 'gpuwatch_counter_rate: % has no counter %', p_source, p_counter;
+    END IF;
+    IF p_step IS NULL OR p_step <= interval '0' THEN
+        RAISE EXCEPTION 'gpuwatch_counter_rate: step must be positive, got %', p_step;
+    END IF;
+
+    -- Tier choice exactly as in gpuwatch_series.
+    v_tier := CASE WHEN p_step >= interval '1 day' THEN '1d' WHEN p_step >= interval '1 hour' THEN '1h' ELSE 'raw' END;
+    IF v_tier = 'raw' AND p_from < now() - make_interval(days => gpuwatch_retention_days('retention.raw_days', 7)) THEN
+        v_tier := '1h';
+    END IF;
+    IF v_tier = '1h' AND p_from < now() - make_interval(days => gpuwatch_retention_days('retention.hourly_days', 90)) THEN
+        v_tier := '1d';
+    END IF;
+    width := CASE v_tier WHEN '1d' THEN interval '1 day' WHEN '1h' THEN interval '1 hour' ELSE NULL END;
+    IF width IS NOT NULL AND step < width THEN
+        step := width;
+    END IF;
+
+    SELECT s.watermark INTO wm_1h FROM gpuwatch_tier_state s WHERE s.source = p_source AND s.tier = '1h';
+    SELECT s.watermark INTO wm_1d FROM gpuwatch_tier_state s WHERE s.source = p_source AND s.tier = '1d';
+    IF v_tier = 'raw' THEN
+        raw_from := '-infinity';
+    ELSIF v_tier = '1h' THEN
+        h_from := '-infinity';
+        raw_from := coalesce(wm_1h, '-infinity');
+    ELSE
+        wm_1d := coalesce(wm_1d, '-infinity');
+        h_from := wm_1d;
+        raw_from := greatest(wm_1d, coalesce(wm_1h, '-infinity'));
+    END IF;
+
+    -- $2 widened by one step: the first bucket's rate needs the bucket before it.
+    q := format($f$
+        WITH pts (k, ts, v) AS (
+            SELECT d.%1$I::text, d.bucket + interval '1 day' - interval '1 day' / greatest(d.sample_count, 1), d.%2$I FROM %3$I d
+             WHERE $6 = '1d' AND d.bucket < $7 AND d.bucket >= date_bin('1 day', $2 - $4, $9) AND d.bucket <= $3
+               AND d.%1$I = ANY ($1::%4$s)
+            UNION ALL
+            SELECT h.%1$I::text, h.bucket + interval '1 hour' - interval '1 hour' / greatest(h.sample_count, 1), h.%2$I FROM %5$I h
+             WHERE $6 IN ('1h', '1d') AND h.bucket >= $8 AND h.bucket < $10
+               AND h.bucket >= date_bin('1 hour', $2 - $4, $9) AND h.bucket <= $3
+               AND h.%1$I = ANY ($1::%4$s)
+            UNION ALL
+            SELECT r.%1$I::text, r.collected_at, r.%6$I FROM %7$I r
+             WHERE r.collected_at >= greatest($2 - greatest($4, interval '15 minutes'), $11) AND r.collected_at <= $3
+               AND r.%1$I = ANY ($1::%4$s)
+        ), last_per_bucket AS (
+            SELECT k, date_bin($4, ts, $9) AS b, max(ts) AS ts, (array_agg(v ORDER BY ts DESC))[1] AS v
+            FROM pts WHERE v IS NOT NULL GROUP BY 1, 2
+        ), deltas AS (
+            SELECT b, v, v - lag(v) OVER w AS dv, extract(epoch FROM ts - lag(ts) OVER w) AS dt
+            FROM last_per_bucket WINDOW w AS (PARTITION BY k ORDER BY b)
+        )
+        SELECT b, sum(CASE WHEN dv < 0 THEN v ELSE dv END / dt)::float8
+        FROM deltas WHERE dt > 0 AND b >= date_bin($4, $2, $9)
+        GROUP BY 1 ORDER BY 1
+        $f$,
+        key_col, p_counter || '_last', p_source || '_1d', key_cast,
+        p_source || '_1h', p_counter, p_source);
+    RETURN QUERY EXECUTE q USING p_ids, p_from, p_to, step, 0, v_tier,
+        coalesce(wm_1d, '-infinity'::timestamptz), coalesce(h_from, 'infinity'::timestamptz),
+        origin, coalesce(wm_1h, '-infinity'::timestamptz), raw_from;
+END;
+$$;
+
+COMMENT ON FUNCTION gpuwatch_counter_rate(text, text[], text, timestamptz, timestamptz, interval) IS
+    'Per-second rate of a counter summed over series per step bucket, from the 1d/1h tiers plus the raw tail.';
