@@ -7,6 +7,7 @@ use std::path::Path;
 use gpuwatch_aggregator::AggregatorConfig;
 use gpuwatch_alerter::AlerterConfig;
 use gpuwatch_api::ApiConfig;
+use gpuwatch_billing::BillingConfig;
 use gpuwatch_collector::CollectorConfig;
 use gpuwatch_exporter::ExporterConfig;
 use gpuwatch_store::StoreConfig;
@@ -28,6 +29,8 @@ pub struct Config {
     pub aggregator: AggregatorConfig,
     /// `[api]`
     pub api: ApiConfig,
+    /// `[billing]`
+    pub billing: BillingConfig,
     /// `[exporter]`
     pub exporter: ExporterConfig,
     /// `[alerter]`
@@ -92,6 +95,7 @@ impl Config {
         e.extend(self.collector.validate());
         e.extend(self.aggregator.validate());
         e.extend(self.api.validate());
+        e.extend(self.billing.validate());
         e.extend(self.exporter.validate());
         e.extend(self.alerter.validate());
         if !matches!(self.log.format.as_str(), "text" | "json") {

@@ -78,8 +78,60 @@ enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// Run the billing meter (closed periods of environment status history
+    /// into billing_records) and the monthly invoice run on their schedules.
+    Billing {
+        /// Meter until caught up and cut the invoices that are due, then exit.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Finance reports: usage (split so it sums to the invoices) and invoices.
+    Report {
+        #[command(subcommand)]
+        report: ReportKind,
+    },
     /// Migrate, then run every role in one process (small installs, quick start).
     All,
+}
+
+#[derive(Subcommand, Debug)]
+enum ReportKind {
+    /// Usage of a month (or --from/--to), as CSV or JSON on stdout.
+    Usage {
+        /// Month, YYYY-MM (UTC).
+        #[arg(long, conflicts_with_all = ["from", "to"])]
+        month: Option<String>,
+        /// Range start, RFC 3339 (with --to).
+        #[arg(long, requires = "to")]
+        from: Option<String>,
+        /// Range end, exclusive.
+        #[arg(long, requires = "from")]
+        to: Option<String>,
+        /// Comma-separated: customer, workspace, environment, resource, gpu_model.
+        #[arg(long)]
+        group_by: Option<String>,
+        /// Only this customer.
+        #[arg(long)]
+        customer: Option<i64>,
+        /// csv or json.
+        #[arg(long, default_value = "csv")]
+        format: String,
+    },
+    /// Invoices, newest month first.
+    Invoices {
+        /// Month, YYYY-MM.
+        #[arg(long)]
+        month: Option<String>,
+        /// Only this customer.
+        #[arg(long)]
+        customer: Option<i64>,
+        /// draft, issued, paid or void.
+        #[arg(long)]
+        status: Option<String>,
+        /// text (with currency symbols), csv or json.
+        #[arg(long, default_value = "text")]
+        format: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -142,6 +194,8 @@ enum Failure {
     Aggregator(#[from] AggregatorError),
     #[error(transparent)]
     Alerter(#[from] AlerterError),
+    #[error(transparent)]
+    Billing(#[from] gpuwatch_billing::BillingError),
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
@@ -155,6 +209,8 @@ fn exit_code(f: &Failure) -> u8 {
         | Failure::Aggregator(AggregatorError::Store(s))
         | Failure::Alerter(AlerterError::Store(s)) => s,
         Failure::Alerter(AlerterError::Invalid(_)) => return EXIT_CONFIG,
+        Failure::Billing(gpuwatch_billing::BillingError::Store(s)) => s,
+        Failure::Billing(gpuwatch_billing::BillingError::Invalid(_)) => return EXIT_CONFIG,
         _ => return 1,
     };
     match e {
@@ -191,6 +247,8 @@ async fn run(command: Command, cfg: Config) -> Result<(), Failure> {
         Command::Token { action } => token(cfg, action).await,
         Command::Aggregator { once, catch_up } => aggregator(cfg, once, catch_up, shutdown).await,
         Command::Alerter { once } => alerter(cfg, once, shutdown).await,
+        Command::Billing { once } => billing(cfg, once, shutdown).await,
+        Command::Report { report } => billing_report(cfg, report).await,
         Command::All => {
             migrate(&cfg).await?;
             // The first role to fail ends the process with its error.
@@ -198,6 +256,7 @@ async fn run(command: Command, cfg: Config) -> Result<(), Failure> {
                 collector(cfg.clone(), RunOptions::default(), shutdown.clone()),
                 aggregator(cfg.clone(), false, false, shutdown.clone()),
                 alerter(cfg.clone(), false, shutdown.clone()),
+                billing(cfg.clone(), false, shutdown.clone()),
                 serve(cfg, shutdown.clone())
             )
             .map(|_| ())
@@ -297,6 +356,116 @@ async fn aggregator(
 async fn alerter(cfg: Config, once: bool, shutdown: CancellationToken) -> Result<(), Failure> {
     let pool = gpuwatch_store::connect(&cfg.database).await?;
     Ok(gpuwatch_alerter::run(cfg.alerter, pool, once, shutdown).await?)
+}
+
+async fn billing(cfg: Config, once: bool, shutdown: CancellationToken) -> Result<(), Failure> {
+    // Validated when the config was loaded; this only converts.
+    let settings = cfg
+        .billing
+        .settings()
+        .map_err(|e| Failure::Usage(e.join("; ")))?;
+    let pool = gpuwatch_store::connect(&cfg.database).await?;
+    if !once {
+        gpuwatch_billing::run(pool, settings, shutdown).await;
+        return Ok(());
+    }
+    let (meter, cut) = gpuwatch_billing::run_once(&pool, &settings, chrono::Utc::now()).await?;
+    println!(
+        "metered through {}: {} records, {} corrections, {} retried periods; {} invoices cut",
+        meter.to.map_or("nothing".into(), |t| t.to_rfc3339()),
+        meter.records,
+        meter.corrections,
+        meter.retried,
+        cut.invoices.len()
+    );
+    if let Some(w) = cut.waiting_for_meter {
+        eprintln!("gpuwatch: invoices wait: {w}");
+    }
+    for e in &meter.errors {
+        eprintln!("gpuwatch: billing: {e}");
+    }
+    if meter.errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::Other(format!(
+            "{} environment periods were not billed (bad input above; fix it and run again)",
+            meter.errors.len()
+        )))
+    }
+}
+
+async fn billing_report(cfg: Config, report: ReportKind) -> Result<(), Failure> {
+    let pool = gpuwatch_store::connect(&cfg.database).await?;
+    match report {
+        ReportKind::Usage {
+            month,
+            from,
+            to,
+            group_by,
+            customer,
+            format,
+        } => {
+            let time = |field: &str, v: Option<String>| -> Result<_, Failure> {
+                v.map(|s| {
+                    s.parse::<chrono::DateTime<chrono::Utc>>().map_err(|e| {
+                        Failure::Usage(format!("--{field}: not an RFC 3339 time ({e}): {s:?}"))
+                    })
+                })
+                .transpose()
+            };
+            let q = gpuwatch_billing::UsageQuery {
+                from: time("from", from)?,
+                to: time("to", to)?,
+                month,
+                group_by,
+                customer_id: customer,
+                format: Some(format),
+            };
+            let spec = q.validate()?;
+            let rows = gpuwatch_billing::usage_report(&pool, &spec).await?;
+            if spec.format == "csv" {
+                print!("{}", gpuwatch_billing::to_csv(&rows));
+            } else {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&rows)
+                        .map_err(|e| Failure::Other(e.to_string()))?
+                );
+            }
+        }
+        ReportKind::Invoices {
+            month,
+            customer,
+            status,
+            format,
+        } => {
+            if !["text", "csv", "json"].contains(&format.as_str()) {
+                return Err(Failure::Usage(format!(
+                    "--format: must be text, csv or json, got {format:?}"
+                )));
+            }
+            let mut page = 1;
+            let mut all = Vec::new();
+            loop {
+                let q = gpuwatch_billing::InvoiceQuery {
+                    customer_id: customer,
+                    status: status.clone(),
+                    month: month.clone(),
+                    page: Some(page),
+                    per_page: Some(500),
+                };
+                let p = gpuwatch_billing::list_invoices(&pool, &q).await?;
+                let done = (p.page as i64) * (p.per_page as i64) >= p.total;
+                all.extend(p.items);
+                if done {
+                    break;
+                }
+                page += 1;
+            }
+            print!("{}", gpuwatch_billing::invoice::render(&all, &format));
+        }
+    }
+    Ok(())
 }
 
 async fn wait_for_signal(shutdown: CancellationToken) {

@@ -40,8 +40,10 @@ const SEED_TABLES: [&str; 33] = [
     "artifacts",
     "dataset_usage",
 ];
-/// gpuwatch's own tables beside the seed's (tiers of the metric tables, API tokens, the alerter's groups, outbox, silences, inhibition rules).
-const OWN_TABLES: [&str; 17] = [
+/// gpuwatch's own tables beside the seed's (tiers of the metric tables, API
+/// tokens, the alerter's groups, outbox, silences and inhibition rules,
+/// billing's status history, prices and meter state).
+const OWN_TABLES: [&str; 22] = [
     "gpu_metrics_fleet_1h",
     "gpu_metrics_fleet_1d",
     "host_metrics_fleet_1h",
@@ -59,6 +61,11 @@ const OWN_TABLES: [&str; 17] = [
     "alert_outbox",
     "silences",
     "inhibit_rules",
+    "environment_status_history",
+    "billing_meter_state",
+    "billing_recompute_queue",
+    "billing_prices",
+    "billing_meter_errors",
 ];
 const METRIC_TABLES: [&str; 3] = ["host_metrics", "gpu_metrics", "environment_metrics"];
 

@@ -333,11 +333,11 @@ async fn fixtures(pool: &Pool, envs: &[(String, String)], now: DateTime<Utc>) {
     }
     let insert = c
         .prepare(
+            // amount is generated (quantity x usage_seconds x unit_price / 3600, migration 0019).
             "INSERT INTO billing_records (customer_id, env_id, resource_type, gpu_model, quantity, usage_seconds,
-                                          unit_price, amount, currency, start_time, end_time)
+                                          unit_price, currency, start_time, end_time)
              SELECT e.customer_id, e.id, r.resource, CASE WHEN r.resource = 'gpu' THEN e.gpu_model END, r.qty,
                     extract(epoch FROM $3::timestamptz - $2::timestamptz), r.price,
-                    r.qty * extract(epoch FROM $3::timestamptz - $2::timestamptz) * r.price / 3600,
                     CASE WHEN cu.username = 'lab-kyoto' THEN 'JPY' ELSE 'CNY' END, $2, $3
              FROM environments e JOIN customers cu ON cu.id = e.customer_id
              CROSS JOIN LATERAL (VALUES ('gpu', e.gpu::numeric, 12.5::numeric), ('cpu', e.cpu::numeric, 0.05),
@@ -356,9 +356,12 @@ async fn fixtures(pool: &Pool, envs: &[(String, String)], now: DateTime<Utc>) {
         let ps = month_back(month, back);
         let pe = month_back(month, back - 1);
         c.execute(
-            "INSERT INTO invoices (invoice_number, customer_id, period_start, period_end, currency, subtotal, tax, total, status, issued_at, due_at)
+            // The subtotal must equal the sum of the lines (migration 0019): one line.
+            "INSERT INTO invoices (invoice_number, customer_id, period_start, period_end, currency, lines, subtotal, tax, total, status, issued_at, due_at)
              SELECT 'INV-' || to_char($1::timestamptz AT TIME ZONE 'UTC', 'YYYYMM') || '-' || b.customer_id || '-' || b.currency,
-                    b.customer_id, $1, $2, b.currency, round(sum(b.amount), 2), 0, round(sum(b.amount), 2),
+                    b.customer_id, $1, $2, b.currency,
+                    jsonb_build_array(jsonb_build_object('charge_class', 'usage', 'amount', round(sum(b.amount), 2)::text)),
+                    round(sum(b.amount), 2), 0, round(sum(b.amount), 2),
                     'issued', $2::timestamptz + interval '3 days', $2::timestamptz + interval '33 days'
              FROM billing_records b WHERE b.start_time >= $1 AND b.start_time < $2
              GROUP BY b.customer_id, b.currency",

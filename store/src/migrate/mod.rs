@@ -60,6 +60,7 @@ static MIGRATIONS: &[Migration] = &[
     migration!(16, "0016_api_tokens.sql"),
     migration!(17, "0017_fleet_tiers.sql"),
     migration!(18, "0018_alerting.sql"),
+    migration!(19, "0019_billing.sql"),
     migration!(20, "0020_exporter.sql"),
     migration!(21, "0021_dashboards.sql"),
 ];

@@ -1,0 +1,585 @@
+//! Monthly invoices: cut per customer and currency after the grace period,
+//! draft → issued → paid | void, never changed once issued (a trigger in
+//! migration 0019 enforces it), lines by charge class, resource and GPU model.
+//!
+//! A line's amount is `gpuwatch_round_money(Σ quantity × seconds × price,
+//! 3600)`: the exact sum of its records, rounded once, half away from zero.
+//! The subtotal is the exact sum of the lines (a CHECK enforces it). Records
+//! that arrive after their month was invoiced (corrections, late usage) are
+//! not invoiced yet and land on the customer's next invoice.
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use tokio_postgres::Transaction;
+
+use crate::error::{db, BillingError, Result};
+use crate::money;
+
+/// Invoice run settings.
+#[derive(Debug, Clone, Copy)]
+pub struct InvoiceOptions {
+    /// Months are cut only this long after they end.
+    pub grace: Duration,
+    /// Issue invoices when cut.
+    pub auto_issue: bool,
+    /// Days from issue to due date.
+    pub due_days: u32,
+}
+
+/// What one invoice run did.
+#[derive(Debug, Default, Clone)]
+pub struct CutReport {
+    /// Ids of the invoices cut.
+    pub invoices: Vec<i64>,
+    /// Set when a month is past its grace but not fully metered yet.
+    pub waiting_for_meter: Option<String>,
+}
+
+/// One invoice line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InvoiceLine {
+    /// "usage" or "correction".
+    pub charge_class: String,
+    /// cpu, memory or gpu.
+    pub resource_type: String,
+    /// GPU model of gpu lines.
+    pub gpu_model: Option<String>,
+    /// Unit of the quantity ("GPU-hour").
+    pub unit: String,
+    /// Unit-hours (shown truncated to 6 decimals; not money).
+    pub quantity: Decimal,
+    /// The price per unit-hour when one price applied to the whole line.
+    pub unit_price: Option<Decimal>,
+    /// Rounded amount of the line.
+    pub amount: Decimal,
+    /// Number of billing records on the line.
+    pub records: i64,
+}
+
+/// An invoice, as the API returns it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Invoice {
+    /// Id.
+    pub id: i64,
+    /// "INV-202610-42-CNY".
+    pub invoice_number: String,
+    /// Customer.
+    pub customer_id: i64,
+    /// Month start (UTC).
+    pub period_start: DateTime<Utc>,
+    /// Month end (exclusive).
+    pub period_end: DateTime<Utc>,
+    /// Currency code.
+    pub currency: String,
+    /// Sum of the lines.
+    pub subtotal: Decimal,
+    /// Tax (0: gpuwatch does not compute tax).
+    pub tax: Decimal,
+    /// subtotal + tax.
+    pub total: Decimal,
+    /// Total with currency symbol, for people ("¥12.30").
+    pub total_display: String,
+    /// draft, issued, paid or void.
+    pub status: String,
+    /// When issued.
+    pub issued_at: Option<DateTime<Utc>>,
+    /// Due date.
+    pub due_at: Option<DateTime<Utc>>,
+    /// When paid.
+    pub paid_at: Option<DateTime<Utc>>,
+    /// Lines.
+    pub lines: Vec<InvoiceLine>,
+}
+
+/// Filters and paging of [`list_invoices`].
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvoiceQuery {
+    /// Only this customer's invoices.
+    pub customer_id: Option<i64>,
+    /// Only this status.
+    pub status: Option<String>,
+    /// Only this month ("2026-10").
+    pub month: Option<String>,
+    /// 1-based page (default 1).
+    pub page: Option<u32>,
+    /// Page size (default 50, at most 500).
+    pub per_page: Option<u32>,
+}
+
+/// A page of invoices.
+#[derive(Debug, Clone, Serialize)]
+pub struct InvoicePage {
+    /// The invoices of this page, newest month first.
+    pub items: Vec<Invoice>,
+    /// Page number.
+    pub page: u32,
+    /// Page size.
+    pub per_page: u32,
+    /// Invoices matching the filters, all pages.
+    pub total: i64,
+}
+
+/// `[start, end)` of a month given as "YYYY-MM"; the error names the field.
+pub fn month_range(
+    field: &str,
+    s: &str,
+) -> std::result::Result<(DateTime<Utc>, DateTime<Utc>), String> {
+    let bad = || format!("{field}: expected a month as YYYY-MM (e.g. 2026-10), got {s:?}");
+    let (y, m) = s.split_once('-').ok_or_else(bad)?;
+    let (y, m): (i32, u32) = (y.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    let start = NaiveDate::from_ymd_opt(y, m, 1).ok_or_else(bad)?;
+    Ok((
+        Utc.from_utc_datetime(&start.and_hms_opt(0, 0, 0).ok_or_else(bad)?),
+        next_month(Utc.from_utc_datetime(&start.and_hms_opt(0, 0, 0).ok_or_else(bad)?)),
+    ))
+}
+
+/// Start of the month holding `t`.
+pub fn month_floor(t: DateTime<Utc>) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(t.year(), t.month(), 1, 0, 0, 0)
+        .single()
+        .unwrap_or(t)
+}
+
+fn next_month(start: DateTime<Utc>) -> DateTime<Utc> {
+    let (y, m) = if start.month() == 12 {
+        (start.year() + 1, 1)
+    } else {
+        (start.year(), start.month() + 1)
+    };
+    Utc.with_ymd_and_hms(y, m, 1, 0, 0, 0)
+        .single()
+        .unwrap_or(start)
+}
+
+/// Cuts every invoice that is due as of `now`: months that ended at least
+/// `grace` ago and are fully metered, per customer and currency with
+/// uninvoiced records. Idempotent: a month already invoiced for a customer
+/// is not cut again (the unique key on invoices backs this).
+pub async fn cut_invoices(
+    pool: &gpuwatch_store::Pool,
+    opts: &InvoiceOptions,
+    now: DateTime<Utc>,
+) -> Result<CutReport> {
+    let mut client = pool.get().await?;
+    let tx = client
+        .transaction()
+        .await
+        .map_err(db("starting the invoice transaction"))?;
+    // The meter's lock: no record is written while invoices are cut.
+    let wm: Option<DateTime<Utc>> = tx
+        .query_one(
+            "SELECT watermark FROM billing_meter_state WHERE id = 1 FOR UPDATE",
+            &[],
+        )
+        .await
+        .map_err(db("locking the meter watermark"))?
+        .get(0);
+    let mut report = CutReport::default();
+    let due_end = month_floor(now - opts.grace);
+    let metered_end = wm.map_or(DateTime::<Utc>::MIN_UTC, month_floor);
+    if metered_end < due_end {
+        report.waiting_for_meter = Some(format!(
+            "months before {due_end} are due but the meter has only reached {}",
+            wm.map_or("nothing".into(), |w| w.to_rfc3339())
+        ));
+    }
+    let last_end = due_end.min(metered_end);
+    let first: Option<DateTime<Utc>> = tx
+        .query_one(
+            "SELECT min(start_time) FROM billing_records WHERE invoice_id IS NULL",
+            &[],
+        )
+        .await
+        .map_err(db("finding uninvoiced records"))?
+        .get(0);
+    let Some(first) = first else {
+        tx.commit().await.map_err(db("committing invoices"))?;
+        return Ok(report);
+    };
+    let mut month = month_floor(first);
+    while next_month(month) <= last_end {
+        let end = next_month(month);
+        let due = tx
+            .query(
+                "SELECT DISTINCT r.customer_id, r.currency::text FROM billing_records r
+                 WHERE r.invoice_id IS NULL AND r.start_time < $1
+                   AND NOT EXISTS (SELECT 1 FROM invoices i WHERE i.customer_id = r.customer_id
+                                   AND i.currency = r.currency AND i.period_start = $2)
+                 ORDER BY 1, 2",
+                &[&end, &month],
+            )
+            .await
+            .map_err(db("finding customers to invoice"))?;
+        for r in due {
+            let id = cut_one(&tx, r.get(0), &r.get::<_, String>(1), month, end, opts, now).await?;
+            report.invoices.push(id);
+        }
+        month = end;
+    }
+    tx.commit().await.map_err(db("committing invoices"))?;
+    crate::metrics::invoices_cut(report.invoices.len());
+    Ok(report)
+}
+
+async fn cut_one(
+    tx: &Transaction<'_>,
+    customer: i64,
+    currency: &str,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    opts: &InvoiceOptions,
+    now: DateTime<Utc>,
+) -> Result<i64> {
+    let number = format!("INV-{}-{customer}-{currency}", start.format("%Y%m"));
+    let id: i64 = tx
+        .query_one(
+            "INSERT INTO invoices (invoice_number, customer_id, period_start, period_end, currency, status)
+             VALUES ($1, $2, $3, $4, $5, 'draft') RETURNING id",
+            &[&number, &customer, &start, &end, &currency],
+        )
+        .await
+        .map_err(db("creating an invoice"))?
+        .get(0);
+    // Attach first, then add up what is attached: no record can slip in
+    // between the sum and the attachment.
+    tx.execute(
+        "UPDATE billing_records SET invoice_id = $1
+         WHERE customer_id = $2 AND currency = $3 AND invoice_id IS NULL AND start_time < $4",
+        &[&id, &customer, &currency, &end],
+    )
+    .await
+    .map_err(db("attaching records to an invoice"))?;
+    let lines = lines_of(tx, id).await?;
+    let subtotal: Decimal = lines.iter().map(|l| l.amount).sum();
+    let json = serde_json::to_value(&lines)
+        .map_err(|e| BillingError::Invalid(vec![format!("invoice lines: {e}")]))?;
+    tx.execute(
+        "UPDATE invoices SET lines = $2, subtotal = $3, tax = 0, total = $3 WHERE id = $1",
+        &[&id, &json, &subtotal],
+    )
+    .await
+    .map_err(db("writing invoice lines"))?;
+    if opts.auto_issue {
+        set_issued(tx, id, now, opts.due_days).await?;
+    }
+    tracing::info!(invoice = %number, customer.id = customer, total = %subtotal, "invoice cut");
+    Ok(id)
+}
+
+async fn lines_of(tx: &Transaction<'_>, id: i64) -> Result<Vec<InvoiceLine>> {
+    let rows = tx
+        .query(
+            "SELECT CASE WHEN is_correction THEN 'correction' ELSE 'usage' END, resource_type, gpu_model,
+                    trunc(sum(quantity * usage_seconds) / 3600, 6),
+                    CASE WHEN min(unit_price) = max(unit_price) THEN min(unit_price) END,
+                    gpuwatch_round_money(sum(quantity * usage_seconds * unit_price), 3600),
+                    count(*)
+             FROM billing_records WHERE invoice_id = $1
+             GROUP BY 1, 2, 3 ORDER BY 1 DESC, 2, 3",
+            &[&id],
+        )
+        .await
+        .map_err(db("adding up invoice lines"))?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let resource: String = r.get(1);
+            InvoiceLine {
+                charge_class: r.get(0),
+                unit: crate::usage::Resource::parse(&resource)
+                    .map_or("unit-hour", |x| x.unit())
+                    .into(),
+                resource_type: resource,
+                gpu_model: r.get(2),
+                quantity: r.get(3),
+                unit_price: r.get(4),
+                amount: r.get(5),
+                records: r.get(6),
+            }
+        })
+        .collect())
+}
+
+async fn set_issued(
+    tx: &Transaction<'_>,
+    id: i64,
+    now: DateTime<Utc>,
+    due_days: u32,
+) -> Result<()> {
+    let due = now + Duration::days(i64::from(due_days));
+    tx.execute(
+        "UPDATE invoices SET status = 'issued', issued_at = $2, due_at = $3 WHERE id = $1",
+        &[&id, &now, &due],
+    )
+    .await
+    .map_err(db("issuing an invoice"))?;
+    Ok(())
+}
+
+const INVOICE_COLUMNS: &str =
+    "id, invoice_number, customer_id, period_start, period_end, currency::text,
+    subtotal, tax, total, status, issued_at, due_at, paid_at, lines";
+
+fn invoice_row(r: &tokio_postgres::Row) -> Invoice {
+    let currency: String = r.get(5);
+    let total: Decimal = r.get(8);
+    let lines: serde_json::Value = r.get(13);
+    Invoice {
+        id: r.get(0),
+        invoice_number: r.get(1),
+        customer_id: r.get(2),
+        period_start: r.get(3),
+        period_end: r.get(4),
+        total_display: money::display(total, &currency),
+        currency,
+        subtotal: r.get(6),
+        tax: r.get(7),
+        total,
+        status: r.get(9),
+        issued_at: r.get(10),
+        due_at: r.get(11),
+        paid_at: r.get(12),
+        // Written by cut_one from the same type; a row that does not parse is shown without lines.
+        lines: serde_json::from_value(lines).unwrap_or_default(),
+    }
+}
+
+/// Invoices matching the filters, a page at a time.
+pub async fn list_invoices(pool: &gpuwatch_store::Pool, q: &InvoiceQuery) -> Result<InvoicePage> {
+    let mut problems = Vec::new();
+    if let Some(s) = &q.status {
+        if !["draft", "issued", "paid", "void"].contains(&s.as_str()) {
+            problems.push(format!(
+                "status: must be draft, issued, paid or void, got {s:?}"
+            ));
+        }
+    }
+    let month = match q.month.as_deref().map(|m| month_range("month", m)) {
+        Some(Ok((s, _))) => Some(s),
+        Some(Err(e)) => {
+            problems.push(e);
+            None
+        }
+        None => None,
+    };
+    let page = q.page.unwrap_or(1);
+    let per_page = q.per_page.unwrap_or(50);
+    if page == 0 {
+        problems.push("page: must be at least 1".into());
+    }
+    if !(1..=500).contains(&per_page) {
+        problems.push(format!(
+            "per_page: must be between 1 and 500, got {per_page}"
+        ));
+    }
+    if !problems.is_empty() {
+        return Err(BillingError::Invalid(problems));
+    }
+    let client = pool.get().await?;
+    let filter = "($1::bigint IS NULL OR customer_id = $1) AND ($2::text IS NULL OR status = $2)
+                  AND ($3::timestamptz IS NULL OR period_start = $3)";
+    let total: i64 = client
+        .query_one(
+            &format!("SELECT count(*) FROM invoices WHERE {filter}"),
+            &[&q.customer_id, &q.status, &month],
+        )
+        .await
+        .map_err(db("counting invoices"))?
+        .get(0);
+    let offset = i64::from(page.saturating_sub(1)) * i64::from(per_page);
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {INVOICE_COLUMNS} FROM invoices WHERE {filter}
+                 ORDER BY period_start DESC, customer_id, currency LIMIT $4 OFFSET $5"
+            ),
+            &[
+                &q.customer_id,
+                &q.status,
+                &month,
+                &i64::from(per_page),
+                &offset,
+            ],
+        )
+        .await
+        .map_err(db("listing invoices"))?;
+    Ok(InvoicePage {
+        items: rows.iter().map(invoice_row).collect(),
+        page,
+        per_page,
+        total,
+    })
+}
+
+/// One invoice with its lines.
+pub async fn get_invoice(pool: &gpuwatch_store::Pool, id: i64) -> Result<Invoice> {
+    let client = pool.get().await?;
+    client
+        .query_opt(
+            &format!("SELECT {INVOICE_COLUMNS} FROM invoices WHERE id = $1"),
+            &[&id],
+        )
+        .await
+        .map_err(db("reading an invoice"))?
+        .map(|r| invoice_row(&r))
+        .ok_or_else(|| BillingError::NotFound(format!("no invoice with id {id}")))
+}
+
+/// A status change asked of an invoice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    /// draft → issued.
+    Issue,
+    /// issued → paid.
+    Pay,
+    /// draft or issued → void. A voided draft releases its records to the
+    /// next invoice; a voided issued invoice keeps them (it was sent).
+    Void,
+}
+
+/// Applies a status change; `Conflict` when the invoice's status does not allow it.
+pub async fn transition(
+    pool: &gpuwatch_store::Pool,
+    id: i64,
+    t: Transition,
+    now: DateTime<Utc>,
+    due_days: u32,
+) -> Result<Invoice> {
+    let mut client = pool.get().await?;
+    let tx = client
+        .transaction()
+        .await
+        .map_err(db("starting an invoice transition"))?;
+    let row = tx
+        .query_opt(
+            "SELECT status, invoice_number FROM invoices WHERE id = $1 FOR UPDATE",
+            &[&id],
+        )
+        .await
+        .map_err(db("locking an invoice"))?
+        .ok_or_else(|| BillingError::NotFound(format!("no invoice with id {id}")))?;
+    let (status, number): (String, String) = (row.get(0), row.get(1));
+    match (t, status.as_str()) {
+        (Transition::Issue, "draft") => set_issued(&tx, id, now, due_days).await?,
+        (Transition::Pay, "issued") => {
+            tx.execute(
+                "UPDATE invoices SET status = 'paid', paid_at = $2 WHERE id = $1",
+                &[&id, &now],
+            )
+            .await
+            .map_err(db("marking an invoice paid"))?;
+        }
+        (Transition::Void, "draft") => {
+            tx.execute(
+                "UPDATE billing_records SET invoice_id = NULL WHERE invoice_id = $1",
+                &[&id],
+            )
+            .await
+            .map_err(db("releasing a voided draft's records"))?;
+            tx.execute("UPDATE invoices SET status = 'void' WHERE id = $1", &[&id])
+                .await
+                .map_err(db("voiding an invoice"))?;
+        }
+        (Transition::Void, "issued") => {
+            tx.execute("UPDATE invoices SET status = 'void' WHERE id = $1", &[&id])
+                .await
+                .map_err(db("voiding an invoice"))?;
+        }
+        (t, s) => {
+            let allowed = match t {
+                Transition::Issue => "only a draft can be issued",
+                Transition::Pay => "only an issued invoice can be paid",
+                Transition::Void => "only a draft or issued invoice can be voided",
+            };
+            return Err(BillingError::Conflict(format!(
+                "invoice {number} is {s}: {allowed}"
+            )));
+        }
+    }
+    tx.commit()
+        .await
+        .map_err(db("committing an invoice transition"))?;
+    get_invoice(pool, id).await
+}
+
+/// Renders invoices for `gpuwatch report invoices`: "text" for people (one
+/// line per invoice and per line, amounts with the currency symbol), "csv"
+/// (one row per invoice line, amounts as plain decimals) or "json".
+pub fn render(invoices: &[Invoice], format: &str) -> String {
+    match format {
+        "json" => serde_json::to_string_pretty(invoices)
+            .map(|s| s + "\n")
+            .unwrap_or_default(),
+        "csv" => {
+            let mut out = String::from("invoice_number,customer_id,period_start,period_end,status,currency,charge_class,resource_type,gpu_model,quantity,unit,unit_price,amount,invoice_total\n");
+            for i in invoices {
+                for l in &i.lines {
+                    out.push_str(&format!(
+                        "{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+                        i.invoice_number,
+                        i.customer_id,
+                        i.period_start.to_rfc3339(),
+                        i.period_end.to_rfc3339(),
+                        i.status,
+                        i.currency,
+                        l.charge_class,
+                        l.resource_type,
+                        l.gpu_model.as_deref().unwrap_or(""),
+                        l.quantity,
+                        l.unit,
+                        l.unit_price
+                            .map(|p| p.normalize().to_string())
+                            .unwrap_or_default(),
+                        l.amount,
+                        i.total
+                    ));
+                }
+            }
+            out
+        }
+        _ => {
+            let mut out = String::new();
+            for i in invoices {
+                out.push_str(&format!(
+                    "{}  customer {}  {}  {}  total {}\n",
+                    i.invoice_number,
+                    i.customer_id,
+                    i.period_start.format("%Y-%m"),
+                    i.status,
+                    i.total_display
+                ));
+                for l in &i.lines {
+                    out.push_str(&format!(
+                        "    {:<10} {:<6} {:<10} {:>16} {:<9} {:>14}\n",
+                        l.charge_class,
+                        l.resource_type,
+                        l.gpu_model.as_deref().unwrap_or("-"),
+                        l.quantity.to_string(),
+                        l.unit,
+                        money::display(l.amount, &i.currency)
+                    ));
+                }
+            }
+            out
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn months() {
+        let (s, e) = month_range("month", "2026-12").unwrap();
+        assert_eq!(s.to_rfc3339(), "2026-12-01T00:00:00+00:00");
+        assert_eq!(e.to_rfc3339(), "2027-01-01T00:00:00+00:00");
+        assert!(month_range("month", "2026-13")
+            .unwrap_err()
+            .starts_with("month: expected"));
+        assert!(month_range("from", "oct").is_err());
+    }
+}

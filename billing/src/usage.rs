@@ -1,0 +1,512 @@
+//! From status history to billable usage: the pure part of the meter.
+//!
+//! An environment is billed while its status is `running`, for what it has
+//! allocated (reservation, not utilisation): CPU cores, memory in GiB, GPUs
+//! of its model. [`meter_period`] cuts one period of one environment into
+//! segments of constant allocation and price; anything that makes the period
+//! unbillable (a negative allocation, a resource with no price in force, a
+//! currency the meter does not know) fails the whole period with one message
+//! naming the environment, resource and period.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Datelike, TimeZone, Utc};
+use rust_decimal::Decimal;
+
+use crate::money::Currency;
+
+/// A billed resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Resource {
+    /// CPU cores, priced per core-hour.
+    Cpu,
+    /// Memory, priced per GiB-hour.
+    Memory,
+    /// GPUs of one model, priced per GPU-hour of that model.
+    Gpu,
+}
+
+impl Resource {
+    /// All billed resources, in record order.
+    pub const ALL: [Resource; 3] = [Resource::Cpu, Resource::Memory, Resource::Gpu];
+
+    /// Name in `billing_records.resource_type` and `billing_prices`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Resource::Cpu => "cpu",
+            Resource::Memory => "memory",
+            Resource::Gpu => "gpu",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Resource> {
+        Resource::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// The unit of a quantity-hour, for reports.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Resource::Cpu => "core-hour",
+            Resource::Memory => "GiB-hour",
+            Resource::Gpu => "GPU-hour",
+        }
+    }
+}
+
+/// One row of `environment_status_history`: the state from `valid_from` on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct State {
+    /// When this state began (whole seconds).
+    pub valid_from: DateTime<Utc>,
+    /// Owner.
+    pub customer_id: i64,
+    /// Workspace, if any.
+    pub workspace_id: Option<i64>,
+    /// Environment status; only `running` is billed.
+    pub status: String,
+    /// CPU cores.
+    pub cpu: i32,
+    /// Memory in bytes.
+    pub memory: i64,
+    /// GPUs.
+    pub gpu: i32,
+    /// GPU model (the GPU price key).
+    pub gpu_model: Option<String>,
+}
+
+/// One row of `billing_prices`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Price {
+    /// Priced resource.
+    pub resource: Resource,
+    /// GPU model ("" for cpu and memory).
+    pub gpu_model: String,
+    /// Price per unit-hour.
+    pub unit_price: Decimal,
+    /// Currency code as stored (checked when used).
+    pub currency: String,
+    /// In force from.
+    pub valid_from: DateTime<Utc>,
+    /// In force until (exclusive); None = open.
+    pub valid_to: Option<DateTime<Utc>>,
+}
+
+/// Prices by resource and model, each list sorted by start.
+#[derive(Debug, Default, Clone)]
+pub struct PriceBook {
+    by_key: HashMap<(Resource, String), Vec<Price>>,
+}
+
+impl PriceBook {
+    /// Indexes a price list.
+    pub fn new(prices: Vec<Price>) -> PriceBook {
+        let mut by_key: HashMap<(Resource, String), Vec<Price>> = HashMap::new();
+        for p in prices {
+            by_key
+                .entry((p.resource, p.gpu_model.clone()))
+                .or_default()
+                .push(p);
+        }
+        for v in by_key.values_mut() {
+            v.sort_by_key(|p| p.valid_from);
+        }
+        PriceBook { by_key }
+    }
+
+    /// The price in force at `t`.
+    fn at(&self, r: Resource, model: &str, t: DateTime<Utc>) -> Option<&Price> {
+        let list = self.by_key.get(&(r, model.to_string()))?;
+        let i = list.partition_point(|p| p.valid_from <= t);
+        list[..i]
+            .last()
+            .filter(|p| p.valid_to.is_none_or(|end| t < end))
+    }
+}
+
+/// One billable segment: constant allocation, price and owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Usage {
+    /// Owner.
+    pub customer_id: i64,
+    /// Workspace, if any.
+    pub workspace_id: Option<i64>,
+    /// Resource.
+    pub resource: Resource,
+    /// GPU model for gpu rows.
+    pub gpu_model: Option<String>,
+    /// Units held (cores, GiB, GPUs).
+    pub quantity: Decimal,
+    /// Price per unit-hour.
+    pub unit_price: Decimal,
+    /// Currency.
+    pub currency: &'static str,
+    /// Segment start.
+    pub start: DateTime<Utc>,
+    /// Segment end (exclusive).
+    pub end: DateTime<Utc>,
+}
+
+impl Usage {
+    /// Seconds covered.
+    pub fn seconds(&self) -> i64 {
+        (self.end - self.start).num_seconds()
+    }
+
+    fn joins(&self, next: &Usage) -> bool {
+        self.end == next.start
+            && self.customer_id == next.customer_id
+            && self.workspace_id == next.workspace_id
+            && self.resource == next.resource
+            && self.gpu_model == next.gpu_model
+            && self.quantity == next.quantity
+            && self.unit_price == next.unit_price
+            && self.currency == next.currency
+    }
+}
+
+const BYTES_PER_GIB: i64 = 1 << 30;
+
+/// Quantity of `r` held in state `s`; Err names what is wrong.
+fn quantity(r: Resource, s: &State) -> Result<Decimal, String> {
+    let (q, what) = match r {
+        Resource::Cpu => (Decimal::from(s.cpu), "cores"),
+        Resource::Memory => (
+            // Exact for any whole number of KiB (at most 20 decimals).
+            Decimal::from(s.memory) / Decimal::from(BYTES_PER_GIB),
+            "bytes",
+        ),
+        Resource::Gpu => (Decimal::from(s.gpu), "GPUs"),
+    };
+    if q.is_sign_negative() && !q.is_zero() {
+        let raw = match r {
+            Resource::Cpu => s.cpu.to_string(),
+            Resource::Memory => s.memory.to_string(),
+            Resource::Gpu => s.gpu.to_string(),
+        };
+        return Err(format!("negative quantity {raw} {what}"));
+    }
+    Ok(q)
+}
+
+/// Bills one period `[start, end)` of one environment. `states` is the
+/// environment's history sorted by (valid_from, id); the last state at or
+/// before `start` is in force at `start`.
+pub fn meter_period(
+    env_id: &str,
+    states: &[State],
+    prices: &PriceBook,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<Vec<Usage>, String> {
+    let mut out: Vec<Usage> = Vec::new();
+    let mut problems: Vec<String> = Vec::new();
+    let first = states
+        .partition_point(|s| s.valid_from <= start)
+        .saturating_sub(1);
+    for (i, s) in states.iter().enumerate().skip(first) {
+        let a = s.valid_from.max(start);
+        let b = states.get(i + 1).map_or(end, |n| n.valid_from.min(end));
+        if a >= b || s.valid_from >= end {
+            continue;
+        }
+        if s.status != "running" {
+            continue;
+        }
+        for r in Resource::ALL {
+            let fail = |what: String| {
+                format!(
+                    "environment {env_id} resource {} period {}..{}: {what}",
+                    r.as_str(),
+                    start.to_rfc3339(),
+                    end.to_rfc3339()
+                )
+            };
+            let q = match quantity(r, s) {
+                Ok(q) if q.is_zero() => continue,
+                Ok(q) => q,
+                Err(e) => {
+                    problems.push(fail(e));
+                    continue;
+                }
+            };
+            let model = match (r, s.gpu_model.as_deref()) {
+                (Resource::Gpu, Some(m)) if !m.is_empty() => m,
+                (Resource::Gpu, _) => {
+                    problems.push(fail(
+                        "no price in force: the environment holds GPUs but has no gpu_model".into(),
+                    ));
+                    continue;
+                }
+                _ => "",
+            };
+            let mut at = a;
+            while at < b {
+                let Some(p) = prices.at(r, model, at) else {
+                    let m = if model.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" for model {model:?}")
+                    };
+                    problems.push(fail(format!(
+                        "no price in force{m} at {}; add one to billing_prices",
+                        at.to_rfc3339()
+                    )));
+                    break;
+                };
+                let currency = match Currency::parse(&p.currency) {
+                    Ok(c) => c.code,
+                    Err(e) => {
+                        problems.push(fail(format!("price {}: {e}", p.unit_price)));
+                        break;
+                    }
+                };
+                // Split at price changes and at month starts (a period of a
+                // shifted grid may straddle one; invoices are per calendar month).
+                let seg_end = p.valid_to.map_or(b, |t| t.min(b)).min(next_month(at));
+                let u = Usage {
+                    customer_id: s.customer_id,
+                    workspace_id: s.workspace_id,
+                    resource: r,
+                    gpu_model: (r == Resource::Gpu).then(|| model.to_string()),
+                    quantity: q,
+                    unit_price: p.unit_price,
+                    currency,
+                    start: at,
+                    end: seg_end,
+                };
+                push_merged(&mut out, u);
+                at = seg_end;
+            }
+        }
+    }
+    if !problems.is_empty() {
+        problems.dedup();
+        return Err(problems.join("; "));
+    }
+    out.sort_by_key(|x| (x.resource, x.start));
+    Ok(out)
+}
+
+/// The first instant of the month after the one holding `t` (UTC).
+fn next_month(t: DateTime<Utc>) -> DateTime<Utc> {
+    let (y, m) = if t.month() == 12 {
+        (t.year() + 1, 1)
+    } else {
+        (t.year(), t.month() + 1)
+    };
+    Utc.with_ymd_and_hms(y, m, 1, 0, 0, 0)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// Appends, joining with the previous segment of the same resource when
+/// nothing billable changed (so a status flip that changes nothing billed
+/// does not split a record).
+fn push_merged(out: &mut Vec<Usage>, u: Usage) {
+    if let Some(prev) = out.iter_mut().rev().find(|p| p.resource == u.resource) {
+        if prev.joins(&u) && next_month(prev.start) > u.start {
+            prev.end = u.end;
+            return;
+        }
+    }
+    out.push(u);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+    fn d(s: &str) -> Decimal {
+        Decimal::from_str(s).unwrap()
+    }
+    fn state(at: &str, status: &str, cpu: i32, gpu: i32) -> State {
+        State {
+            valid_from: t(at),
+            customer_id: 1,
+            workspace_id: None,
+            status: status.into(),
+            cpu,
+            memory: 2 * BYTES_PER_GIB,
+            gpu,
+            gpu_model: Some("H100".into()),
+        }
+    }
+    fn price(r: Resource, model: &str, p: &str, cur: &str, from: &str, to: Option<&str>) -> Price {
+        Price {
+            resource: r,
+            gpu_model: model.into(),
+            unit_price: d(p),
+            currency: cur.into(),
+            valid_from: t(from),
+            valid_to: to.map(t),
+        }
+    }
+    fn book() -> PriceBook {
+        PriceBook::new(vec![
+            price(
+                Resource::Cpu,
+                "",
+                "0.05",
+                "CNY",
+                "2026-01-01T00:00:00Z",
+                Some("2026-10-01T10:30:00Z"),
+            ),
+            price(
+                Resource::Cpu,
+                "",
+                "0.06",
+                "CNY",
+                "2026-10-01T10:30:00Z",
+                None,
+            ),
+            price(
+                Resource::Memory,
+                "",
+                "0.01",
+                "CNY",
+                "2026-01-01T00:00:00Z",
+                None,
+            ),
+            price(
+                Resource::Gpu,
+                "H100",
+                "20",
+                "CNY",
+                "2026-01-01T00:00:00Z",
+                None,
+            ),
+        ])
+    }
+
+    #[test]
+    fn splits_at_status_resize_and_price_changes() {
+        let states = vec![
+            state("2026-10-01T09:50:00Z", "running", 4, 1),
+            state("2026-10-01T10:15:00Z", "running", 8, 1),
+            state("2026-10-01T10:45:00Z", "stopped", 8, 1),
+        ];
+        let u = meter_period(
+            "env-1",
+            &states,
+            &book(),
+            t("2026-10-01T10:00:00Z"),
+            t("2026-10-01T11:00:00Z"),
+        )
+        .unwrap();
+        let cpu: Vec<_> = u
+            .iter()
+            .filter(|x| x.resource == Resource::Cpu)
+            .map(|x| (x.quantity, x.unit_price, x.seconds()))
+            .collect();
+        assert_eq!(
+            cpu,
+            vec![
+                (d("4"), d("0.05"), 900),
+                (d("8"), d("0.05"), 900),
+                (d("8"), d("0.06"), 900)
+            ]
+        );
+        // Memory and GPU did not change at 10:15: one segment each.
+        let mem: Vec<_> = u
+            .iter()
+            .filter(|x| x.resource == Resource::Memory)
+            .map(|x| (x.quantity, x.seconds()))
+            .collect();
+        assert_eq!(mem, vec![(d("2"), 2700)]);
+    }
+
+    #[test]
+    fn bad_input_names_environment_resource_and_period() {
+        let mut s = state("2026-10-01T09:00:00Z", "running", -2, 1);
+        s.gpu_model = Some("T4".into());
+        let e = meter_period(
+            "env-9",
+            &[s],
+            &book(),
+            t("2026-10-01T10:00:00Z"),
+            t("2026-10-01T11:00:00Z"),
+        )
+        .unwrap_err();
+        assert!(e.contains("environment env-9 resource cpu period 2026-10-01T10:00:00+00:00..2026-10-01T11:00:00+00:00: negative quantity -2 cores"), "{e}");
+        assert!(
+            e.contains("resource gpu") && e.contains("no price in force for model \"T4\""),
+            "{e}"
+        );
+        let b = PriceBook::new(vec![
+            price(Resource::Cpu, "", "1", "XYZ", "2026-01-01T00:00:00Z", None),
+            price(
+                Resource::Memory,
+                "",
+                "1",
+                "CNY",
+                "2026-01-01T00:00:00Z",
+                None,
+            ),
+            price(
+                Resource::Gpu,
+                "H100",
+                "1",
+                "CNY",
+                "2026-01-01T00:00:00Z",
+                None,
+            ),
+        ]);
+        let e = meter_period(
+            "env-9",
+            &[state("2026-10-01T09:00:00Z", "running", 2, 1)],
+            &b,
+            t("2026-10-01T10:00:00Z"),
+            t("2026-10-01T11:00:00Z"),
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("resource cpu") && e.contains("unknown currency \"XYZ\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_period_straddling_a_month_start_is_split_there() {
+        let states = vec![state("2026-10-31T00:00:00Z", "running", 1, 0)];
+        let u = meter_period(
+            "e",
+            &states,
+            &book(),
+            t("2026-10-31T23:30:00Z"),
+            t("2026-11-01T00:30:00Z"),
+        )
+        .unwrap();
+        let cpu: Vec<_> = u
+            .iter()
+            .filter(|x| x.resource == Resource::Cpu)
+            .map(|x| (x.start, x.end))
+            .collect();
+        assert_eq!(
+            cpu,
+            vec![
+                (t("2026-10-31T23:30:00Z"), t("2026-11-01T00:00:00Z")),
+                (t("2026-11-01T00:00:00Z"), t("2026-11-01T00:30:00Z")),
+            ]
+        );
+    }
+
+    #[test]
+    fn nothing_before_the_first_state_or_while_stopped() {
+        let states = vec![state("2026-10-01T10:59:59Z", "running", 1, 0)];
+        let u = meter_period(
+            "e",
+            &states,
+            &book(),
+            t("2026-10-01T10:00:00Z"),
+            t("2026-10-01T11:00:00Z"),
+        )
+        .unwrap();
+        assert_eq!(u.len(), 2); // cpu and memory, one second each; no GPUs held
+        assert!(u.iter().all(|x| x.seconds() == 1));
+    }
+}

@@ -1,0 +1,87 @@
+//! `gpuwatch billing --once` and `gpuwatch report` as finance runs them:
+//! a month metered and invoiced, its usage report summing to its invoices,
+//! and a period with bad input named on stderr with a non-zero exit.
+
+mod common;
+
+use std::process::Output;
+
+use chrono::{Datelike, Duration, TimeZone, Utc};
+use gpuwatch_store::both_backends;
+
+fn run(args: &[&str], url: &str) -> Output {
+    common::gpuwatch_command(args)
+        .env("DATABASE_URL", url)
+        .env("GPUWATCH_LOG__LEVEL", "error")
+        .env("GPUWATCH_BILLING__INVOICE_GRACE", "0s")
+        .output()
+        .expect("run gpuwatch")
+}
+
+fn money_sum(csv: &str, column: usize) -> i64 {
+    // Amounts have exactly two decimals: sum them as cents, no float.
+    csv.lines()
+        .skip(1)
+        .map(|l| {
+            l.split(',')
+                .nth(column)
+                .unwrap()
+                .replace('.', "")
+                .parse::<i64>()
+                .unwrap()
+        })
+        .sum()
+}
+
+both_backends! {
+    async fn billing_once_meters_invoices_and_reports_reconcile(db) {
+        let out = run(&["migrate"], &db.url);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let now = Utc::now();
+        let this_month = Utc.with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0).unwrap();
+        let last_month = this_month - Duration::days(15);
+        let month = last_month.format("%Y-%m").to_string();
+        let c = db.client().await;
+        c.batch_execute(
+            "INSERT INTO customers (id, username, email, password_hash) VALUES (1, 'c1', 'c1@example.com', 'x');
+             INSERT INTO billing_prices (resource_type, gpu_model, unit_price, currency, valid_from) VALUES
+               ('cpu', '', 0.05, 'CNY', '2020-01-01'), ('memory', '', 0.01, 'CNY', '2020-01-01'),
+               ('gpu', 'H100', 20, 'CNY', '2020-01-01');",
+        )
+        .await
+        .unwrap();
+        let start = this_month - Duration::days(40);
+        for (env, model) in [("env-ok", "H100"), ("env-bad", "A100")] {
+            c.execute(
+                "INSERT INTO environment_status_history (env_id, customer_id, status, cpu, memory, gpu, gpu_model, valid_from)
+                 VALUES ($1, 1, 'running', 3, 4294967296, 1, $2, $3)",
+                &[&env, &model, &start],
+            )
+            .await
+            .unwrap();
+        }
+        let out = run(&["billing", "--once"], &db.url);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "bad input must fail the run: {stderr}");
+        assert!(stderr.contains("environment env-bad resource gpu period"), "{stderr}");
+        assert!(stderr.contains("no price in force for model \"A100\""), "{stderr}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("invoices cut") && !stdout.contains(" 0 invoices cut"), "{stdout}");
+
+        let usage = run(&["report", "usage", "--month", &month, "--format", "csv", "--group-by", "environment"], &db.url);
+        assert!(usage.status.success(), "{}", String::from_utf8_lossy(&usage.stderr));
+        let usage = String::from_utf8(usage.stdout).unwrap();
+        assert!(usage.lines().count() >= 4, "{usage}");
+        assert!(usage.lines().skip(1).all(|l| l.contains(",env-ok,")), "env-bad billed nothing: {usage}");
+        let invoices = run(&["report", "invoices", "--month", &month, "--format", "csv"], &db.url);
+        assert!(invoices.status.success(), "{}", String::from_utf8_lossy(&invoices.stderr));
+        let invoices = String::from_utf8(invoices.stdout).unwrap();
+        assert_eq!(money_sum(&usage, 10), money_sum(&invoices, 12), "usage report and invoice lines differ:\n{usage}\n{invoices}");
+        let text = run(&["report", "invoices", "--month", &month], &db.url);
+        assert!(String::from_utf8_lossy(&text.stdout).contains("total ¥"), "{}", String::from_utf8_lossy(&text.stdout));
+
+        let bad = run(&["report", "usage", "--month", "2026-13"], &db.url);
+        assert_eq!(bad.status.code(), Some(64));
+        assert!(String::from_utf8_lossy(&bad.stderr).contains("month: expected a month as YYYY-MM"));
+    }
+}
