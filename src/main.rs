@@ -308,7 +308,8 @@ async fn serve(cfg: Config, shutdown: CancellationToken) -> Result<(), Failure> 
     let exporter = gpuwatch_exporter::Exporter::new(cfg.exporter.clone());
     let refresh = tokio::spawn(exporter.clone().run(pool.clone(), shutdown.clone()));
     let state = gpuwatch_api::AppState::new(pool, cfg.database.writer.clone(), cfg.api, exporter)
-        .with_webhook_defaults(cfg.alerter.webhook.clone());
+        .with_webhook_defaults(cfg.alerter.webhook.clone())
+        .with_invoice_due_days(cfg.billing.due_days);
     let served = gpuwatch_api::serve(state, shutdown.clone()).await;
     shutdown.cancel();
     let _ = refresh.await;
@@ -444,23 +445,21 @@ async fn billing_report(cfg: Config, report: ReportKind) -> Result<(), Failure> 
                     "--format: must be text, csv or json, got {format:?}"
                 )));
             }
-            let mut page = 1;
             let mut all = Vec::new();
             loop {
                 let q = gpuwatch_billing::InvoiceQuery {
                     customer_id: customer,
                     status: status.clone(),
                     month: month.clone(),
-                    page: Some(page),
-                    per_page: Some(500),
+                    limit: Some(1000),
+                    offset: Some(all.len() as i64),
                 };
                 let p = gpuwatch_billing::list_invoices(&pool, &q).await?;
-                let done = (p.page as i64) * (p.per_page as i64) >= p.total;
+                let got = p.items.len();
                 all.extend(p.items);
-                if done {
+                if got == 0 || all.len() as i64 >= p.total {
                     break;
                 }
-                page += 1;
             }
             print!("{}", gpuwatch_billing::invoice::render(&all, &format));
         }

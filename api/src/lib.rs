@@ -17,6 +17,7 @@
 
 pub mod alerting;
 pub mod auth;
+pub mod billing;
 mod config;
 pub mod endpoints;
 mod error;
@@ -40,7 +41,7 @@ use gpuwatch_store::{BatchWriter, Pool, WriterConfig};
 use tokio_util::sync::CancellationToken;
 
 pub use config::ApiConfig;
-use endpoints::{query, schema, Api, Endpoint, AGENT, READ, WRITE};
+use endpoints::{query, schema, Api, Endpoint, AGENT, FINANCE, READ, WRITE};
 pub use error::ApiError;
 
 /// host id → (inventory fingerprint, UUID → gpus.id).
@@ -54,6 +55,7 @@ pub struct AppState {
     cfg: Arc<ApiConfig>,
     exporter: Arc<Exporter>,
     webhook_defaults: Arc<gpuwatch_alerter::WebhookConfig>,
+    due_days: u32,
     /// host id → (inventory fingerprint, UUID → gpus.id): inventory is
     /// written only when it changes.
     known: KnownInventory,
@@ -69,6 +71,7 @@ impl AppState {
             cfg: Arc::new(cfg),
             exporter,
             webhook_defaults: Arc::default(),
+            due_days: 30,
             known: Arc::default(),
         }
     }
@@ -78,6 +81,16 @@ impl AppState {
     pub fn with_webhook_defaults(mut self, d: gpuwatch_alerter::WebhookConfig) -> Self {
         self.webhook_defaults = Arc::new(d);
         self
+    }
+
+    /// Payment term of invoices issued through the API (`billing.due_days`).
+    pub fn with_invoice_due_days(mut self, days: u32) -> Self {
+        self.due_days = days;
+        self
+    }
+
+    fn invoice_due_days(&self) -> u32 {
+        self.due_days
     }
 
     fn webhook_defaults(&self) -> &gpuwatch_alerter::WebhookConfig {
@@ -93,6 +106,7 @@ impl AppState {
 /// `/api/v1`'s endpoints: the router and the OpenAPI document, from one table.
 pub fn api(state: AppState) -> (Router<AppState>, serde_json::Value) {
     use alerting as al;
+    use billing as bi;
     use gpuwatch_alerter::admin;
     use inventory as inv;
     use serde_json::Value;
@@ -341,6 +355,49 @@ pub fn api(state: AppState) -> (Router<AppState>, serde_json::Value) {
             )
             .method("post", 202),
             post(al::replay_notification),
+        )
+        .add(
+            Endpoint::get(
+                "/api/v1/reports/usage",
+                FINANCE,
+                "Usage by customer, workspace, environment, resource or GPU model (JSON, or CSV with format=csv); sums exactly to the invoices.",
+                schema::<bi::UsageReport>,
+            )
+            .query(query::<gpuwatch_billing::UsageQuery>),
+            get(bi::usage),
+        )
+        .add(
+            Endpoint::get("/api/v1/invoices", FINANCE, "Invoices with their lines.", schema::<gpuwatch_billing::InvoicePage>)
+                .query(query::<gpuwatch_billing::InvoiceQuery>),
+            get(bi::list_invoices),
+        )
+        .add(
+            Endpoint::get("/api/v1/invoices/{id}", FINANCE, "One invoice with its lines.", schema::<gpuwatch_billing::Invoice>),
+            get(bi::get_invoice),
+        )
+        .add(
+            Endpoint::get("/api/v1/invoices/{id}/issue", FINANCE, "Issue a draft invoice; it never changes afterwards.", schema::<gpuwatch_billing::Invoice>)
+                .method("post", 200),
+            post(bi::issue_invoice),
+        )
+        .add(
+            Endpoint::get("/api/v1/invoices/{id}/pay", FINANCE, "Mark an issued invoice paid.", schema::<gpuwatch_billing::Invoice>)
+                .method("post", 200),
+            post(bi::pay_invoice),
+        )
+        .add(
+            Endpoint::get("/api/v1/invoices/{id}/void", FINANCE, "Void a draft or issued invoice.", schema::<gpuwatch_billing::Invoice>)
+                .method("post", 200),
+            post(bi::void_invoice),
+        )
+        .add(
+            Endpoint::get("/api/v1/prices", FINANCE, "Effective-dated prices per resource and GPU model.", schema::<Vec<gpuwatch_billing::PriceEntry>>),
+            get(bi::list_prices),
+        )
+        .add(
+            Endpoint::get("/api/v1/prices", FINANCE, "Add a price from a date; the price it follows is closed.", schema::<gpuwatch_billing::PriceEntry>)
+                .with_body("post", schema::<gpuwatch_billing::NewPrice>, 201),
+            post(bi::add_price),
         )
         .finish()
 }

@@ -37,7 +37,7 @@ pub struct CutReport {
 }
 
 /// One invoice line.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct InvoiceLine {
     /// "usage" or "correction".
     pub charge_class: String,
@@ -58,7 +58,7 @@ pub struct InvoiceLine {
 }
 
 /// An invoice, as the API returns it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Invoice {
     /// Id.
     pub id: i64,
@@ -93,7 +93,7 @@ pub struct Invoice {
 }
 
 /// Filters and paging of [`list_invoices`].
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InvoiceQuery {
     /// Only this customer's invoices.
@@ -102,23 +102,23 @@ pub struct InvoiceQuery {
     pub status: Option<String>,
     /// Only this month ("2026-10").
     pub month: Option<String>,
-    /// 1-based page (default 1).
-    pub page: Option<u32>,
-    /// Page size (default 50, at most 500).
-    pub per_page: Option<u32>,
+    /// Page size (default 50, at most 1000), as every list of the API.
+    pub limit: Option<i64>,
+    /// Invoices to skip.
+    pub offset: Option<i64>,
 }
 
 /// A page of invoices.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct InvoicePage {
     /// The invoices of this page, newest month first.
     pub items: Vec<Invoice>,
-    /// Page number.
-    pub page: u32,
-    /// Page size.
-    pub per_page: u32,
     /// Invoices matching the filters, all pages.
     pub total: i64,
+    /// Page size asked for.
+    pub limit: i64,
+    /// Invoices skipped.
+    pub offset: i64,
 }
 
 /// `[start, end)` of a month given as "YYYY-MM"; the error names the field.
@@ -365,15 +365,13 @@ pub async fn list_invoices(pool: &gpuwatch_store::Pool, q: &InvoiceQuery) -> Res
         }
         None => None,
     };
-    let page = q.page.unwrap_or(1);
-    let per_page = q.per_page.unwrap_or(50);
-    if page == 0 {
-        problems.push("page: must be at least 1".into());
+    let limit = q.limit.unwrap_or(50);
+    let offset = q.offset.unwrap_or(0);
+    if !(1..=1000).contains(&limit) {
+        problems.push(format!("limit: must be between 1 and 1000, got {limit}"));
     }
-    if !(1..=500).contains(&per_page) {
-        problems.push(format!(
-            "per_page: must be between 1 and 500, got {per_page}"
-        ));
+    if offset < 0 {
+        problems.push(format!("offset: must not be negative, got {offset}"));
     }
     if !problems.is_empty() {
         return Err(BillingError::Invalid(problems));
@@ -389,28 +387,21 @@ pub async fn list_invoices(pool: &gpuwatch_store::Pool, q: &InvoiceQuery) -> Res
         .await
         .map_err(db("counting invoices"))?
         .get(0);
-    let offset = i64::from(page.saturating_sub(1)) * i64::from(per_page);
     let rows = client
         .query(
             &format!(
                 "SELECT {INVOICE_COLUMNS} FROM invoices WHERE {filter}
                  ORDER BY period_start DESC, customer_id, currency LIMIT $4 OFFSET $5"
             ),
-            &[
-                &q.customer_id,
-                &q.status,
-                &month,
-                &i64::from(per_page),
-                &offset,
-            ],
+            &[&q.customer_id, &q.status, &month, &limit, &offset],
         )
         .await
         .map_err(db("listing invoices"))?;
     Ok(InvoicePage {
         items: rows.iter().map(invoice_row).collect(),
-        page,
-        per_page,
         total,
+        limit,
+        offset,
     })
 }
 

@@ -9,7 +9,7 @@ use crate::money::Currency;
 use crate::usage::Resource;
 
 /// A stored price.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct PriceEntry {
     /// Id.
     pub id: i64,
@@ -29,7 +29,7 @@ pub struct PriceEntry {
 
 /// A new price. The open-ended price it follows (same resource and model,
 /// starting earlier) is closed at `valid_from`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewPrice {
     /// cpu, memory or gpu.

@@ -19,7 +19,7 @@ use crate::money;
 use crate::usage::Resource;
 
 /// A dimension to split rows by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum GroupBy {
     /// Customer (always part of a row: invoices are per customer).
@@ -55,7 +55,7 @@ impl GroupBy {
 }
 
 /// The query of `GET /api/v1/reports/usage` (and `gpuwatch report usage`).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UsageQuery {
     /// Range start (RFC 3339), or use `month`.
@@ -128,7 +128,7 @@ impl UsageQuery {
 }
 
 /// One report row.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct UsageRow {
     /// Earliest record start in the row.
     pub period_start: DateTime<Utc>,

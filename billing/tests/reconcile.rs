@@ -347,7 +347,7 @@ async fn scenario(db: &gpuwatch_store::testing::TestDb, seed: u64) {
     let page = list_invoices(
         &pool,
         &InvoiceQuery {
-            per_page: Some(500),
+            limit: Some(1000),
             ..Default::default()
         },
     )
