@@ -389,4 +389,4 @@ VALUES ('quota nearly used',
         'A customer holds 90% or more of a resource quota (gpuwatch_quota_usage).',
         'quota.used_pct', '[]', 'last', 300, '>=', 90, 0, 'warning',
         '{"team": "billing"}',
-        '{"summary": "customer {{customer_id}} uses {{value}}% of its {{resource_type}} quota", "runbook": "raise the quota in resource_quotas or ask the customer to release resources"}');
+        '{"summary": "customer {{ $labels.customer_id }} uses {{ $value }}% of its {{ $labels.resource_type }} quota", "runbook": "raise the quota in resource_quotas or ask the customer to release resources"}');
