@@ -57,7 +57,7 @@ pub async fn run(pool: gpuwatch_store::Pool, s: Settings, shutdown: Cancellation
                 Ok(r) => {
                     invoice_pending = r.waiting_for_meter.is_some();
                     if let Some(w) = r.waiting_for_meter {
-                        tracing::warn!(waiting = %w, "invoices wait for the meter");
+                        tracing::info!(waiting = %w, "invoices wait for the meter; retried after its next run");
                     }
                 }
                 Err(e) => {
