@@ -3,9 +3,11 @@
 //! page, sort and filter, bad input gets a 4xx whose message says what is
 //! wrong, and the OpenAPI document lists exactly what is served.
 
-use gpuwatch_api::{router, ApiConfig, AppState};
+mod common;
+
+use gpuwatch_api::ApiConfig;
 use gpuwatch_store::testing::TestDb;
-use gpuwatch_store::{both_backends, migrate, Pool, WriterConfig};
+use gpuwatch_store::{both_backends, Pool};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -36,18 +38,7 @@ impl Server {
 }
 
 async fn start(db: &TestDb) -> Server {
-    let store = db.store_config();
-    migrate(&store).await.expect("migrate");
-    let pool = gpuwatch_store::connect(&store).await.expect("pool");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let app = router(AppState::new(
-        pool.clone(),
-        WriterConfig::default(),
-        ApiConfig::default(),
-        gpuwatch_exporter::Exporter::new(Default::default()),
-    ));
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (url, pool) = common::serve_in_process(db, ApiConfig::default()).await;
     Server {
         url,
         pool,

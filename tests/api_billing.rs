@@ -3,15 +3,17 @@
 //! the month's invoices; invoice transitions follow draft → issued → paid
 //! and refuse the rest with 409; bad input is a 400 that names the field.
 
+mod common;
+
 use std::str::FromStr;
 
 use chrono::{DateTime, Duration, Utc};
-use gpuwatch_api::{router, ApiConfig, AppState};
+use gpuwatch_api::ApiConfig;
 use gpuwatch_billing::grid::Grid;
 use gpuwatch_billing::invoice::InvoiceOptions;
 use gpuwatch_billing::MeterOptions;
 use gpuwatch_store::testing::TestDb;
-use gpuwatch_store::{both_backends, migrate, Pool, WriterConfig};
+use gpuwatch_store::{both_backends, Pool};
 use reqwest::{Method, StatusCode};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
@@ -61,18 +63,7 @@ impl Server {
 }
 
 async fn start(db: &TestDb) -> Server {
-    let store = db.store_config();
-    migrate(&store).await.expect("migrate");
-    let pool = gpuwatch_store::connect(&store).await.expect("pool");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let app = router(AppState::new(
-        pool.clone(),
-        WriterConfig::default(),
-        ApiConfig::default(),
-        gpuwatch_exporter::Exporter::new(Default::default()),
-    ));
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (url, pool) = common::serve_in_process(db, ApiConfig::default()).await;
     Server {
         url,
         pool,

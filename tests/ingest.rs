@@ -2,15 +2,16 @@
 //! are stored once, and every kind of bad input gets a 4xx with a message
 //! that says what is wrong, with nothing half-written.
 
+mod common;
+
 use std::io::Write;
 
 use chrono::{Duration, DurationRound, Utc};
-use gpuwatch_api::{router, ApiConfig, AppState};
+use gpuwatch_api::ApiConfig;
 use gpuwatch_store::inventory::{GpuInfo, HostInfo};
 use gpuwatch_store::testing::TestDb;
 use gpuwatch_store::{
-    both_backends, migrate, Batch, GpuReading, GpuSample, HostSample, IngestPayload, Pool,
-    WriterConfig,
+    both_backends, Batch, GpuReading, GpuSample, HostSample, IngestPayload, Pool,
 };
 use serde_json::Value;
 
@@ -20,18 +21,7 @@ struct Server {
 }
 
 async fn start(db: &TestDb, cfg: ApiConfig) -> Server {
-    let store = db.store_config();
-    migrate(&store).await.expect("migrate");
-    let pool = gpuwatch_store::connect(&store).await.expect("pool");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let app = router(AppState::new(
-        pool.clone(),
-        WriterConfig::default(),
-        cfg,
-        gpuwatch_exporter::Exporter::new(Default::default()),
-    ));
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (url, pool) = common::serve_in_process(db, cfg).await;
     Server { url, pool }
 }
 

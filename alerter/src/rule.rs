@@ -6,63 +6,24 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::template;
+use gpuwatch_store::{EnvSample, GpuSample, HostSample, Sample};
 
-/// Columns of `gpu_metrics` a rule may watch as `gpu.<column>`.
-pub const GPU_COLUMNS: &[&str] = &[
-    "utilization_percent",
-    "memory_used",
-    "memory_usage_percent",
-    "temperature",
-    "power_draw",
-    "fan_speed_percent",
-    "sm_clock",
-    "memory_clock",
-    "process_count",
-    "memory_copy_util_percent",
-    "memory_free",
-    "memory_temperature",
-    "energy_consumed_mj",
-    "pcie_tx_bytes_per_sec",
-    "pcie_rx_bytes_per_sec",
-    "ecc_sbe_volatile",
-    "ecc_dbe_volatile",
-    "throttle_reasons",
-];
+/// The columns of a raw metric table a rule may watch: every column the
+/// batch writer stores, except the series keys, the time, and `xid_last`
+/// (watched as `gpu.xid_errors`). Taken from the store's row types so a new
+/// column is watchable as soon as it is stored.
+fn watchable(columns: &'static [&'static str]) -> impl Iterator<Item = &'static str> {
+    columns.iter().copied().filter(|c| {
+        !matches!(
+            *c,
+            "gpu_id" | "host_id" | "env_id" | "collected_at" | "xid_last"
+        )
+    })
+}
 
-/// Columns of `host_metrics` a rule may watch as `host.<column>`.
-pub const HOST_COLUMNS: &[&str] = &[
-    "cpu_usage_percent",
-    "cpu_load_1m",
-    "cpu_load_5m",
-    "cpu_load_15m",
-    "memory_used",
-    "memory_available",
-    "memory_usage_percent",
-    "disk_used",
-    "disk_available",
-    "disk_usage_percent",
-    "disk_io_read_bytes",
-    "disk_io_write_bytes",
-    "network_rx_bytes",
-    "network_tx_bytes",
-    "network_rx_packets",
-    "network_tx_packets",
-    "gpu_avg_utilization",
-    "gpu_avg_memory_used",
-    "gpu_avg_temperature",
-    "gpu_avg_power",
-];
-
-/// Columns of `environment_metrics` a rule may watch as `environment.<column>`.
-pub const ENV_COLUMNS: &[&str] = &[
-    "cpu_usage_percent",
-    "memory_used",
-    "memory_usage_percent",
-    "gpu_usage_percent",
-    "gpu_memory_used",
-    "network_rx_bytes",
-    "network_tx_bytes",
-];
+const GPU_COLUMNS: &[&str] = GpuSample::COLUMNS;
+const HOST_COLUMNS: &[&str] = HostSample::COLUMNS;
+const ENV_COLUMNS: &[&str] = EnvSample::COLUMNS;
 
 /// Where a metric's series come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -83,7 +44,7 @@ pub enum Source {
 
 /// Resolves a metric name to its source; `None` if unknown.
 pub fn source(metric: &str) -> Option<Source> {
-    let find = |cols: &[&'static str], c: &str| cols.iter().copied().find(|x| *x == c);
+    let find = |cols: &'static [&'static str], c: &str| watchable(cols).find(|x| *x == c);
     match metric {
         "host.heartbeat_age" => Some(Source::HeartbeatAge),
         "gpu.xid_errors" => Some(Source::XidErrors),
@@ -102,9 +63,9 @@ pub fn source(metric: &str) -> Option<Source> {
 
 /// Every metric name a rule may use.
 pub fn metric_names() -> Vec<String> {
-    let mut v: Vec<String> = GPU_COLUMNS.iter().map(|c| format!("gpu.{c}")).collect();
-    v.extend(HOST_COLUMNS.iter().map(|c| format!("host.{c}")));
-    v.extend(ENV_COLUMNS.iter().map(|c| format!("environment.{c}")));
+    let mut v: Vec<String> = watchable(GPU_COLUMNS).map(|c| format!("gpu.{c}")).collect();
+    v.extend(watchable(HOST_COLUMNS).map(|c| format!("host.{c}")));
+    v.extend(watchable(ENV_COLUMNS).map(|c| format!("environment.{c}")));
     v.extend(["host.heartbeat_age", "gpu.xid_errors", "quota.used_pct"].map(String::from));
     v
 }
@@ -343,6 +304,21 @@ mod tests {
         assert_eq!(source("host.heartbeat_age"), Some(Source::HeartbeatAge));
         assert_eq!(source("gpu.temperature; DROP TABLE x"), None);
         assert!(metric_names().iter().all(|m| source(m).is_some()));
+        // Keys and the time are not metrics; the XID is watched as xid_errors.
+        for not in [
+            "gpu.gpu_id",
+            "gpu.host_id",
+            "gpu.collected_at",
+            "gpu.xid_last",
+            "environment.env_id",
+        ] {
+            assert_eq!(source(not), None, "{not}");
+        }
+        let count = |p: &str| metric_names().iter().filter(|m| m.starts_with(p)).count();
+        assert_eq!(
+            (count("gpu."), count("host."), count("environment.")),
+            (19, 21, 7)
+        );
     }
 
     #[test]
