@@ -167,4 +167,9 @@ INSERT INTO inhibit_rules (name, source_matchers, target_matchers, equal)
 VALUES ('silent host inhibits its GPU alerts',
         '[{"name": "alertname", "op": "=", "value": "HostSilent"}]',
         '[{"name": "scope", "op": "=", "value": "gpu"}]',
-        '["host"]');
+        '["host"]'),
+       -- One page per hot GPU: at 85 °C the critical alert stands for the warning.
+       ('critical temperature inhibits the warning',
+        '[{"name": "alertname", "op": "=", "value": "GpuTemperatureCritical"}]',
+        '[{"name": "alertname", "op": "=", "value": "GpuTemperatureHigh"}]',
+        '["host", "gpu"]');

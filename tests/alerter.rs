@@ -280,3 +280,31 @@ both_backends! {
         assert_eq!(last["status"], "firing", "a group with firing alerts is firing");
     }
 }
+
+both_backends! {
+    async fn the_critical_temperature_alert_stands_for_the_warning(db) {
+        // The shipped rules and inhibition: a GPU at 90 °C fires both
+        // temperature rules, and only the critical one is notified; a GPU
+        // at 82 °C fires the warning, which nothing inhibits.
+        let (pool, w) = setup(&db, 2).await;
+        let c = pool.get().await.unwrap();
+        c.batch_execute(
+            "UPDATE alert_rules SET enabled = true, for_seconds = 0
+              WHERE name IN ('GpuTemperatureHigh', 'GpuTemperatureCritical')",
+        ).await.unwrap();
+        temps(&w, &[90.0, 82.0]).await;
+        evaluate_once(&pool, &fast_config()).await.unwrap();
+        let rows = c.query(
+            "SELECT r.name, a.labels->>'gpu', a.state, a.muted_by FROM alert_records a JOIN alert_rules r ON r.id = a.rule_id
+              ORDER BY 2, 1", &[]).await.unwrap();
+        let got: Vec<(String, String, String, Option<String>)> = rows.iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get::<_, Option<String>>(3).map(|m| m.split(':').next().unwrap().to_string())))
+            .collect();
+        let s = |x: &str| x.to_string();
+        assert_eq!(got, vec![
+            (s("GpuTemperatureCritical"), s("0"), s("firing"), None),
+            (s("GpuTemperatureHigh"), s("0"), s("firing"), Some(s("inhibit"))),
+            (s("GpuTemperatureHigh"), s("1"), s("firing"), None),
+        ]);
+    }
+}
