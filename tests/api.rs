@@ -330,6 +330,11 @@ both_backends! {
         let (st, body) = s.send(Method::POST, "/api/v1/alert-rules", &operator, Some(wrong)).await;
         assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
         assert!(body["error"]["message"].as_str().unwrap().contains("threshold"), "{body}");
+        let mut huge = rule("huge");
+        huge["description"] = "x".repeat(2 << 20).into();
+        let (st, body) = s.send(Method::POST, "/api/v1/alert-rules", &operator, Some(huge)).await;
+        assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+        assert!(body["error"]["message"].is_string(), "{body}");
         let resp = s.http.post(format!("{}/api/v1/alert-rules", s.url)).bearer_auth(&operator)
             .body("{").header("content-type", "application/json").send().await.unwrap();
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST);

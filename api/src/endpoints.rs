@@ -26,6 +26,9 @@ pub const AGENT: &[&str] = &["agent", "admin"];
 
 type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
 
+/// Largest JSON body of a management route, bytes.
+pub const MAX_JSON_BODY: usize = 1 << 20;
+
 /// The schema of `T`, registered in the document's components.
 pub fn schema<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
     g.subschema_for::<T>()
@@ -124,6 +127,9 @@ impl Api {
 
     /// Mounts `handler` for `e` behind the role check of `e.roles`.
     pub fn add(mut self, e: Endpoint, handler: MethodRouter<AppState>) -> Self {
+        // Management bodies are small JSON documents; only ingest (which
+        // checks its own limits) takes large ones.
+        let handler = handler.layer(axum::extract::DefaultBodyLimit::max(MAX_JSON_BODY));
         let guarded = handler.route_layer(middleware::from_fn_with_state(
             (self.state.clone(), e.roles, e.method, e.path),
             authorize,

@@ -38,7 +38,8 @@ fn json_rejection(e: JsonRejection) -> ApiError {
             StatusCode::UNPROCESSABLE_ENTITY,
             format!("the body does not fit: {}", source_text(&e)),
         ),
-        other => ApiError::new(StatusCode::BAD_REQUEST, other.body_text()),
+        // Too large (413) and unreadable bodies keep axum's status.
+        other => ApiError::new(other.status(), other.body_text()),
     }
 }
 
