@@ -25,6 +25,47 @@ LANGUAGE sql STABLE AS $$
         fallback)
 $$;
 
+-- Which tier serves a range starting at p_from with buckets of p_step, and
+-- where each part's span starts: the finest tier the step allows, coarsened
+-- while retention no longer holds p_from; the step widened to the tier's
+-- bucket; daily [.., wm_1d), hourly [h_from, wm_1h), raw [raw_from, ..].
+-- Shared by every tier-aware reader (gpuwatch_series, gpuwatch_counter_rate).
+CREATE FUNCTION gpuwatch_tier_plan(
+    p_source text, p_from timestamptz, p_step interval,
+    OUT tier text, OUT step interval, OUT h_from timestamptz, OUT raw_from timestamptz,
+    OUT wm_1h timestamptz, OUT wm_1d timestamptz)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    width interval;
+BEGIN
+    tier := CASE WHEN p_step >= interval '1 day' THEN '1d' WHEN p_step >= interval '1 hour' THEN '1h' ELSE 'raw' END;
+    IF tier = 'raw' AND p_from < now() - make_interval(days => gpuwatch_retention_days('retention.raw_days', 7)) THEN
+        tier := '1h';
+    END IF;
+    IF tier = '1h' AND p_from < now() - make_interval(days => gpuwatch_retention_days('retention.hourly_days', 90)) THEN
+        tier := '1d';
+    END IF;
+    width := CASE tier WHEN '1d' THEN interval '1 day' WHEN '1h' THEN interval '1 hour' ELSE NULL END;
+    step := p_step;
+    IF width IS NOT NULL AND step < width THEN
+        step := width;
+    END IF;
+
+    SELECT s.watermark INTO wm_1h FROM gpuwatch_tier_state s WHERE s.source = p_source AND s.tier = '1h';
+    SELECT s.watermark INTO wm_1d FROM gpuwatch_tier_state s WHERE s.source = p_source AND s.tier = '1d';
+    IF tier = 'raw' THEN
+        raw_from := '-infinity';
+    ELSIF tier = '1h' THEN
+        h_from := '-infinity';
+        raw_from := coalesce(wm_1h, '-infinity');
+    ELSE
+        wm_1d := coalesce(wm_1d, '-infinity');
+        h_from := wm_1d;
+        raw_from := greatest(wm_1d, coalesce(wm_1h, '-infinity'));
+    END IF;
+END;
+$$;
+
 CREATE FUNCTION gpuwatch_series(
     p_source text,
     p_ids    text[],
@@ -38,8 +79,7 @@ DECLARE
     key_col  text;
     key_cast text;
     v_tier   text;
-    width    interval;
-    step     interval := p_step;
+    step     interval;
     wm_1h    timestamptz;
     wm_1d    timestamptz;
     raw_from timestamptz;
@@ -68,32 +108,9 @@ BEGIN
         RAISE EXCEPTION 'gpuwatch_series: step must be positive, got %', p_step;
     END IF;
 
-    -- The finest tier the step allows, coarsened while retention no longer holds p_from.
-    v_tier := CASE WHEN p_step >= interval '1 day' THEN '1d' WHEN p_step >= interval '1 hour' THEN '1h' ELSE 'raw' END;
-    IF v_tier = 'raw' AND p_from < now() - make_interval(days => gpuwatch_retention_days('retention.raw_days', 7)) THEN
-        v_tier := '1h';
-    END IF;
-    IF v_tier = '1h' AND p_from < now() - make_interval(days => gpuwatch_retention_days('retention.hourly_days', 90)) THEN
-        v_tier := '1d';
-    END IF;
-    width := CASE v_tier WHEN '1d' THEN interval '1 day' WHEN '1h' THEN interval '1 hour' ELSE NULL END;
-    IF width IS NOT NULL AND step < width THEN
-        step := width;
-    END IF;
-
-    SELECT s.watermark INTO wm_1h FROM gpuwatch_tier_state s WHERE s.source = p_source AND s.tier = '1h';
-    SELECT s.watermark INTO wm_1d FROM gpuwatch_tier_state s WHERE s.source = p_source AND s.tier = '1d';
-    -- Spans: daily [.., wm_1d), hourly [h_from, wm_1h), raw [raw_from, ..].
-    IF v_tier = 'raw' THEN
-        raw_from := '-infinity';
-    ELSIF v_tier = '1h' THEN
-        h_from := '-infinity';
-        raw_from := coalesce(wm_1h, '-infinity');
-    ELSE
-        wm_1d := coalesce(wm_1d, '-infinity');
-        h_from := wm_1d;
-        raw_from := greatest(wm_1d, coalesce(wm_1h, '-infinity'));
-    END IF;
+    SELECT t.tier, t.step, t.h_from, t.raw_from, t.wm_1h, t.wm_1d
+      INTO v_tier, step, h_from, raw_from, wm_1h, wm_1d
+      FROM gpuwatch_tier_plan(p_source, p_from, p_step) t;
 
     -- Without ids the fleet rollups serve the tier parts (one row per bucket).
     IF p_ids IS NULL THEN

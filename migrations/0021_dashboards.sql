@@ -31,8 +31,7 @@ DECLARE
     key_col  text;
     key_cast text;
     v_tier   text;
-    width    interval;
-    step     interval := p_step;
+    step     interval;
     wm_1h    timestamptz;
     wm_1d    timestamptz;
     raw_from timestamptz;
@@ -58,31 +57,10 @@ BEGIN
         RAISE EXCEPTION 'gpuwatch_counter_rate: step must be positive, got %', p_step;
     END IF;
 
-    -- Tier choice exactly as in gpuwatch_series.
-    v_tier := CASE WHEN p_step >= interval '1 day' THEN '1d' WHEN p_step >= interval '1 hour' THEN '1h' ELSE 'raw' END;
-    IF v_tier = 'raw' AND p_from < now() - make_interval(days => gpuwatch_retention_days('retention.raw_days', 7)) THEN
-        v_tier := '1h';
-    END IF;
-    IF v_tier = '1h' AND p_from < now() - make_interval(days => gpuwatch_retention_days('retention.hourly_days', 90)) THEN
-        v_tier := '1d';
-    END IF;
-    width := CASE v_tier WHEN '1d' THEN interval '1 day' WHEN '1h' THEN interval '1 hour' ELSE NULL END;
-    IF width IS NOT NULL AND step < width THEN
-        step := width;
-    END IF;
-
-    SELECT s.watermark INTO wm_1h FROM gpuwatch_tier_state s WHERE s.source = p_source AND s.tier = '1h';
-    SELECT s.watermark INTO wm_1d FROM gpuwatch_tier_state s WHERE s.source = p_source AND s.tier = '1d';
-    IF v_tier = 'raw' THEN
-        raw_from := '-infinity';
-    ELSIF v_tier = '1h' THEN
-        h_from := '-infinity';
-        raw_from := coalesce(wm_1h, '-infinity');
-    ELSE
-        wm_1d := coalesce(wm_1d, '-infinity');
-        h_from := wm_1d;
-        raw_from := greatest(wm_1d, coalesce(wm_1h, '-infinity'));
-    END IF;
+    -- Tier choice and spans exactly as in gpuwatch_series.
+    SELECT t.tier, t.step, t.h_from, t.raw_from, t.wm_1h, t.wm_1d
+      INTO v_tier, step, h_from, raw_from, wm_1h, wm_1d
+      FROM gpuwatch_tier_plan(p_source, p_from, p_step) t;
 
     -- $2 widened by one step: the first bucket's rate needs the bucket before it.
     q := format($f$
