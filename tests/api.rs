@@ -11,39 +11,10 @@ use gpuwatch_store::{both_backends, Pool};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-struct Server {
-    url: String,
-    pool: Pool,
-    http: reqwest::Client,
-}
-
-impl Server {
-    async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
-        let mut req = self.http.get(format!("{}{path}", self.url));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let resp = req.send().await.expect("request");
-        let status = resp.status();
-        let body = resp.json::<Value>().await.unwrap_or(Value::Null);
-        (status, body)
-    }
-
-    async fn token(&self, role: &str) -> String {
-        gpuwatch_api::auth::create(&self.pool, role, role, None)
-            .await
-            .expect("token")
-            .1
-    }
-}
+use common::ApiClient as Server;
 
 async fn start(db: &TestDb) -> Server {
-    let (url, pool) = common::serve_in_process(db, ApiConfig::default()).await;
-    Server {
-        url,
-        pool,
-        http: reqwest::Client::new(),
-    }
+    Server::start(db, ApiConfig::default()).await
 }
 
 /// Five hosts (h1..h5) with two GPUs each and one sample per GPU and host
@@ -265,28 +236,6 @@ both_backends! {
             let st = s.http.get(format!("{}{concrete}", s.url)).send().await.unwrap().status();
             assert_ne!(st, StatusCode::NOT_FOUND, "{path} is documented but not served");
         }
-    }
-}
-
-impl Server {
-    async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        token: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.url))
-            .bearer_auth(token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.expect("request");
-        let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 }
 

@@ -12,63 +12,16 @@ use gpuwatch_api::ApiConfig;
 use gpuwatch_billing::grid::Grid;
 use gpuwatch_billing::invoice::InvoiceOptions;
 use gpuwatch_billing::MeterOptions;
+use gpuwatch_store::both_backends;
 use gpuwatch_store::testing::TestDb;
-use gpuwatch_store::{both_backends, Pool};
 use reqwest::{Method, StatusCode};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
-struct Server {
-    url: String,
-    pool: Pool,
-    http: reqwest::Client,
-}
-
-impl Server {
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        token: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, String) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.url))
-            .bearer_auth(token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.expect("request");
-        (resp.status(), resp.text().await.unwrap_or_default())
-    }
-
-    async fn json(
-        &self,
-        method: Method,
-        path: &str,
-        token: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let (st, text) = self.call(method, path, token, body).await;
-        (st, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    async fn token(&self, role: &str) -> String {
-        gpuwatch_api::auth::create(&self.pool, role, role, None)
-            .await
-            .expect("token")
-            .1
-    }
-}
+use common::ApiClient as Server;
 
 async fn start(db: &TestDb) -> Server {
-    let (url, pool) = common::serve_in_process(db, ApiConfig::default()).await;
-    Server {
-        url,
-        pool,
-        http: reqwest::Client::new(),
-    }
+    Server::start(db, ApiConfig::default()).await
 }
 
 fn t(s: &str) -> DateTime<Utc> {
@@ -93,7 +46,7 @@ async fn october(s: &Server, finance: &str) -> Vec<i64> {
         ("gpu", Some("T4"), "3.5"),
     ] {
         let (st, body) = s
-            .json(
+            .send(
                 Method::POST,
                 "/api/v1/prices",
                 finance,
@@ -154,13 +107,13 @@ both_backends! {
             }
         }
 
-        let (st, page) = s.json(Method::GET, "/api/v1/invoices?month=2026-10", &finance, None).await;
+        let (st, page) = s.send(Method::GET, "/api/v1/invoices?month=2026-10", &finance, None).await;
         assert_eq!(st, StatusCode::OK, "{page}");
         assert_eq!(page["total"], 2);
         let invoiced: Decimal = page["items"].as_array().unwrap().iter().map(|i| dec(&i["total"])).sum();
 
         for group_by in ["customer", "workspace", "environment", "resource", "gpu_model", "workspace,environment"] {
-            let (st, body) = s.json(Method::GET, &format!("/api/v1/reports/usage?month=2026-10&group_by={group_by}"), &finance, None).await;
+            let (st, body) = s.send(Method::GET, &format!("/api/v1/reports/usage?month=2026-10&group_by={group_by}"), &finance, None).await;
             assert_eq!(st, StatusCode::OK, "{group_by}: {body}");
             let reported: Decimal = body["rows"].as_array().unwrap().iter().map(|r| dec(&r["amount"])).sum();
             assert_eq!(reported, invoiced, "group_by={group_by}: the report sums exactly to the invoices");
@@ -174,7 +127,7 @@ both_backends! {
         let from_csv: Decimal = lines.map(|l| Decimal::from_str(l.split(',').nth(col).unwrap()).unwrap()).sum();
         assert_eq!(from_csv, invoiced, "CSV sums the same");
 
-        let (st, inv) = s.json(Method::GET, &format!("/api/v1/invoices/{}", ids[0]), &finance, None).await;
+        let (st, inv) = s.send(Method::GET, &format!("/api/v1/invoices/{}", ids[0]), &finance, None).await;
         assert_eq!(st, StatusCode::OK, "{inv}");
         let lines_sum: Decimal = inv["lines"].as_array().unwrap().iter().map(|l| dec(&l["amount"])).sum();
         assert_eq!(lines_sum, dec(&inv["subtotal"]));
@@ -189,18 +142,18 @@ both_backends! {
         let id = ids[0];
         let path = |a: &str| format!("/api/v1/invoices/{id}/{a}");
 
-        let (st, body) = s.json(Method::POST, &path("pay"), &finance, None).await;
+        let (st, body) = s.send(Method::POST, &path("pay"), &finance, None).await;
         assert_eq!(st, StatusCode::CONFLICT, "a draft cannot be paid: {body}");
-        let (st, body) = s.json(Method::POST, &path("issue"), &finance, None).await;
+        let (st, body) = s.send(Method::POST, &path("issue"), &finance, None).await;
         assert_eq!(st, StatusCode::OK, "{body}");
         assert_eq!(body["status"], "issued");
-        let (st, _) = s.json(Method::POST, &path("issue"), &finance, None).await;
+        let (st, _) = s.send(Method::POST, &path("issue"), &finance, None).await;
         assert_eq!(st, StatusCode::CONFLICT);
-        let (st, body) = s.json(Method::POST, &path("pay"), &finance, None).await;
+        let (st, body) = s.send(Method::POST, &path("pay"), &finance, None).await;
         assert_eq!((st, body["status"].as_str()), (StatusCode::OK, Some("paid")));
-        let (st, _) = s.json(Method::POST, &path("void"), &finance, None).await;
+        let (st, _) = s.send(Method::POST, &path("void"), &finance, None).await;
         assert_eq!(st, StatusCode::CONFLICT, "a paid invoice cannot be voided");
-        let (st, _) = s.json(Method::POST, "/api/v1/invoices/999999/issue", &finance, None).await;
+        let (st, _) = s.send(Method::POST, "/api/v1/invoices/999999/issue", &finance, None).await;
         assert_eq!(st, StatusCode::NOT_FOUND);
 
         let bad = [
@@ -213,16 +166,16 @@ both_backends! {
             ("/api/v1/reports/usage?month=2026-10&colour=red", "colour"),
         ];
         for (p, needle) in bad {
-            let (st, body) = s.json(Method::GET, p, &finance, None).await;
+            let (st, body) = s.send(Method::GET, p, &finance, None).await;
             assert_eq!(st, StatusCode::BAD_REQUEST, "{p}: {body}");
             assert!(body["error"]["message"].as_str().unwrap().contains(needle), "{p}: {body}");
         }
-        let (st, body) = s.json(Method::POST, "/api/v1/prices", &finance, Some(json!({
+        let (st, body) = s.send(Method::POST, "/api/v1/prices", &finance, Some(json!({
             "resource_type": "cpu", "unit_price": "0.06", "currency": "XXQ", "valid_from": "2026-12-01T00:00:00Z"
         }))).await;
         assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
         assert!(body["error"]["message"].as_str().unwrap().contains("currency"), "{body}");
-        let (st, body) = s.json(Method::POST, "/api/v1/prices", &finance, Some(json!({
+        let (st, body) = s.send(Method::POST, "/api/v1/prices", &finance, Some(json!({
             "resource_type": "cpu", "unit_price": 0.06, "currency": "CNY", "valid_from": "2026-12-01T00:00:00Z", "discount": 1
         }))).await;
         assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");

@@ -38,3 +38,85 @@ pub async fn serve_in_process(
     tokio::spawn(async move { axum::serve(listener, app).await });
     (url, pool)
 }
+
+/// A client of an in-process `gpuwatch serve` ([`serve_in_process`]).
+#[allow(dead_code)]
+pub struct ApiClient {
+    pub url: String,
+    pub pool: gpuwatch_store::Pool,
+    pub http: reqwest::Client,
+}
+
+#[allow(dead_code)]
+impl ApiClient {
+    pub async fn start(
+        db: &gpuwatch_store::testing::TestDb,
+        cfg: gpuwatch_api::ApiConfig,
+    ) -> ApiClient {
+        let (url, pool) = serve_in_process(db, cfg).await;
+        ApiClient {
+            url,
+            pool,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// A new token of `role` (named after it).
+    pub async fn token(&self, role: &str) -> String {
+        gpuwatch_api::auth::create(&self.pool, role, role, None)
+            .await
+            .expect("token")
+            .1
+    }
+
+    /// Status and body text.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<serde_json::Value>,
+    ) -> (reqwest::StatusCode, String) {
+        self.request(method, path, Some(token), body).await
+    }
+
+    /// Status and body as JSON (Null if it is not JSON).
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<serde_json::Value>,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        let (st, text) = self.request(method, path, Some(token), body).await;
+        (st, serde_json::from_str(&text).unwrap_or_default())
+    }
+
+    /// GET, with or without a token; the body as JSON.
+    pub async fn get(
+        &self,
+        path: &str,
+        token: Option<&str>,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        let (st, text) = self.request(reqwest::Method::GET, path, token, None).await;
+        (st, serde_json::from_str(&text).unwrap_or_default())
+    }
+
+    async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> (reqwest::StatusCode, String) {
+        let mut req = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request");
+        (resp.status(), resp.text().await.unwrap_or_default())
+    }
+}
