@@ -11,7 +11,7 @@
 //! `GPUWATCH_BENCH_BACKEND` (timescaledb on `TIMESCALE_URL`, or postgres on
 //! `DATABASE_URL`).
 
-#[path = "../tests/dashboards_support/mod.rs"]
+#[path = "../tests/suite/dashboards_support/mod.rs"]
 mod dashboards_support;
 
 use std::time::{Duration, Instant};

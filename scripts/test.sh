@@ -2,7 +2,7 @@
 # Runs every test of gpuwatch against real servers: plain PostgreSQL on
 # 127.0.0.1:5432 (DATABASE_URL) and TimescaleDB from scripts/timescaledb.sh
 # (TIMESCALE_URL), both started here when they are not up. Extra arguments
-# go to `cargo test` (e.g. scripts/test.sh --test cli).
+# go to `cargo test` (e.g. scripts/test.sh --test suite -- cli::).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh

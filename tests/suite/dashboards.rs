@@ -8,14 +8,13 @@
 //! role of `dashboards/grafana_role.sql`. The Prometheus dashboard's PromQL
 //! runs on a real Prometheus scraping `gpuwatch serve` over such a fleet.
 
-mod common;
-mod dashboards_support;
+use crate::common::{self, free_port, ChildGuard, Prometheus};
 
 use std::collections::{HashMap, HashSet};
 
+use crate::dashboards_support::grafana::{self, Range, VarValue, Vars};
+use crate::dashboards_support::history::{generate, Spec};
 use chrono::{Duration, Utc};
-use dashboards_support::grafana::{self, Range, VarValue, Vars};
-use dashboards_support::history::{generate, Spec};
 use gpuwatch_store::both_backends;
 use serde_json::{json, Value};
 use tokio_postgres::types::Type;
@@ -715,21 +714,6 @@ both_backends! {
     }
 }
 
-/// Kills the child when the test ends, however it ends.
-struct Proc(std::process::Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
 /// Grafana's Prometheus data source: a regex-escaped value, or `(a|b)` for
 /// multi-value and include-all variables.
 fn prom_interpolate(v: &VarValue) -> String {
@@ -776,7 +760,7 @@ both_backends! {
         let spec = Spec { hosts: 3, gpus_per_host: 2, days: 2, raw_days: 2, fine_secs: 60, coarse_secs: 600 };
         generate(&db.store_config(), &spec, Utc::now()).await;
         let port = free_port();
-        let _serve = Proc(
+        let _serve = ChildGuard(
             common::gpuwatch_command(&["serve"])
                 .env("DATABASE_URL", &db.url)
                 .env("GPUWATCH_LISTEN", format!("127.0.0.1:{port}"))
@@ -787,23 +771,8 @@ both_backends! {
                 .spawn()
                 .expect("gpuwatch serve"),
         );
-        let prom_port = free_port();
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("prometheus.yml");
-        std::fs::write(&config, format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: gpuwatch\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
-        )).unwrap();
-        let _prom = Proc(
-            std::process::Command::new("prometheus")
-                .arg(format!("--config.file={}", config.display()))
-                .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
-                .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .expect("prometheus (Debian package prometheus, installed by scripts/test.sh)"),
-        );
-        let prom = format!("http://127.0.0.1:{prom_port}");
+        let prometheus = Prometheus::start(&[("gpuwatch", format!("127.0.0.1:{port}"))]);
+        let prom = prometheus.url.clone();
         // Two live hosts of two GPUs (the third host went silent).
         let started = std::time::Instant::now();
         loop {

@@ -2,10 +2,8 @@
 //! change landing as a correction on the next invoice, reports as CSV/JSON,
 //! and the quota view with its default alert rule.
 
-mod common;
-
+use super::common::*;
 use chrono::Duration;
-use common::*;
 use gpuwatch_billing::invoice::InvoiceOptions;
 use gpuwatch_billing::{
     cut_invoices, get_invoice, meter_until_caught_up, to_csv, transition, usage_report,

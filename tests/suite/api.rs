@@ -3,15 +3,13 @@
 //! page, sort and filter, bad input gets a 4xx whose message says what is
 //! wrong, and the OpenAPI document lists exactly what is served.
 
-mod common;
-
 use gpuwatch_api::ApiConfig;
 use gpuwatch_store::testing::TestDb;
 use gpuwatch_store::{both_backends, Pool};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use common::ApiClient as Server;
+use crate::common::ApiClient as Server;
 
 async fn start(db: &TestDb) -> Server {
     Server::start(db, ApiConfig::default()).await

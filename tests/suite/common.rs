@@ -120,3 +120,63 @@ impl ApiClient {
         (resp.status(), resp.text().await.unwrap_or_default())
     }
 }
+
+/// A free TCP port on 127.0.0.1 (bound, read and released: the caller binds
+/// it next, so a rare race with another process is possible, never a clash
+/// inside the suite, which takes ports only from here).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port on 127.0.0.1")
+        .port()
+}
+
+/// Kills the child when the test ends, however it ends.
+pub struct ChildGuard(pub std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A real Prometheus (Debian's `prometheus`) on a free port, scraping each
+/// `(job, host:port)` every second. Its data lives in a temp dir.
+pub struct Prometheus {
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    _child: ChildGuard,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    pub fn start(targets: &[(&str, String)]) -> Prometheus {
+        let port = free_port();
+        let dir = tempfile::tempdir().expect("temp dir for Prometheus");
+        let mut yaml = String::from("global:\n  scrape_interval: 1s\nscrape_configs:\n");
+        for (job, target) in targets {
+            yaml.push_str(&format!(
+                "  - job_name: {job}\n    static_configs:\n      - targets: ['{target}']\n"
+            ));
+        }
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(&config, yaml).expect("write prometheus.yml");
+        let child = std::process::Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("prometheus (Debian package prometheus, installed by scripts/test.sh)");
+        Prometheus {
+            url: format!("http://127.0.0.1:{port}"),
+            _child: ChildGuard(child),
+            _dir: dir,
+        }
+    }
+}

@@ -3,14 +3,13 @@
 //! notification is sent under two ids; two replicas side by side send each
 //! notification once.
 
-mod alerting;
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use alerting::*;
+use crate::alerting::*;
 use gpuwatch_store::testing::TestDb;
 use gpuwatch_store::{both_backends, BatchWriter, Pool};
 use serde_json::{json, Value};

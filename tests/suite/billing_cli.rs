@@ -2,7 +2,7 @@
 //! a month metered and invoiced, its usage report summing to its invoices,
 //! and a period with bad input named on stderr with a non-zero exit.
 
-mod common;
+use crate::common;
 
 use std::process::Output;
 

@@ -3,11 +3,9 @@
 //! GPU fires after `for`, cools down and resolves; silences and inhibition
 //! mute exactly what they match; a restart neither re-fires nor forgets.
 
-mod alerting;
-
 use std::time::Duration;
 
-use alerting::*;
+use crate::alerting::*;
 use gpuwatch_alerter::{evaluate_once, run};
 use gpuwatch_store::both_backends;
 use serde_json::{json, Value};

@@ -4,31 +4,13 @@
 //! dcgm-exporter's Grafana dashboard must return what the database holds,
 //! and a host that stopped reporting must not appear at all.
 
-mod common;
+use crate::common::{self, free_port, ChildGuard, Prometheus};
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use gpuwatch_store::{both_backends, migrate};
 use serde_json::Value;
-
-/// Kills the child when the test ends, however it ends.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Two live hosts with two GPUs each (one allocated to environment e1 of
 /// customer acme), and a host whose last sample is 20 minutes old.
@@ -164,7 +146,7 @@ both_backends! {
 
         let port = free_port();
         let base = format!("http://127.0.0.1:{port}");
-        let _serve = Proc(
+        let _serve = ChildGuard(
             common::gpuwatch_command(&["serve"])
                 .env("DATABASE_URL", &db.url)
                 .env("GPUWATCH_LISTEN", format!("127.0.0.1:{port}"))
@@ -195,23 +177,8 @@ both_backends! {
         assert!(metrics.contains("# TYPE gpuwatch_exporter_refresh_duration_seconds histogram"), "{metrics}");
 
         // A real Prometheus scraping every second.
-        let prom_port = free_port();
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("prometheus.yml");
-        std::fs::write(&config, format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: gpuwatch\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
-        )).unwrap();
-        let _prom = Proc(
-            Command::new("prometheus")
-                .arg(format!("--config.file={}", config.display()))
-                .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
-                .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("prometheus (Debian package prometheus, installed by scripts/test.sh)"),
-        );
-        let prom = format!("http://127.0.0.1:{prom_port}");
+        let prometheus = Prometheus::start(&[("gpuwatch", format!("127.0.0.1:{port}"))]);
+        let prom = prometheus.url.clone();
         wait_for("Prometheus to scrape gpuwatch", Duration::from_secs(90), || async {
             let r = reqwest::Client::new().get(format!("{prom}/api/v1/query"))
                 .query(&[("query", "count(DCGM_FI_DEV_GPU_TEMP)")]).send().await.ok()?

@@ -4,10 +4,9 @@
 //! took is stored exactly once. Each test runs its own PostgreSQL server,
 //! because stopping a shared one would break the tests beside it.
 
-mod common;
+use crate::common::{self, free_port};
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -16,14 +15,6 @@ use std::time::{Duration, Instant};
 const HOSTS: i64 = 50;
 const GPUS_PER_HOST: i64 = 2;
 const OUTAGE: Duration = Duration::from_secs(30);
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn sh(cmd: &mut Command) {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));

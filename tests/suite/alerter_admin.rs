@@ -2,9 +2,7 @@
 //! validation with field-named messages, conflicts, pagination and filters,
 //! a write-only webhook secret, alert listings, and dead-letter replay.
 
-mod alerting;
-
-use alerting::*;
+use crate::alerting::*;
 use gpuwatch_alerter::admin::*;
 use gpuwatch_alerter::{run, AlerterError, WebhookConfig};
 use gpuwatch_store::both_backends;

@@ -217,11 +217,7 @@ while True:
 impl Smtp {
     pub fn start() -> Smtp {
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::common::free_port();
         let python = if std::path::Path::new("/usr/bin/python3").exists() {
             "/usr/bin/python3"
         } else {

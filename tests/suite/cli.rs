@@ -3,7 +3,7 @@
 //! data flowing with the simulated fleet. Each failure must be one clear
 //! line on stderr and a non-zero exit.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};

@@ -5,33 +5,23 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use gpuwatch_collector::sources::hostinfo::host_info;
 use gpuwatch_collector::sources::procfs::{is_whole_disk, ProcfsConfig, ProcfsSource};
 
+use crate::common::{free_port, ChildGuard};
+
 const NODE_EXPORTER: &str = "/usr/bin/prometheus-node-exporter";
 
 /// Kills node_exporter when the test ends, passed or panicked.
 struct Exporter {
-    child: Child,
+    _child: ChildGuard,
     port: u16,
-}
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
 }
 
 fn start_node_exporter() -> Exporter {
@@ -55,7 +45,10 @@ fn start_node_exporter() -> Exporter {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let exporter = Exporter { child, port };
+    let exporter = Exporter {
+        _child: ChildGuard(child),
+        port,
+    };
     let deadline = Instant::now() + Duration::from_secs(15);
     while get_metrics(port).is_err() {
         assert!(

@@ -2,7 +2,7 @@
 //! are stored once, and every kind of bad input gets a 4xx with a message
 //! that says what is wrong, with nothing half-written.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 

@@ -3,8 +3,6 @@
 //! the month's invoices; invoice transitions follow draft → issued → paid
 //! and refuse the rest with 409; bad input is a 400 that names the field.
 
-mod common;
-
 use std::str::FromStr;
 
 use chrono::{DateTime, Duration, Utc};
@@ -18,7 +16,7 @@ use reqwest::{Method, StatusCode};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
-use common::ApiClient as Server;
+use crate::common::ApiClient as Server;
 
 async fn start(db: &TestDb) -> Server {
     Server::start(db, ApiConfig::default()).await

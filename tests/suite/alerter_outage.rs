@@ -2,12 +2,10 @@
 //! timeout), then up: every notification arrives exactly once and every
 //! attempt is in webhook_logs. Runs on the wall clock (about 2.5 minutes).
 
-mod alerting;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use alerting::*;
+use crate::alerting::*;
 use gpuwatch_alerter::run;
 use gpuwatch_store::both_backends;
 use serde_json::json;

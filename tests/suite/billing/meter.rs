@@ -2,12 +2,12 @@
 //! idempotent and concurrent runs, the constraint that refuses double
 //! billing, append-only records, and bad input skipping whole periods.
 
-mod common;
-
-use common::*;
+use super::common::*;
 use gpuwatch_billing::grid::Grid;
 use gpuwatch_billing::{meter_once, meter_until_caught_up, BillingError, MeterOptions};
 use gpuwatch_store::both_backends;
+use proptest::prelude::*;
+use proptest::test_runner::{Config as PropConfig, TestRunner};
 
 both_backends! {
     async fn the_environments_trigger_records_changes_to_the_second(db) {
@@ -204,19 +204,21 @@ both_backends! {
             assert_eq!(round(n, dd).await, want, "{n} / {dd}");
         }
         // Against integer arithmetic for many numerators over 3600.
-        let mut x: i64 = 0x1234_5678;
-        for _ in 0..200 {
-            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-            let n = (x >> 20) % 10_000_000;
-            let (q, r) = ((n * 100) / 3600, (n * 100) % 3600);
-            let cents = if 2 * r.abs() >= 3600 { q + n.signum() } else { q };
-            let want = format!("{}{}.{:02}", if cents < 0 { "-" } else { "" }, cents.abs() / 100, cents.abs() % 100);
-            let got: String = c
-                .query_one("SELECT gpuwatch_round_money($1::bigint::numeric, 3600)::text", &[&n])
-                .await
+        let mut runner = TestRunner::new(PropConfig { cases: 200, failure_persistence: None, ..PropConfig::default() });
+        let handle = tokio::runtime::Handle::current();
+        runner
+            .run(&(-10_000_000i64..10_000_000), |n| {
+                let (q, r) = ((n * 100) / 3600, (n * 100) % 3600);
+                let cents = if 2 * r.abs() >= 3600 { q + n.signum() } else { q };
+                let want = format!("{}{}.{:02}", if cents < 0 { "-" } else { "" }, cents.abs() / 100, cents.abs() % 100);
+                let got: String = tokio::task::block_in_place(|| {
+                    handle.block_on(c.query_one("SELECT gpuwatch_round_money($1::bigint::numeric, 3600)::text", &[&n]))
+                })
                 .unwrap()
                 .get(0);
-            assert_eq!(got, want, "{n} / 3600");
-        }
+                prop_assert_eq!(got, want, "{} / 3600", n);
+                Ok(())
+            })
+            .unwrap();
     }
 }

@@ -1,0 +1,8 @@
+//! The billing crate's own end-to-end tests: meter, invoices, and the
+//! reconciliation of invoices against an independent computation.
+
+mod common;
+
+mod invoices;
+mod meter;
+mod reconcile;

@@ -1,0 +1,31 @@
+//! gpuwatch's integration suite: every end-to-end test in one binary, so the
+//! workspace links it once. Each module is one area and talks to real
+//! servers (PostgreSQL, TimescaleDB, HTTP, SMTP, Prometheus, node_exporter);
+//! the shared support (the binary, in-process servers, receivers, free ports,
+//! process guards) lives in `common`, `alerting` and `dashboards_support`.
+//!
+//! Run one area with `scripts/test.sh --test suite -- <module>::`, e.g.
+//! `scripts/test.sh --test suite -- alerter::`.
+
+mod alerting;
+mod common;
+mod dashboards_support;
+
+mod aggregator;
+mod alerter;
+mod alerter_admin;
+mod alerter_outage;
+mod alerter_replicas;
+mod api;
+mod api_billing;
+mod billing;
+mod billing_cli;
+mod cli;
+mod dashboards;
+mod exporter;
+mod host_vs_node_exporter;
+mod ingest;
+mod migrate;
+mod outage;
+mod quota_alert;
+mod writer;
