@@ -20,8 +20,14 @@ out=$(mktemp)
 set +e
 cargo test --workspace "$@" 2>&1 | tee "$out"
 rc=${PIPESTATUS[0]}
+# The package and the manifests, on a whole run only (extra arguments pick
+# some tests, and the package check has nothing to do with them).
+if [ $# -eq 0 ]; then
+  scripts/package-check.sh 2>&1 | tee -a "$out"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
+fi
 set -e
 # One closing line for the whole workspace (cargo ends on a doc-test crate's "0 passed").
-awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$out"
+awk '/^test result:/ { p += $4; f += $6 } /^packaging: / { p += $2; f += $4 } END { printf "tests: %d passed, %d failed\n", p, f }' "$out"
 rm -f "$out"
 exit "$rc"
