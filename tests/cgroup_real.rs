@@ -2,12 +2,14 @@
 //!
 //! Each test makes its own cgroups (v1: below the `memory` and `cpuacct`
 //! mounts; v2: below the cgroup2 mount), starts a real process in them that
-//! touches 64 MiB and burns CPU, runs the host agent's collection twice about
-//! a second apart, and checks its figures against the cgroup's own files
-//! read just before and after each collection. GPU processes come through
-//! the `GpuBackend` trait and must land on the environment whose cgroup
-//! holds their pid. Cgroups and processes are removed even when a check
-//! fails.
+//! touches 64 MiB and burns CPU, and runs the agent as on a GPU host with
+//! the direct sink: it learns the environment (placed on its host, with
+//! that cgroup path) from a throw-away database, collects twice about a
+//! second apart and stores both batches. The stored rows are checked
+//! against the cgroup's own files read just before and after each
+//! collection. GPU processes come through the `GpuBackend` trait and must
+//! land on the environment whose cgroup holds their pid. Cgroups and
+//! processes are removed even when a check fails.
 //!
 //! Where cgroups cannot be made here (not root, no such mount, read-only)
 //! a test says so on stderr and stops; with `GPUWATCH_REQUIRE_REAL_CGROUPS=1`
@@ -18,12 +20,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use gpuwatch_collector::sources::cgroup::{CgroupConfig, CgroupVersion, EnvTarget, Layout};
+use chrono::{DateTime, DurationRound, Utc};
+use gpuwatch_collector::sinks::copy::CopySink;
+use gpuwatch_collector::sinks::Sink;
+use gpuwatch_collector::sources::cgroup::{
+    CgroupConfig, CgroupSource, CgroupVersion, EnvTarget, Layout,
+};
 use gpuwatch_collector::sources::nvml::{GpuBackend, GpuSource, RawGpu, RawProcess, XidEvent};
 use gpuwatch_collector::sources::SourceError;
 use gpuwatch_collector::{CollectorConfig, Fleet, SourceKind};
-use gpuwatch_store::EnvSample;
+use gpuwatch_store::testing::{Kind, TestDb};
+use gpuwatch_store::{EnvSample, WriterConfig};
 
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
@@ -174,30 +181,65 @@ fn read_u64(path: &Path) -> u64 {
     value.unwrap_or_else(|e| panic!("{}: {e}: {text:?}", path.display()))
 }
 
-/// The agent of this machine with `cgroup` config and one GPU running
-/// `procs`, sampling one environment at `cgroup_path`.
-fn agent(cgroup: CgroupConfig, cgroup_path: &str, procs: Vec<(u32, u64)>) -> (Fleet, EnvTarget) {
+const HOST: &str = "cgroup-real-host";
+
+/// The agent of this machine with `cgroup` config, one GPU running
+/// `procs`, and the direct sink into `db`, where one running environment
+/// with `cgroup_path` is placed on its host.
+struct Agent {
+    fleet: Fleet,
+    sink: Sink,
+    env: EnvTarget,
+    db: TestDb,
+}
+
+async fn agent(cgroup: CgroupConfig, cgroup_path: &str, procs: Vec<(u32, u64)>) -> Agent {
+    let db = TestDb::new(Kind::Postgres).await;
+    gpuwatch_store::migrate(&db.store_config())
+        .await
+        .expect("migrate");
+    let pool = gpuwatch_store::connect(&db.store_config())
+        .await
+        .expect("pool");
+    let mut sink = Sink::Copy(Box::new(CopySink::new(pool, WriterConfig::default())));
     let cfg = CollectorConfig {
         source: SourceKind::Host,
-        host_id: Some("cgroup-real-host".into()),
+        host_id: Some(HOST.into()),
         cgroup,
         ..CollectorConfig::default()
     };
     let mut fleet = Fleet::host_with(&cfg, GpuSource::with_backend(Box::new(OneGpu { procs })));
-    fleet.inventory().expect("this machine's inventory");
-    let env = EnvTarget {
-        env_id: format!("env-{cgroup_path}"),
-        container_id: None,
-        cgroup_path: Some(cgroup_path.into()),
-        cpu_cores: 1.0,
-        memory_bytes: GIB as i64,
-    };
-    fleet.set_environments(vec![env.clone()]);
-    (fleet, env)
+    let inventory = fleet.inventory().expect("this machine's inventory");
+    sink.register(&inventory).await.expect("register");
+    db.client()
+        .await
+        .execute(
+            "WITH c AS (INSERT INTO customers (username, email, password_hash)
+                        VALUES ('acme', 'ops@acme.example', 'x') RETURNING id)
+             INSERT INTO environments (id, customer_id, host_id, name, image, status, cpu, memory, cgroup_path)
+             SELECT 'env-real', id, $1, 'train', 'pytorch:2', 'running', 1, $2, $3 FROM c",
+            &[&HOST, &(GIB as i64), &cgroup_path],
+        )
+        .await
+        .expect("place the environment");
+    let envs = sink
+        .environments(HOST)
+        .await
+        .expect("this host's environments");
+    assert_eq!(envs.len(), 1, "{envs:#?}");
+    let env = envs[0].clone();
+    assert_eq!(env.cgroup_path.as_deref(), Some(cgroup_path));
+    fleet.set_environments(envs);
+    Agent {
+        fleet,
+        sink,
+        env,
+        db,
+    }
 }
 
-/// One collection, with `files` (CPU ns counter, memory bytes) read just
-/// before and after it.
+/// The stored row of one collection, with the cgroup's CPU counter (ns)
+/// and memory (bytes) read just before and after it.
 struct Reading {
     at: DateTime<Utc>,
     env: EnvSample,
@@ -205,31 +247,55 @@ struct Reading {
     memory: Option<(u64, u64)>,
 }
 
-fn collect(
-    fleet: &mut Fleet,
-    env: &EnvTarget,
-    cpu_file: &Path,
-    mem_file: Option<&Path>,
-) -> Reading {
+async fn collect(a: &mut Agent, cpu_file: &Path, mem_file: Option<&Path>) -> Reading {
     let (cpu0, mem0) = (read_u64(cpu_file), mem_file.map(read_u64));
-    let at = Utc::now();
-    let batch = fleet.collect(at);
+    // Microseconds, as timestamptz keeps them, so the stored row is found by it.
+    let at = Utc::now()
+        .duration_trunc(chrono::Duration::microseconds(1))
+        .expect("truncate");
+    let batch = a.fleet.collect(at);
     let (cpu1, mem1) = (read_u64(cpu_file), mem_file.map(read_u64));
-    let found: Vec<&EnvSample> = batch
+    let sent: Vec<&EnvSample> = batch
         .env
         .iter()
-        .filter(|e| e.env_id == env.env_id)
+        .filter(|e| e.env_id == a.env.env_id)
         .collect();
     assert_eq!(
-        found.len(),
+        sent.len(),
         1,
         "one sample of {}: {:#?}",
-        env.env_id,
+        a.env.env_id,
         batch.env
     );
+    a.sink.send(&batch).await.expect("store the batch");
+    let row =
+        a.db.client()
+            .await
+            .query_one(
+                "SELECT env_id, host_id, collected_at, cpu_usage_percent, memory_used,
+                    memory_usage_percent, gpu_usage_percent, gpu_memory_used,
+                    network_rx_bytes, network_tx_bytes
+               FROM environment_metrics WHERE env_id = $1 AND collected_at = $2",
+                &[&a.env.env_id, &at],
+            )
+            .await
+            .expect("the stored sample");
+    let stored = EnvSample {
+        env_id: row.get(0),
+        host_id: row.get(1),
+        collected_at: row.get(2),
+        cpu_usage_percent: row.get(3),
+        memory_used: row.get(4),
+        memory_usage_percent: row.get(5),
+        gpu_usage_percent: row.get(6),
+        gpu_memory_used: row.get(7),
+        network_rx_bytes: row.get(8),
+        network_tx_bytes: row.get(9),
+    };
+    assert_eq!(&stored, sent[0], "stored as collected");
     Reading {
         at,
-        env: found[0].clone(),
+        env: stored,
         cpu: (cpu0, cpu1),
         memory: mem0.zip(mem1),
     }
@@ -276,7 +342,7 @@ fn check(first: &Reading, second: &Reading, env: &EnvTarget, gpu_share: f64, gpu
         } else {
             assert_eq!(r.env.memory_used, None, "the cgroup has no memory figure");
         }
-        assert_eq!(r.env.host_id.as_deref(), Some("cgroup-real-host"));
+        assert_eq!(r.env.host_id.as_deref(), Some(HOST));
         assert_eq!(
             r.env.gpu_memory_used,
             Some(gpu_bytes as i64),
@@ -294,8 +360,8 @@ fn check(first: &Reading, second: &Reading, env: &EnvTarget, gpu_share: f64, gpu
     }
 }
 
-#[test]
-fn v1_controllers_of_real_cgroups() {
+#[tokio::test]
+async fn v1_controllers_of_real_cgroups() {
     let (v2, Some(memory), Some(cpuacct)) = mounts() else {
         return skip("no cgroup v1 memory and cpuacct controllers are mounted");
     };
@@ -312,17 +378,17 @@ fn v1_controllers_of_real_cgroups() {
     let pid = guard.start_child();
     // The test's own process holds GPU memory too, outside the environment.
     let procs = vec![(pid, GIB), (std::process::id(), 3 * GIB)];
-    let (mut fleet, env) = agent(CgroupConfig::default(), &name, procs);
+    let mut a = agent(CgroupConfig::default(), &name, procs).await;
     let cpu_file = cpuacct.join(&name).join("cpuacct.usage");
     let mem_file = memory.join(&name).join("memory.usage_in_bytes");
 
-    let first = collect(&mut fleet, &env, &cpu_file, Some(&mem_file));
-    std::thread::sleep(Duration::from_secs(1));
-    let second = collect(&mut fleet, &env, &cpu_file, Some(&mem_file));
-    check(&first, &second, &env, 0.25, GIB);
+    let first = collect(&mut a, &cpu_file, Some(&mem_file)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let second = collect(&mut a, &cpu_file, Some(&mem_file)).await;
+    check(&first, &second, &a.env, 0.25, GIB);
 
     // Auto-detection on this machine, against its mountinfo.
-    let source = gpuwatch_collector::sources::cgroup::CgroupSource::new(CgroupConfig::default());
+    let source = CgroupSource::new(CgroupConfig::default());
     let layout = source.layout();
     assert_eq!(
         layout.name(),
@@ -333,8 +399,8 @@ fn v1_controllers_of_real_cgroups() {
     assert_eq!((&v1.memory, v1.cpuacct.as_ref()), (&memory, Some(&cpuacct)));
 }
 
-#[test]
-fn v2_hierarchy_of_real_cgroups() {
+#[tokio::test]
+async fn v2_hierarchy_of_real_cgroups() {
     let (Some(unified), _, _) = mounts() else {
         return skip("no cgroup2 hierarchy is mounted");
     };
@@ -353,7 +419,7 @@ fn v2_hierarchy_of_real_cgroups() {
         version: CgroupVersion::V2,
         ..CgroupConfig::default()
     };
-    let (mut fleet, env) = agent(cfg.clone(), &name, procs);
+    let mut a = agent(cfg.clone(), &name, procs).await;
     let dir = unified.join(&name);
     // On a hybrid host the memory controller is bound to v1: then this
     // cgroup has no memory.current, and the source must report none.
@@ -361,11 +427,11 @@ fn v2_hierarchy_of_real_cgroups() {
     let mem_file = mem_file.exists().then_some(mem_file.as_path());
     let cpu_file = dir.join("cpu.stat");
 
-    let first = collect(&mut fleet, &env, &cpu_file, mem_file);
-    std::thread::sleep(Duration::from_secs(1));
-    let second = collect(&mut fleet, &env, &cpu_file, mem_file);
-    check(&first, &second, &env, 0.5, 2 * GIB);
+    let first = collect(&mut a, &cpu_file, mem_file).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let second = collect(&mut a, &cpu_file, mem_file).await;
+    check(&first, &second, &a.env, 0.5, 2 * GIB);
 
-    let source = gpuwatch_collector::sources::cgroup::CgroupSource::new(cfg);
+    let source = CgroupSource::new(cfg);
     assert_eq!(source.layout(), &Layout::V2 { root: unified });
 }

@@ -195,7 +195,10 @@ impl CgroupSource {
                 Some(pid) => network(&self.cfg.proc_path, pid),
                 None => (None, None),
             };
-            if memory_used.is_none() || (slow.pid.is_some() && network_rx_bytes.is_none()) {
+            // A v2 cgroup without the memory controller (a hybrid host's
+            // unified tree) has no memory figure but is still there.
+            let gone = memory_used.is_none() && !self.layout.dir(&slow.path).is_dir();
+            if gone || (slow.pid.is_some() && network_rx_bytes.is_none()) {
                 // The cgroup or its process went away: look again next time.
                 self.slow.remove(&env.env_id);
             }
