@@ -2,8 +2,10 @@
 //!
 //! The rule:
 //! - a GPU process belongs to the environment whose cgroup is the process's
-//!   cgroup (the `0::/path` line of /proc/<pid>/cgroup) or its nearest
-//!   ancestor; processes of no environment count only in the GPU's totals;
+//!   cgroup or its nearest ancestor, in the hierarchy the environments are
+//!   found in: the `0::/path` line of /proc/<pid>/cgroup on v2, the
+//!   `N:memory:/path` one on v1 and hybrid hosts; processes of no
+//!   environment count only in the GPU's totals;
 //! - `gpu_memory_used` is the GPU memory of the env's processes, summed over
 //!   all GPUs;
 //! - `gpu_usage_percent`: NVML reports utilisation per GPU, not per process,
@@ -20,6 +22,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use super::layout::Layout;
 use crate::sources::nvml::GpuProcess;
 use crate::GpuReading;
 
@@ -54,10 +57,12 @@ impl Held {
     }
 }
 
-/// Attributes `procs` to `envs` ((env id, cgroup path below the root)),
-/// keyed by env id; envs without a GPU process are absent. `pid_cgroups`
-/// caches each pid's cgroup across calls (the caller clears it now and then).
+/// Attributes `procs` to `envs` ((env id, cgroup path below the
+/// hierarchy of `layout`)), keyed by env id; envs without a GPU process are
+/// absent. `pid_cgroups` caches each pid's cgroup across calls (the caller
+/// clears it now and then).
 pub fn attribute(
+    layout: &Layout,
     proc_path: &Path,
     pid_cgroups: &mut HashMap<u32, Option<String>>,
     envs: &[(&str, &str)],
@@ -73,7 +78,7 @@ pub fn attribute(
         let env = *owner.entry(p.pid).or_insert_with(|| {
             let cg = pid_cgroups
                 .entry(p.pid)
-                .or_insert_with(|| pid_cgroup(proc_path, p.pid));
+                .or_insert_with(|| pid_cgroup(layout, proc_path, p.pid));
             cg.as_deref().and_then(|cg| owning_env(envs, cg))
         });
         if let Some(env) = env {
@@ -109,12 +114,11 @@ pub fn attribute(
         .collect()
 }
 
-/// The cgroup v2 path of `pid` ("/a/b"), or `None` if it has exited.
-fn pid_cgroup(proc_path: &Path, pid: u32) -> Option<String> {
-    let text = super::read(&proc_path.join(pid.to_string()).join("cgroup"))?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("0::"))
-        .map(|p| p.trim().to_string())
+/// The cgroup path of `pid` ("/a/b") in `layout`'s hierarchy, or `None` if
+/// it has exited.
+fn pid_cgroup(layout: &Layout, proc_path: &Path, pid: u32) -> Option<String> {
+    let text = super::files::read(&proc_path.join(pid.to_string()).join("cgroup"))?;
+    layout.pid_cgroup(&text).map(str::to_string)
 }
 
 /// The env whose cgroup is `cgroup` or its nearest ancestor.

@@ -1,11 +1,16 @@
-//! Environment (container) metrics from cgroup v2 and /proc.
+//! Environment (container) metrics from cgroup v1 or v2 and /proc.
 //!
-//! Each [`EnvTarget`] maps to a cgroup: its explicit `cgroup_path`, or
-//! [`CgroupConfig::path_pattern`] with `{container_id}` / `{env_id}` filled
-//! in. [`CgroupSource::sample`] reads from that cgroup:
-//! - CPU %: `usage_usec` of cpu.stat between two calls ÷ (elapsed × the
-//!   env's allocated cores) × 100; the first call has no figure;
-//! - memory: memory.current, as % of min(memory.max, allocation);
+//! At start the source finds the host's cgroup [`Layout`] (v2, v1, or
+//! hybrid: see [`layout`]), and looks again while an environment's cgroup is
+//! missing or none was found. Each [`EnvTarget`] maps to a cgroup: its
+//! explicit `cgroup_path`, or [`CgroupConfig::path_pattern`] with
+//! `{container_id}` / `{env_id}` filled in, below the hierarchy (below each
+//! controller's mount on v1). [`CgroupSource::sample`] reads from that
+//! cgroup (the files of each version are listed in [`files`]):
+//! - CPU %: CPU time used between two calls ÷ (elapsed × the env's
+//!   allocated cores) × 100; the first call has no figure;
+//! - memory: memory.current (v1: memory.usage_in_bytes, page cache included
+//!   on both, so the figures compare), as % of min(limit, allocation);
 //! - network: /proc/<pid>/net/dev of its first process (the container's
 //!   network namespace), loopback excluded; counters since the namespace was
 //!   made. A container on the host network reports the host's counters;
@@ -13,77 +18,22 @@
 //!   one warning until it appears.
 
 mod attribute;
+mod config;
+mod files;
+pub mod layout;
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use gpuwatch_store::EnvSample;
-use serde::Deserialize;
 
 pub use attribute::{attribute, gpu_utilisation, GpuUse};
+pub use config::{CgroupConfig, CgroupVersion};
+pub use layout::Layout;
 
 use crate::sources::nvml::GpuProcess;
-
-/// `[collector.cgroup]`: where the environment source reads.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CgroupConfig {
-    /// Where the cgroup v2 hierarchy is mounted (default "/sys/fs/cgroup").
-    pub root: PathBuf,
-    /// Where procfs is mounted (default "/proc").
-    pub proc_path: PathBuf,
-    /// An environment's cgroup below `root`, with `{container_id}` and
-    /// `{env_id}` filled in (default "system.slice/docker-{container_id}.scope",
-    /// Docker with the systemd cgroup driver).
-    pub path_pattern: String,
-}
-
-impl Default for CgroupConfig {
-    fn default() -> Self {
-        CgroupConfig {
-            root: PathBuf::from("/sys/fs/cgroup"),
-            proc_path: PathBuf::from("/proc"),
-            path_pattern: "system.slice/docker-{container_id}.scope".into(),
-        }
-    }
-}
-
-const PLACEHOLDERS: [&str; 2] = ["{container_id}", "{env_id}"];
-
-impl CgroupConfig {
-    /// Every problem, as `collector.cgroup.<key>: what is wrong` lines.
-    pub fn validate(&self) -> Vec<String> {
-        let mut e = Vec::new();
-        for (key, path) in [("root", &self.root), ("proc_path", &self.proc_path)] {
-            if !path.is_absolute() {
-                e.push(format!(
-                    "collector.cgroup.{key}: must be an absolute path, got {path:?}"
-                ));
-            }
-        }
-        let p = &self.path_pattern;
-        if !PLACEHOLDERS.iter().any(|ph| p.contains(ph)) {
-            e.push(format!(
-                "collector.cgroup.path_pattern: must contain {{container_id}} or {{env_id}}, got {p:?}"
-            ));
-        }
-        let rest = PLACEHOLDERS
-            .iter()
-            .fold(p.clone(), |s, ph| s.replace(ph, ""));
-        if rest.contains('{') || rest.contains('}') {
-            e.push(format!(
-                "collector.cgroup.path_pattern: only {{container_id}} and {{env_id}} may appear in braces, got {p:?}"
-            ));
-        }
-        if p.split('/').any(|c| c == "..") {
-            e.push(format!(
-                "collector.cgroup.path_pattern: must stay below collector.cgroup.root (no \"..\"), got {p:?}"
-            ));
-        }
-        e
-    }
-}
+use files::{first_pid, read};
 
 /// An environment to sample and its allocation.
 #[derive(Debug, Clone, PartialEq)]
@@ -100,15 +50,19 @@ pub struct EnvTarget {
     pub memory_bytes: i64,
 }
 
-/// The environment source: keeps the last CPU counter per environment.
+/// The environment source: keeps the host's layout and the last CPU
+/// counter per environment.
 #[derive(Debug)]
 pub struct CgroupSource {
     cfg: CgroupConfig,
-    /// Last `usage_usec` of each environment and when it was read.
+    /// Where figures are read; a guess (see [`guess`]) while `found` is false.
+    layout: Layout,
+    found: bool,
+    /// Last CPU time (ns) of each environment and when it was read.
     cpu: HashMap<String, (u64, DateTime<Utc>)>,
     /// Environments whose cgroup was missing, warned about once.
     missing: HashSet<String>,
-    /// What rarely changes, per environment (its cgroup, memory.max, a pid
+    /// What rarely changes, per environment (its cgroup, memory limit, a pid
     /// in its network namespace) and per GPU process (its cgroup): re-read
     /// every [`REFRESH_CYCLES`] samples or as soon as a read fails, so a
     /// steady cycle opens three files per environment instead of seven.
@@ -117,31 +71,67 @@ pub struct CgroupSource {
     cycle: u64,
 }
 
-/// Samples between re-reads of the slowly changing facts.
+/// Samples between re-reads of the slowly changing facts (and, while a
+/// cgroup is missing, of the layout).
 const REFRESH_CYCLES: u64 = 30;
 
 #[derive(Debug, Clone)]
 struct Slow {
     path: String,
-    memory_max: Option<u64>,
+    memory_limit: Option<u64>,
     pid: Option<u32>,
 }
 
 impl CgroupSource {
-    /// A source reading below `cfg.root` and `cfg.proc_path`.
+    /// A source reading below `cfg.root` and `cfg.proc_path`, in the layout
+    /// found there now.
     pub fn new(cfg: CgroupConfig) -> Self {
-        CgroupSource {
+        let mut src = CgroupSource {
+            layout: guess(&cfg),
+            found: false,
             cfg,
             cpu: HashMap::new(),
             missing: HashSet::new(),
             slow: HashMap::new(),
             pid_cgroups: HashMap::new(),
             cycle: 0,
-        }
+        };
+        src.detect();
+        src
     }
 
-    /// The cgroup of `env` relative to the root ("a/b", no leading slash), or
-    /// `None` when it has neither a path nor what the pattern needs.
+    /// The layout figures are read in (while none was found, a guess: the
+    /// usual places below `root` for the configured version).
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Finds the layout again; logs when it changes.
+    fn detect(&mut self) {
+        let Some(found) = layout::detect(&self.cfg) else {
+            if std::mem::replace(&mut self.found, false) || self.cycle == 0 {
+                tracing::warn!(
+                    root = %self.cfg.root.display(),
+                    mountinfo = %self.cfg.proc_path.join("self/mountinfo").display(),
+                    version = ?self.cfg.version,
+                    layout = self.layout.name(),
+                    "no cgroup hierarchy found; reading the usual places below the root and looking again while environments are missing (check collector.cgroup.root and collector.cgroup.version)"
+                );
+            }
+            return;
+        };
+        if !self.found || found != self.layout {
+            tracing::info!(layout = found.name(), detail = ?found, "cgroup layout found");
+            self.slow.clear();
+            self.pid_cgroups.clear();
+            self.cpu.clear();
+        }
+        self.layout = found;
+        self.found = true;
+    }
+
+    /// The cgroup of `env` relative to the hierarchy ("a/b", no leading
+    /// slash), or `None` when it has neither a path nor what the pattern needs.
     pub fn cgroup_of(&self, env: &EnvTarget) -> Option<String> {
         if let Some(p) = &env.cgroup_path {
             return Some(p.trim_matches('/').to_string());
@@ -174,6 +164,9 @@ impl CgroupSource {
         if self.cycle.is_multiple_of(REFRESH_CYCLES) {
             self.slow.clear();
             self.pid_cgroups.clear();
+            if !self.found || !self.missing.is_empty() {
+                self.detect();
+            }
         }
         let found: Vec<(&EnvTarget, Slow)> = envs
             .iter()
@@ -184,6 +177,7 @@ impl CgroupSource {
             .map(|(e, s)| (e.env_id.as_str(), s.path.as_str()))
             .collect();
         let gpu = attribute(
+            &self.layout,
             &self.cfg.proc_path,
             &mut self.pid_cgroups,
             &paths,
@@ -192,14 +186,19 @@ impl CgroupSource {
         );
         let mut out = Vec::with_capacity(found.len());
         for (env, slow) in &found {
-            let dir = self.cfg.root.join(&slow.path);
-            let (memory_used, memory_usage_percent) =
-                memory(&dir, slow.memory_max, env.memory_bytes);
+            let (memory_used, memory_usage_percent) = memory(
+                self.layout.memory_current(&slow.path),
+                slow.memory_limit,
+                env.memory_bytes,
+            );
             let (network_rx_bytes, network_tx_bytes) = match slow.pid {
                 Some(pid) => network(&self.cfg.proc_path, pid),
                 None => (None, None),
             };
-            if memory_used.is_none() || (slow.pid.is_some() && network_rx_bytes.is_none()) {
+            // A v2 cgroup without the memory controller (a hybrid host's
+            // unified tree) has no memory figure but is still there.
+            let gone = memory_used.is_none() && !self.layout.dir(&slow.path).is_dir();
+            if gone || (slow.pid.is_some() && network_rx_bytes.is_none()) {
                 // The cgroup or its process went away: look again next time.
                 self.slow.remove(&env.env_id);
             }
@@ -208,7 +207,7 @@ impl CgroupSource {
                 env_id: env.env_id.clone(),
                 host_id: Some(host_id.to_string()),
                 collected_at: at,
-                cpu_usage_percent: self.cpu_percent(env, &dir, at),
+                cpu_usage_percent: self.cpu_percent(env, &slow.path, at),
                 memory_used,
                 memory_usage_percent,
                 gpu_usage_percent: g.and_then(|g| g.percent),
@@ -229,10 +228,9 @@ impl CgroupSource {
             return Some(s.clone());
         }
         let path = self.locate(env)?;
-        let dir = self.cfg.root.join(&path);
         let s = Slow {
-            memory_max: read(&dir.join("memory.max")).and_then(|s| s.trim().parse::<u64>().ok()),
-            pid: first_pid(&dir),
+            memory_limit: self.layout.memory_limit(&path),
+            pid: first_pid(&self.layout.dir(&path)),
             path,
         };
         self.slow.insert(env.env_id.clone(), s.clone());
@@ -242,7 +240,7 @@ impl CgroupSource {
     /// The env's cgroup if it exists; warns once per env while it does not.
     fn locate(&mut self, env: &EnvTarget) -> Option<String> {
         let path = self.cgroup_of(env);
-        let exists = path.as_ref().filter(|p| self.cfg.root.join(p).is_dir());
+        let exists = path.as_ref().filter(|p| self.layout.dir(p).is_dir());
         if let Some(p) = exists {
             if self.missing.remove(&env.env_id) {
                 tracing::info!(env.id = %env.env_id, cgroup = %p, "environment cgroup found");
@@ -250,10 +248,9 @@ impl CgroupSource {
             return Some(p.clone());
         }
         if self.missing.insert(env.env_id.clone()) {
-            let root = self.cfg.root.display();
             match &path {
                 Some(p) => {
-                    tracing::warn!(env.id = %env.env_id, cgroup = %format!("{root}/{p}"), "environment cgroup not found; skipped until it appears (check collector.cgroup.path_pattern)")
+                    tracing::warn!(env.id = %env.env_id, cgroup = %self.layout.dir(p).display(), layout = self.layout.name(), "environment cgroup not found; skipped until it appears (check collector.cgroup.path_pattern)")
                 }
                 None => {
                     tracing::warn!(env.id = %env.env_id, "environment has no container id and no cgroup path; skipped")
@@ -264,95 +261,45 @@ impl CgroupSource {
     }
 
     /// CPU % since the previous call, of the env's allocated cores.
-    fn cpu_percent(&mut self, env: &EnvTarget, dir: &Path, at: DateTime<Utc>) -> Option<f64> {
-        let usage = read(&dir.join("cpu.stat")).and_then(|s| cpu_usage_usec(&s))?;
+    fn cpu_percent(&mut self, env: &EnvTarget, path: &str, at: DateTime<Utc>) -> Option<f64> {
+        let usage = self.layout.cpu_usage_ns(path)?;
         let (before, then) = self.cpu.insert(env.env_id.clone(), (usage, at))?;
-        let elapsed_us = (at - then).num_microseconds()? as f64;
+        let elapsed_ns = (at - then).num_nanoseconds()? as f64;
         // A counter that went back means the container restarted: no figure this time.
-        if elapsed_us <= 0.0 || usage < before || env.cpu_cores <= 0.0 {
+        if elapsed_ns <= 0.0 || usage < before || env.cpu_cores <= 0.0 {
             return None;
         }
-        Some((usage - before) as f64 / (elapsed_us * env.cpu_cores) * 100.0)
+        Some((usage - before) as f64 / (elapsed_ns * env.cpu_cores) * 100.0)
     }
 }
 
-/// A file's text, or `None` (logged at debug: a controller may simply be off).
-pub(crate) fn read(path: &Path) -> Option<String> {
-    match read_small(path) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::debug!(path = %path.display(), error = %e, "cannot read");
-            None
-        }
+/// Where to read while no layout was found: v2 at the root, as before
+/// detection existed, or v1's usual mounts where v1 is asked for.
+fn guess(cfg: &CgroupConfig) -> Layout {
+    match cfg.version {
+        CgroupVersion::V1 => Layout::V1(layout::V1Mounts {
+            memory: cfg.root.join("memory"),
+            cpuacct: Some(cfg.root.join("cpuacct")),
+        }),
+        CgroupVersion::Auto | CgroupVersion::V2 => Layout::V2 {
+            root: cfg.root.clone(),
+        },
     }
 }
 
-/// Reads a small kernel file with open + read + close only:
-/// `fs::read_to_string` also stats the file for a size hint, which for
-/// cgroup and /proc files is 0 anyway, and costs a syscall per file.
-fn read_small(path: &Path) -> std::io::Result<String> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
-    let mut buf = Vec::with_capacity(512);
-    let mut chunk = [0u8; 4096];
-    loop {
-        match f.read(&mut chunk)? {
-            0 => break,
-            n => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
-    String::from_utf8(buf).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
-}
-
-/// `usage_usec` from cpu.stat.
-fn cpu_usage_usec(cpu_stat: &str) -> Option<u64> {
-    cpu_stat
-        .lines()
-        .find_map(|l| l.strip_prefix("usage_usec "))
-        .and_then(|v| v.trim().parse().ok())
-}
-
-/// (memory.current, its % of min(memory.max, allocation)); `max` is
-/// memory.max as read (None for "max": no limit).
-fn memory(dir: &Path, max: Option<u64>, allocation: i64) -> (Option<i64>, Option<f64>) {
-    let Some(current) =
-        read(&dir.join("memory.current")).and_then(|s| s.trim().parse::<u64>().ok())
-    else {
+/// (memory in use, its % of min(limit, allocation)); `limit` is `None`
+/// where the cgroup has none.
+fn memory(current: Option<u64>, limit: Option<u64>, allocation: i64) -> (Option<i64>, Option<f64>) {
+    let Some(current) = current else {
         return (None, None);
     };
-    // "max" means no limit: only the allocation bounds it then.
+    // Without a limit only the allocation bounds it.
     let alloc = u64::try_from(allocation).ok().filter(|&a| a > 0);
-    let limit = max.into_iter().chain(alloc).min().filter(|&l| l > 0);
+    let limit = limit.into_iter().chain(alloc).min().filter(|&l| l > 0);
     (
         Some(i64::try_from(current).unwrap_or(i64::MAX)),
         limit.map(|l| current as f64 * 100.0 / l as f64),
     )
-}
-
-/// The first process of the cgroup, or of its first populated descendant
-/// (cgroup v2 keeps processes in leaves, e.g. under a systemd scope).
-fn first_pid(dir: &Path) -> Option<u32> {
-    let mut queue = vec![dir.to_path_buf()];
-    // Bounded: a deep tree costs at most this many directory reads per env.
-    for _ in 0..64 {
-        let d = queue.pop()?;
-        if let Some(pid) = read(&d.join("cgroup.procs"))
-            .and_then(|s| s.lines().find_map(|l| l.trim().parse().ok()))
-        {
-            return Some(pid);
-        }
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        let mut children: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-            .map(|e| e.path())
-            .collect();
-        children.sort_unstable_by(|a, b| b.cmp(a));
-        queue.extend(children);
-    }
-    None
 }
 
 /// (rx, tx) bytes of `pid`'s network namespace, loopback excluded.
