@@ -20,6 +20,7 @@ mod api;
 mod api_billing;
 mod billing;
 mod billing_cli;
+mod cgroup_real;
 mod cli;
 mod dashboards;
 mod exporter;
