@@ -15,6 +15,9 @@ use serde::Deserialize;
 
 /// Prefix of environment overrides: `GPUWATCH_DATABASE__POOL_SIZE=4` sets
 /// `database.pool_size` (`__` separates levels; one `_` stays in a key).
+/// Only variables whose first level names a section of [`Config`] count:
+/// other `GPUWATCH_*` variables belong to the scripts and the Grafana
+/// provisioning (`GPUWATCH_CACHE`, `GPUWATCH_PG_HOST`) and are left alone.
 const ENV_PREFIX: &str = "GPUWATCH_";
 
 /// The whole configuration.
@@ -148,8 +151,11 @@ fn apply_env(
             // deployments change; it wins over GPUWATCH_API__LISTEN.
             vec!["api".into(), "listen".into()]
         } else if let Some(rest) = var.strip_prefix(ENV_PREFIX) {
-            if rest == "CONFIG" {
-                continue; // the config file's path, read by the CLI
+            let Some((section, _)) = rest.split_once("__") else {
+                continue; // GPUWATCH_CONFIG, GPUWATCH_CACHE, GPUWATCH_PG_*: not settings
+            };
+            if !sections().contains(&section.to_ascii_lowercase().as_str()) {
+                continue;
             }
             rest.split("__").map(|s| s.to_ascii_lowercase()).collect()
         } else {
@@ -169,6 +175,56 @@ fn apply_env(
     } else {
         Err(errors)
     }
+}
+
+/// The sections of [`Config`], as serde knows them, so the list of sections
+/// that environment overrides may name is the struct itself and cannot drift.
+fn sections() -> &'static [&'static str] {
+    use serde::de::{self, Visitor};
+    use serde::Deserializer;
+
+    /// A deserializer that only records the field names serde asks for.
+    struct Fields(&'static [&'static str]);
+    #[derive(Debug)]
+    struct Stop;
+    impl std::fmt::Display for Stop {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("field names recorded")
+        }
+    }
+    impl std::error::Error for Stop {}
+    impl de::Error for Stop {
+        fn custom<T: std::fmt::Display>(_: T) -> Self {
+            Stop
+        }
+    }
+    impl<'de> Deserializer<'de> for &mut Fields {
+        type Error = Stop;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
+            Err(Stop)
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Stop> {
+            self.0 = fields;
+            Err(Stop)
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+            bytes byte_buf option unit unit_struct newtype_struct seq tuple
+            tuple_struct map enum identifier ignored_any
+        }
+    }
+
+    static SECTIONS: std::sync::OnceLock<&'static [&'static str]> = std::sync::OnceLock::new();
+    SECTIONS.get_or_init(|| {
+        let mut f = Fields(&[]);
+        let _ = Config::deserialize(&mut f);
+        f.0
+    })
 }
 
 /// An override is a TOML scalar if it parses as one (`4`, `true`, `1.5`), else a string.
@@ -256,6 +312,45 @@ mod tests {
         )
         .unwrap();
         assert_eq!(both.api.listen, "127.0.0.1:2");
+    }
+
+    #[test]
+    fn gpuwatch_variables_outside_the_config_sections_are_not_settings() {
+        let cfg = load_str(
+            "",
+            &[
+                ("GPUWATCH_CACHE", "/tmp/x"),
+                ("GPUWATCH_PG_HOST", "db:5432"),
+                ("GPUWATCH_PG_PASSWORD", "s3cret"),
+                ("GPUWATCH_NOT_A__SECTION", "1"),
+                ("GPUWATCH_LOG__LEVEL", "debug"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(cfg.log.level, "debug");
+        // A known section still rejects a key it does not have.
+        let errs = load_str("", &[("GPUWATCH_DATABASE__CACHE", "/tmp/x")]).unwrap_err();
+        assert!(
+            errs[0].starts_with("database.cache (from GPUWATCH_DATABASE__CACHE): unknown field"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn the_sections_are_those_of_the_config_struct() {
+        assert_eq!(
+            sections(),
+            [
+                "database",
+                "collector",
+                "aggregator",
+                "api",
+                "billing",
+                "exporter",
+                "alerter",
+                "log"
+            ]
+        );
     }
 
     #[test]

@@ -223,10 +223,14 @@ fn exit_code(f: &Failure) -> u8 {
 }
 
 fn init_tracing(log: &config::LogConfig) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.level));
+    // Colour only for a person at a terminal: a file or the journal would
+    // keep the escape codes as text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if log.format == "json" {
         builder.json().init();

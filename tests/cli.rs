@@ -288,3 +288,49 @@ both_backends! {
         assert!(row.get::<_, Option<f64>>(4).is_some());
     }
 }
+
+#[tokio::test]
+async fn gpuwatch_variables_of_the_scripts_and_grafana_do_not_stop_migrate() {
+    let db = TestDb::new(Kind::Postgres).await;
+    let out = run(
+        &["migrate"],
+        &[
+            ("DATABASE_URL", db.url.as_str()),
+            ("GPUWATCH_CACHE", "/tmp/x"),
+            ("GPUWATCH_PG_HOST", "127.0.0.1:5432"),
+            ("GPUWATCH_PG_DATABASE", "gpuwatch"),
+            ("GPUWATCH_PG_USER", "grafana"),
+            ("GPUWATCH_PG_PASSWORD", "s3cret"),
+            ("GPUWATCH_PG_SSLMODE", "disable"),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn logs_to_a_pipe_carry_no_colour_codes() {
+    let out = run(
+        &["collector", "--once", "--print"],
+        &[
+            ("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none"),
+            ("GPUWATCH_COLLECTOR__SIM__HOSTS", "1"),
+            ("GPUWATCH_LOG__LEVEL", "debug"),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.trim().is_empty(), "expected log lines on stderr");
+    assert!(
+        !err.contains('\u{1b}'),
+        "escape codes in piped logs:\n{err:?}"
+    );
+}
