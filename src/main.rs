@@ -12,6 +12,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use gpuwatch_aggregator::AggregatorError;
 use gpuwatch_alerter::AlerterError;
+use gpuwatch_billing::{cli::ReportError, BillingError};
 use gpuwatch_collector::sinks::{copy::CopySink, http::HttpSink, Sink};
 use gpuwatch_collector::{CollectorError, RunOptions, SinkKind};
 use gpuwatch_store::StoreError;
@@ -195,7 +196,9 @@ enum Failure {
     #[error(transparent)]
     Alerter(#[from] AlerterError),
     #[error(transparent)]
-    Billing(#[from] gpuwatch_billing::BillingError),
+    Billing(#[from] BillingError),
+    #[error(transparent)]
+    Report(#[from] gpuwatch_billing::cli::ReportError),
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
@@ -209,8 +212,11 @@ fn exit_code(f: &Failure) -> u8 {
         | Failure::Aggregator(AggregatorError::Store(s))
         | Failure::Alerter(AlerterError::Store(s)) => s,
         Failure::Alerter(AlerterError::Invalid(_)) => return EXIT_CONFIG,
-        Failure::Billing(gpuwatch_billing::BillingError::Store(s)) => s,
-        Failure::Billing(gpuwatch_billing::BillingError::Invalid(_)) => return EXIT_CONFIG,
+        Failure::Billing(b) | Failure::Report(ReportError::Billing(b)) => match b {
+            BillingError::Store(s) => s,
+            BillingError::Invalid(_) => return EXIT_CONFIG,
+            _ => return 1,
+        },
         _ => return 1,
     };
     match e {
@@ -400,8 +406,9 @@ async fn billing(cfg: Config, once: bool, shutdown: CancellationToken) -> Result
 }
 
 async fn billing_report(cfg: Config, report: ReportKind) -> Result<(), Failure> {
+    use gpuwatch_billing::cli;
     let pool = gpuwatch_store::connect(&cfg.database).await?;
-    match report {
+    let out = match report {
         ReportKind::Usage {
             month,
             from,
@@ -410,33 +417,15 @@ async fn billing_report(cfg: Config, report: ReportKind) -> Result<(), Failure> 
             customer,
             format,
         } => {
-            let time = |field: &str, v: Option<String>| -> Result<_, Failure> {
-                v.map(|s| {
-                    s.parse::<chrono::DateTime<chrono::Utc>>().map_err(|e| {
-                        Failure::Usage(format!("--{field}: not an RFC 3339 time ({e}): {s:?}"))
-                    })
-                })
-                .transpose()
-            };
-            let q = gpuwatch_billing::UsageQuery {
-                from: time("from", from)?,
-                to: time("to", to)?,
+            let args = cli::UsageArgs {
                 month,
+                from,
+                to,
                 group_by,
-                customer_id: customer,
-                format: Some(format),
+                customer,
+                format,
             };
-            let spec = q.validate()?;
-            let rows = gpuwatch_billing::usage_report(&pool, &spec).await?;
-            if spec.format == "csv" {
-                print!("{}", gpuwatch_billing::to_csv(&rows));
-            } else {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&rows)
-                        .map_err(|e| Failure::Other(e.to_string()))?
-                );
-            }
+            cli::usage(&pool, args).await?
         }
         ReportKind::Invoices {
             month,
@@ -444,30 +433,16 @@ async fn billing_report(cfg: Config, report: ReportKind) -> Result<(), Failure> 
             status,
             format,
         } => {
-            if !["text", "csv", "json"].contains(&format.as_str()) {
-                return Err(Failure::Usage(format!(
-                    "--format: must be text, csv or json, got {format:?}"
-                )));
-            }
-            let mut all = Vec::new();
-            loop {
-                let q = gpuwatch_billing::InvoiceQuery {
-                    customer_id: customer,
-                    status: status.clone(),
-                    month: month.clone(),
-                    limit: Some(1000),
-                    offset: Some(all.len() as i64),
-                };
-                let p = gpuwatch_billing::list_invoices(&pool, &q).await?;
-                let got = p.items.len();
-                all.extend(p.items);
-                if got == 0 || all.len() as i64 >= p.total {
-                    break;
-                }
-            }
-            print!("{}", gpuwatch_billing::invoice::render(&all, &format));
+            let args = cli::InvoiceArgs {
+                month,
+                customer,
+                status,
+                format,
+            };
+            cli::invoices(&pool, args).await?
         }
-    }
+    };
+    print!("{out}");
     Ok(())
 }
 

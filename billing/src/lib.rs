@@ -26,8 +26,10 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod cli;
 mod config;
 mod error;
+pub mod format;
 pub mod grid;
 pub mod invoice;
 pub mod meter;
@@ -40,6 +42,7 @@ pub mod usage;
 
 pub use config::{BillingConfig, Settings};
 pub use error::{BillingError, Result};
+pub use format::{csv_table, ReportFormat};
 pub use invoice::{
     cut_invoices, get_invoice, list_invoices, transition, Invoice, InvoiceLine, InvoicePage,
     InvoiceQuery, Transition,
