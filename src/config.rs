@@ -76,14 +76,15 @@ impl Config {
         let cfg: Config =
             serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
                 let key = e.path().to_string();
+                let message = one_line(&e.inner().to_string());
+                if let Some(both) = given_twice(&key, &message) {
+                    return vec![both];
+                }
                 let origin = origins
                     .get(&key)
                     .map(|v| format!(" (from {v})"))
                     .unwrap_or_default();
-                vec![format!(
-                    "{key}{origin}: {}",
-                    one_line(&e.inner().to_string())
-                )]
+                vec![format!("{key}{origin}: {message}")]
             })?;
         let errors = cfg.validate();
         if errors.is_empty() {
@@ -115,6 +116,19 @@ impl Config {
         }
         e
     }
+}
+
+/// A duration written both ways (`interval = "10s"` and `interval_secs = 10`)
+/// reaches serde as one field given twice; say which two keys collide.
+fn given_twice(section: &str, message: &str) -> Option<String> {
+    let field = message
+        .strip_prefix("duplicate field `")?
+        .split('`')
+        .next()?;
+    let legacy = gpuwatch_store::duration::LEGACY_SUFFIX;
+    Some(format!(
+        "{section}.{field} and {section}.{field}{legacy}: the same setting, given twice; keep {section}.{field} (a duration like \"10s\" or \"1h 30m\")"
+    ))
 }
 
 fn one_line(s: &str) -> String {
@@ -387,6 +401,37 @@ mod tests {
             .any(|e| e.starts_with("collector.interval_secs:")));
         assert!(errs.iter().any(|e| e.starts_with("collector.sim.hosts:")));
         assert!(errs.iter().any(|e| e.starts_with("log.format:")));
+    }
+
+    #[test]
+    fn durations_are_humantime_and_the_old_secs_keys_still_read() {
+        let cfg = load_str(
+            "[collector]\ninterval = \"1m\"\n[alerter]\ninterval = \"500ms\"\ngroup_wait_secs = 2.5\n[aggregator]\nlateness = \"1h 30m\"\n[exporter]\nrefresh_secs = 7\n",
+            &[("GPUWATCH_DATABASE__CONNECT_TIMEOUT", "3s")],
+        )
+        .unwrap();
+        assert_eq!(cfg.collector.interval_secs, 60);
+        assert_eq!(cfg.alerter.interval_secs, 0.5);
+        assert_eq!(cfg.alerter.group_wait_secs, 2.5);
+        assert_eq!(cfg.aggregator.lateness_secs, 5400);
+        assert_eq!(cfg.exporter.refresh_secs, 7);
+        assert_eq!(cfg.database.connect_timeout_secs, 3);
+    }
+
+    #[test]
+    fn a_duration_given_in_both_spellings_names_both() {
+        let errs =
+            load_str("[collector]\ninterval = \"10s\"\ninterval_secs = 10\n", &[]).unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].contains("collector.interval") && errs[0].contains("collector.interval_secs"),
+            "{errs:?}"
+        );
+        let errs = load_str("[collector.http]\ntimeout = \"ten\"\n", &[]).unwrap_err();
+        assert!(
+            errs[0].starts_with("collector.http.timeout: not a duration"),
+            "{errs:?}"
+        );
     }
 
     #[test]

@@ -32,7 +32,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 #[command(version, about, long_about = None)]
 struct Cli {
     /// Config file (TOML); see gpuwatch.example.toml. Environment overrides:
-    /// DATABASE_URL, GPUWATCH_SECTION__KEY (e.g. GPUWATCH_COLLECTOR__INTERVAL_SECS).
+    /// DATABASE_URL, GPUWATCH_SECTION__KEY (e.g. GPUWATCH_COLLECTOR__INTERVAL=30s).
     #[arg(long, short, global = true, env = "GPUWATCH_CONFIG")]
     config: Option<PathBuf>,
     #[command(subcommand)]
@@ -65,7 +65,7 @@ enum Command {
         #[arg(long, requires = "once")]
         catch_up: bool,
     },
-    /// Run the alerter: evaluate alert rules every alerter.interval_secs and
+    /// Run the alerter: evaluate alert rules every alerter.interval and
     /// deliver notifications (webhooks, e-mail). Replicas may run side by side.
     Alerter {
         /// One evaluation, deliver what is due, then exit.

@@ -39,8 +39,18 @@ pub use render::escape_label;
 #[serde(deny_unknown_fields, default)]
 pub struct ExporterConfig {
     /// How often the snapshot is re-read from the database, seconds.
+    #[serde(
+        rename = "refresh",
+        alias = "refresh_secs",
+        deserialize_with = "gpuwatch_store::duration::seconds"
+    )]
     pub refresh_secs: u64,
     /// A series whose latest sample is older than this is not exported, seconds.
+    #[serde(
+        rename = "staleness",
+        alias = "staleness_secs",
+        deserialize_with = "gpuwatch_store::duration::seconds"
+    )]
     pub staleness_secs: u64,
 }
 

@@ -31,7 +31,7 @@ pub mod testing;
 mod writer;
 
 pub use backend::{detect, Backend, BackendPreference, ServerInfo};
-pub use config::{StoreConfig, WriterConfig};
+pub use config::{duration, StoreConfig, WriterConfig};
 pub use error::StoreError;
 pub use migrate::{migrate, migrations, pending as pending_migrations, MigrateReport, Migration};
 pub use payload::{Batch, GpuReading, IngestPayload, PAYLOAD_VERSION};

@@ -4,11 +4,9 @@
 pub mod copy;
 pub mod http;
 
-use gpuwatch_store::inventory::{GpuInfo, HostInfo};
 use gpuwatch_store::Batch;
 
-/// The inventory of the hosts a collector reports for.
-pub type Inventory = Vec<(HostInfo, Vec<GpuInfo>)>;
+use crate::Inventory;
 
 /// A failed delivery.
 #[derive(Debug, thiserror::Error)]
