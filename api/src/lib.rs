@@ -25,6 +25,7 @@ pub mod extract;
 pub mod ingest;
 pub mod inventory;
 pub mod list;
+pub mod tokens;
 pub mod validate;
 
 use std::collections::HashMap;

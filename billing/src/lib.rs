@@ -48,6 +48,7 @@ pub use invoice::{
     InvoiceQuery, Transition,
 };
 pub use meter::{meter_once, meter_until_caught_up, MeterOptions, MeterReport};
+pub use metrics::register_metrics;
 pub use prices::{add_price, list_prices, NewPrice, PriceEntry};
 pub use report::{to_csv, usage_report, GroupBy, UsageQuery, UsageRow, UsageSpec};
 pub use run::{run, run_once};

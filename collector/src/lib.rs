@@ -26,3 +26,4 @@ pub use error::CollectorError;
 pub use fleet::{Fleet, Inventory};
 pub use gpuwatch_store::{Batch, GpuReading};
 pub use run::{run, RunOptions};
+pub use spool::register_metrics;

@@ -21,7 +21,7 @@ mod backend;
 mod config;
 mod error;
 pub mod inventory;
-mod metrics;
+pub mod metrics;
 mod migrate;
 mod payload;
 mod pool;
