@@ -73,6 +73,7 @@ impl Config {
             None => toml::Table::new(),
         };
         let origins = apply_env(&mut table, env)?;
+        let written = table.clone();
         let cfg: Config =
             serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
                 let key = e.path().to_string();
@@ -86,7 +87,11 @@ impl Config {
                     .unwrap_or_default();
                 vec![format!("{key}{origin}: {message}")]
             })?;
-        let errors = cfg.validate();
+        let errors: Vec<String> = cfg
+            .validate()
+            .into_iter()
+            .map(|e| as_written(e, &written))
+            .collect();
         if errors.is_empty() {
             Ok(cfg)
         } else {
@@ -129,6 +134,32 @@ fn given_twice(section: &str, message: &str) -> Option<String> {
     Some(format!(
         "{section}.{field} and {section}.{field}{legacy}: the same setting, given twice; keep {section}.{field} (a duration like \"10s\" or \"1h 30m\")"
     ))
+}
+
+/// Validation names a duration by its field, which holds seconds
+/// (`collector.interval_secs: ...`). Where the file or the environment wrote
+/// the duration spelling (`interval = "0s"`), name that key instead.
+fn as_written(message: String, written: &toml::Table) -> String {
+    let legacy = gpuwatch_store::duration::LEGACY_SUFFIX;
+    let Some((key, rest)) = message.split_once(':') else {
+        return message;
+    };
+    let Some(new_key) = key.strip_suffix(legacy) else {
+        return message;
+    };
+    let given = |k: &str| {
+        let mut parts: Vec<&str> = k.split('.').collect();
+        let last = parts.pop().unwrap_or_default();
+        parts
+            .into_iter()
+            .try_fold(written, |t, part| t.get(part)?.as_table())
+            .is_some_and(|t| t.contains_key(last))
+    };
+    if !given(key) && given(new_key) {
+        format!("{new_key} (in seconds):{rest}")
+    } else {
+        message
+    }
 }
 
 fn one_line(s: &str) -> String {
@@ -426,6 +457,16 @@ mod tests {
         assert!(
             errs[0].contains("collector.interval") && errs[0].contains("collector.interval_secs"),
             "{errs:?}"
+        );
+        let errs = load_str("[collector]\ninterval = \"0s\"\n", &[]).unwrap_err();
+        assert_eq!(
+            errs,
+            ["collector.interval (in seconds): must be between 1 and 3600, got 0"]
+        );
+        let errs = load_str("[collector]\ninterval_secs = 0\n", &[]).unwrap_err();
+        assert_eq!(
+            errs,
+            ["collector.interval_secs: must be between 1 and 3600, got 0"]
         );
         let errs = load_str("[collector.http]\ntimeout = \"ten\"\n", &[]).unwrap_err();
         assert!(
