@@ -449,29 +449,12 @@ async fn billing(
         gpuwatch_billing::run(pool, settings, shutdown).await;
         return Ok(());
     }
-    let (meter, cut) = gpuwatch_billing::run_once(&pool, &settings, chrono::Utc::now()).await?;
-    println!(
-        "metered through {}: {} records, {} corrections, {} retried periods; {} invoices cut",
-        meter.to.map_or("nothing".into(), |t| t.to_rfc3339()),
-        meter.records,
-        meter.corrections,
-        meter.retried,
-        cut.invoices.len()
-    );
-    if let Some(w) = cut.waiting_for_meter {
-        eprintln!("gpuwatch: invoices wait: {w}");
+    let done = gpuwatch_billing::cli::once(&pool, &settings, chrono::Utc::now()).await?;
+    println!("{}", done.summary);
+    for p in &done.problems {
+        eprintln!("gpuwatch: {p}");
     }
-    for e in &meter.errors {
-        eprintln!("gpuwatch: billing: {e}");
-    }
-    if meter.errors.is_empty() {
-        Ok(())
-    } else {
-        Err(Failure::Other(format!(
-            "{} environment periods were not billed (bad input above; fix it and run again)",
-            meter.errors.len()
-        )))
-    }
+    done.failure.map_or(Ok(()), |f| Err(Failure::Other(f)))
 }
 
 async fn billing_report(cfg: Config, report: ReportKind) -> Result<(), Failure> {

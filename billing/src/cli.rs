@@ -1,8 +1,11 @@
-//! `gpuwatch report usage|invoices`: the command line's arguments, as typed,
-//! to the text printed on stdout. The binary only forwards the arguments.
+//! The billing commands of the `gpuwatch` binary: `report usage|invoices`
+//! (the command line's arguments, as typed, to the text printed on stdout)
+//! and what `billing --once` tells the operator. The binary only forwards
+//! arguments and prints.
 
 use chrono::{DateTime, Utc};
 
+use crate::config::Settings;
 use crate::format::ReportFormat;
 use crate::invoice::{list_invoices, render, InvoiceQuery};
 use crate::report::{to_csv, usage_report, UsageQuery};
@@ -91,6 +94,52 @@ pub async fn invoices(pool: &gpuwatch_store::Pool, a: InvoiceArgs) -> Result<Str
         }
     }
     Ok(render(&all, format))
+}
+
+/// What `gpuwatch billing --once` did, in words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnceSummary {
+    /// One line for stdout: how far the meter got, what it wrote, invoices cut.
+    pub summary: String,
+    /// Lines for stderr: why invoices wait, and each environment period not
+    /// billed for bad input.
+    pub problems: Vec<String>,
+    /// Set when periods were not billed: the run must fail with this.
+    pub failure: Option<String>,
+}
+
+/// `gpuwatch billing --once`: meter until caught up, cut what is due, and
+/// say what happened.
+pub async fn once(
+    pool: &gpuwatch_store::Pool,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> Result<OnceSummary, BillingError> {
+    let (meter, cut) = crate::run_once(pool, settings, now).await?;
+    let summary = format!(
+        "metered through {}: {} records, {} corrections, {} retried periods; {} invoices cut",
+        meter.to.map_or("nothing".into(), |t| t.to_rfc3339()),
+        meter.records,
+        meter.corrections,
+        meter.retried,
+        cut.invoices.len()
+    );
+    let mut problems = Vec::new();
+    if let Some(w) = cut.waiting_for_meter {
+        problems.push(format!("invoices wait: {w}"));
+    }
+    problems.extend(meter.errors.iter().map(|e| format!("billing: {e}")));
+    let failure = (!meter.errors.is_empty()).then(|| {
+        format!(
+            "{} environment periods were not billed (bad input above; fix it and run again)",
+            meter.errors.len()
+        )
+    });
+    Ok(OnceSummary {
+        summary,
+        problems,
+        failure,
+    })
 }
 
 fn time(field: &str, v: Option<String>) -> Result<Option<DateTime<Utc>>, ReportError> {
