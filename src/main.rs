@@ -14,7 +14,7 @@ use gpuwatch_aggregator::AggregatorError;
 use gpuwatch_alerter::AlerterError;
 use gpuwatch_api::tokens::TokenError;
 use gpuwatch_billing::{cli::ReportError, BillingError};
-use gpuwatch_collector::sinks::{copy::CopySink, http::HttpSink, Sink};
+use gpuwatch_collector::sinks::Sink;
 use gpuwatch_collector::{CollectorError, RunOptions, SinkKind};
 use gpuwatch_store::StoreError;
 use prometheus::Registry;
@@ -356,22 +356,13 @@ async fn collector(
     shutdown: CancellationToken,
 ) -> Result<(), Failure> {
     registered("collector", gpuwatch_collector::register_metrics(registry));
-    let sink = match cfg.collector.sink {
-        // Lazy: an agent keeps collecting into its spool while the database is down.
-        SinkKind::Direct => {
-            registered(
-                "collector",
-                gpuwatch_store::metrics::register_metrics(registry),
-            );
-            Sink::Copy(Box::new(CopySink::new(
-                gpuwatch_store::connect_lazy(&cfg.database)?,
-                cfg.database.writer.clone(),
-            )))
-        }
-        SinkKind::Http => Sink::Http(
-            HttpSink::new(&cfg.collector.http).map_err(|e| Failure::Other(e.to_string()))?,
-        ),
-    };
+    if cfg.collector.sink == SinkKind::Direct {
+        registered(
+            "collector",
+            gpuwatch_store::metrics::register_metrics(registry),
+        );
+    }
+    let sink = Sink::from_config(&cfg.collector, &cfg.database)?;
     Ok(gpuwatch_collector::run(cfg.collector, sink, opts, shutdown).await?)
 }
 
