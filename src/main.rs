@@ -3,13 +3,13 @@
 //! nothing else lives here.
 #![forbid(unsafe_code)]
 
+mod cli;
 mod config;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use gpuwatch_aggregator::AggregatorError;
 use gpuwatch_alerter::AlerterError;
 use gpuwatch_api::tokens::TokenError;
@@ -20,6 +20,7 @@ use gpuwatch_store::StoreError;
 use prometheus::Registry;
 use tokio_util::sync::CancellationToken;
 
+use cli::{Cli, Command, ReportKind, TokenAction};
 use config::Config;
 
 /// sysexits: bad configuration (EX_CONFIG would be 78; linkerd and we use EX_USAGE).
@@ -28,135 +29,6 @@ const EXIT_CONFIG: u8 = 64;
 const EXIT_UNAVAILABLE: u8 = 69;
 /// How long tasks get to flush after SIGTERM/SIGINT.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
-/// gpuwatch: telemetry, alerting and metering for a GPU cloud.
-#[derive(Parser, Debug)]
-#[command(version, about, long_about = None)]
-struct Cli {
-    /// Config file (TOML); see gpuwatch.example.toml. Environment overrides:
-    /// DATABASE_URL, GPUWATCH_SECTION__KEY (e.g. GPUWATCH_COLLECTOR__INTERVAL=30s).
-    #[arg(long, short, global = true, env = "GPUWATCH_CONFIG")]
-    config: Option<PathBuf>,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// Create or upgrade the database schema. Picks TimescaleDB hypertables
-    /// or plain PostgreSQL partitions on first run; a second run changes nothing.
-    Migrate,
-    /// Run the collector agent: sample GPUs and hosts every interval and
-    /// deliver them (database or `gpuwatch serve`), spooling to disk while
-    /// the sink is down (the simulated fleet where no GPU is present).
-    Collector {
-        /// Collect and deliver once, then exit.
-        #[arg(long)]
-        once: bool,
-        /// Print each collection as JSON on stdout instead of delivering it.
-        #[arg(long)]
-        print: bool,
-    },
-    /// Run the aggregator: hourly and daily tiers, retention, partitions
-    /// ahead, host liveness. Replicas may run side by side; one works at a time.
-    Aggregator {
-        /// One run, then exit.
-        #[arg(long)]
-        once: bool,
-        /// With --once: repeat runs until every tier has caught up.
-        #[arg(long, requires = "once")]
-        catch_up: bool,
-    },
-    /// Run the alerter: evaluate alert rules every alerter.interval and
-    /// deliver notifications (webhooks, e-mail). Replicas may run side by side.
-    Alerter {
-        /// One evaluation, deliver what is due, then exit.
-        #[arg(long)]
-        once: bool,
-    },
-    /// Serve the HTTP API (/api/v1, /metrics, /health, /ready) on api.listen.
-    Serve,
-    /// Create or revoke API bearer tokens (stored hashed; shown once).
-    Token {
-        #[command(subcommand)]
-        action: TokenAction,
-    },
-    /// Run the billing meter (closed periods of environment status history
-    /// into billing_records) and the monthly invoice run on their schedules.
-    Billing {
-        /// Meter until caught up and cut the invoices that are due, then exit.
-        #[arg(long)]
-        once: bool,
-    },
-    /// Finance reports: usage (split so it sums to the invoices) and invoices.
-    Report {
-        #[command(subcommand)]
-        report: ReportKind,
-    },
-    /// Migrate, then run every role in one process (small installs, quick start).
-    All,
-}
-
-#[derive(Subcommand, Debug)]
-enum ReportKind {
-    /// Usage of a month (or --from/--to), as CSV or JSON on stdout.
-    Usage {
-        /// Month, YYYY-MM (UTC).
-        #[arg(long, conflicts_with_all = ["from", "to"])]
-        month: Option<String>,
-        /// Range start, RFC 3339 (with --to).
-        #[arg(long, requires = "to")]
-        from: Option<String>,
-        /// Range end, exclusive.
-        #[arg(long, requires = "from")]
-        to: Option<String>,
-        /// Comma-separated: customer, workspace, environment, resource, gpu_model.
-        #[arg(long)]
-        group_by: Option<String>,
-        /// Only this customer.
-        #[arg(long)]
-        customer: Option<i64>,
-        /// csv or json.
-        #[arg(long, default_value = "csv")]
-        format: String,
-    },
-    /// Invoices, newest month first.
-    Invoices {
-        /// Month, YYYY-MM.
-        #[arg(long)]
-        month: Option<String>,
-        /// Only this customer.
-        #[arg(long)]
-        customer: Option<i64>,
-        /// draft, issued, paid or void.
-        #[arg(long)]
-        status: Option<String>,
-        /// text (with currency symbols), csv or json.
-        #[arg(long, default_value = "text")]
-        format: String,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-enum TokenAction {
-    /// Create a token and print it (only its hash is kept).
-    Create {
-        /// Role: admin, operator, finance, viewer or agent.
-        #[arg(long)]
-        role: String,
-        /// A name to recognise it by.
-        #[arg(long, default_value = "token")]
-        name: String,
-        /// For agent tokens: the only host it may report for.
-        #[arg(long)]
-        host: Option<String>,
-    },
-    /// Revoke a token by its id.
-    Revoke {
-        /// The id `token create` printed.
-        id: i64,
-    },
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
