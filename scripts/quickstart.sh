@@ -18,4 +18,8 @@ fi
 log "database: $DATABASE_URL"
 log "watch rows arrive with: psql '$DATABASE_URL' -c 'select host_id, count(*), max(collected_at) from gpu_metrics group by 1'"
 cargo build --release --quiet
-exec ./target/release/gpuwatch all "$@"
+# Where cargo put it: CARGO_TARGET_DIR, build.target-dir of a cargo config,
+# or ./target; cargo itself says which.
+target_dir=$(cargo metadata --format-version 1 --no-deps |
+  sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+exec "${target_dir:-target}/release/gpuwatch" all "$@"

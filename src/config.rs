@@ -15,6 +15,9 @@ use serde::Deserialize;
 
 /// Prefix of environment overrides: `GPUWATCH_DATABASE__POOL_SIZE=4` sets
 /// `database.pool_size` (`__` separates levels; one `_` stays in a key).
+/// Only variables whose first level names a section of [`Config`] count:
+/// other `GPUWATCH_*` variables belong to the scripts and the Grafana
+/// provisioning (`GPUWATCH_CACHE`, `GPUWATCH_PG_HOST`) and are left alone.
 const ENV_PREFIX: &str = "GPUWATCH_";
 
 /// The whole configuration.
@@ -70,19 +73,25 @@ impl Config {
             None => toml::Table::new(),
         };
         let origins = apply_env(&mut table, env)?;
+        let written = table.clone();
         let cfg: Config =
             serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
                 let key = e.path().to_string();
+                let message = one_line(&e.inner().to_string());
+                if let Some(both) = given_twice(&key, &message) {
+                    return vec![both];
+                }
                 let origin = origins
                     .get(&key)
                     .map(|v| format!(" (from {v})"))
                     .unwrap_or_default();
-                vec![format!(
-                    "{key}{origin}: {}",
-                    one_line(&e.inner().to_string())
-                )]
+                vec![format!("{key}{origin}: {message}")]
             })?;
-        let errors = cfg.validate();
+        let errors: Vec<String> = cfg
+            .validate()
+            .into_iter()
+            .map(|e| as_written(e, &written))
+            .collect();
         if errors.is_empty() {
             Ok(cfg)
         } else {
@@ -111,6 +120,45 @@ impl Config {
             ));
         }
         e
+    }
+}
+
+/// A duration written both ways (`interval = "10s"` and `interval_secs = 10`)
+/// reaches serde as one field given twice; say which two keys collide.
+fn given_twice(section: &str, message: &str) -> Option<String> {
+    let field = message
+        .strip_prefix("duplicate field `")?
+        .split('`')
+        .next()?;
+    let legacy = gpuwatch_store::duration::LEGACY_SUFFIX;
+    Some(format!(
+        "{section}.{field} and {section}.{field}{legacy}: the same setting, given twice; keep {section}.{field} (a duration like \"10s\" or \"1h 30m\")"
+    ))
+}
+
+/// Validation names a duration by its field, which holds seconds
+/// (`collector.interval_secs: ...`). Where the file or the environment wrote
+/// the duration spelling (`interval = "0s"`), name that key instead.
+fn as_written(message: String, written: &toml::Table) -> String {
+    let legacy = gpuwatch_store::duration::LEGACY_SUFFIX;
+    let Some((key, rest)) = message.split_once(':') else {
+        return message;
+    };
+    let Some(new_key) = key.strip_suffix(legacy) else {
+        return message;
+    };
+    let given = |k: &str| {
+        let mut parts: Vec<&str> = k.split('.').collect();
+        let last = parts.pop().unwrap_or_default();
+        parts
+            .into_iter()
+            .try_fold(written, |t, part| t.get(part)?.as_table())
+            .is_some_and(|t| t.contains_key(last))
+    };
+    if !given(key) && given(new_key) {
+        format!("{new_key} (in seconds):{rest}")
+    } else {
+        message
     }
 }
 
@@ -148,8 +196,11 @@ fn apply_env(
             // deployments change; it wins over GPUWATCH_API__LISTEN.
             vec!["api".into(), "listen".into()]
         } else if let Some(rest) = var.strip_prefix(ENV_PREFIX) {
-            if rest == "CONFIG" {
-                continue; // the config file's path, read by the CLI
+            let Some((section, _)) = rest.split_once("__") else {
+                continue; // GPUWATCH_CONFIG, GPUWATCH_CACHE, GPUWATCH_PG_*: not settings
+            };
+            if !sections().contains(&section.to_ascii_lowercase().as_str()) {
+                continue;
             }
             rest.split("__").map(|s| s.to_ascii_lowercase()).collect()
         } else {
@@ -169,6 +220,56 @@ fn apply_env(
     } else {
         Err(errors)
     }
+}
+
+/// The sections of [`Config`], as serde knows them, so the list of sections
+/// that environment overrides may name is the struct itself and cannot drift.
+fn sections() -> &'static [&'static str] {
+    use serde::de::{self, Visitor};
+    use serde::Deserializer;
+
+    /// A deserializer that only records the field names serde asks for.
+    struct Fields(&'static [&'static str]);
+    #[derive(Debug)]
+    struct Stop;
+    impl std::fmt::Display for Stop {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("field names recorded")
+        }
+    }
+    impl std::error::Error for Stop {}
+    impl de::Error for Stop {
+        fn custom<T: std::fmt::Display>(_: T) -> Self {
+            Stop
+        }
+    }
+    impl<'de> Deserializer<'de> for &mut Fields {
+        type Error = Stop;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
+            Err(Stop)
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Stop> {
+            self.0 = fields;
+            Err(Stop)
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+            bytes byte_buf option unit unit_struct newtype_struct seq tuple
+            tuple_struct map enum identifier ignored_any
+        }
+    }
+
+    static SECTIONS: std::sync::OnceLock<&'static [&'static str]> = std::sync::OnceLock::new();
+    SECTIONS.get_or_init(|| {
+        let mut f = Fields(&[]);
+        let _ = Config::deserialize(&mut f);
+        f.0
+    })
 }
 
 /// An override is a TOML scalar if it parses as one (`4`, `true`, `1.5`), else a string.
@@ -259,6 +360,45 @@ mod tests {
     }
 
     #[test]
+    fn gpuwatch_variables_outside_the_config_sections_are_not_settings() {
+        let cfg = load_str(
+            "",
+            &[
+                ("GPUWATCH_CACHE", "/tmp/x"),
+                ("GPUWATCH_PG_HOST", "db:5432"),
+                ("GPUWATCH_PG_PASSWORD", "s3cret"),
+                ("GPUWATCH_NOT_A__SECTION", "1"),
+                ("GPUWATCH_LOG__LEVEL", "debug"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(cfg.log.level, "debug");
+        // A known section still rejects a key it does not have.
+        let errs = load_str("", &[("GPUWATCH_DATABASE__CACHE", "/tmp/x")]).unwrap_err();
+        assert!(
+            errs[0].starts_with("database.cache (from GPUWATCH_DATABASE__CACHE): unknown field"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn the_sections_are_those_of_the_config_struct() {
+        assert_eq!(
+            sections(),
+            [
+                "database",
+                "collector",
+                "aggregator",
+                "api",
+                "billing",
+                "exporter",
+                "alerter",
+                "log"
+            ]
+        );
+    }
+
+    #[test]
     fn a_wrong_type_names_the_key_and_the_variable() {
         let errs = load_str("", &[("GPUWATCH_DATABASE__POOL_SIZE", "many")]).unwrap_err();
         assert_eq!(errs.len(), 1, "{errs:?}");
@@ -292,6 +432,47 @@ mod tests {
             .any(|e| e.starts_with("collector.interval_secs:")));
         assert!(errs.iter().any(|e| e.starts_with("collector.sim.hosts:")));
         assert!(errs.iter().any(|e| e.starts_with("log.format:")));
+    }
+
+    #[test]
+    fn durations_are_humantime_and_the_old_secs_keys_still_read() {
+        let cfg = load_str(
+            "[collector]\ninterval = \"1m\"\n[alerter]\ninterval = \"500ms\"\ngroup_wait_secs = 2.5\n[aggregator]\nlateness = \"1h 30m\"\n[exporter]\nrefresh_secs = 7\n",
+            &[("GPUWATCH_DATABASE__CONNECT_TIMEOUT", "3s")],
+        )
+        .unwrap();
+        assert_eq!(cfg.collector.interval_secs, 60);
+        assert_eq!(cfg.alerter.interval_secs, 0.5);
+        assert_eq!(cfg.alerter.group_wait_secs, 2.5);
+        assert_eq!(cfg.aggregator.lateness_secs, 5400);
+        assert_eq!(cfg.exporter.refresh_secs, 7);
+        assert_eq!(cfg.database.connect_timeout_secs, 3);
+    }
+
+    #[test]
+    fn a_duration_given_in_both_spellings_names_both() {
+        let errs =
+            load_str("[collector]\ninterval = \"10s\"\ninterval_secs = 10\n", &[]).unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].contains("collector.interval") && errs[0].contains("collector.interval_secs"),
+            "{errs:?}"
+        );
+        let errs = load_str("[collector]\ninterval = \"0s\"\n", &[]).unwrap_err();
+        assert_eq!(
+            errs,
+            ["collector.interval (in seconds): must be between 1 and 3600, got 0"]
+        );
+        let errs = load_str("[collector]\ninterval_secs = 0\n", &[]).unwrap_err();
+        assert_eq!(
+            errs,
+            ["collector.interval_secs: must be between 1 and 3600, got 0"]
+        );
+        let errs = load_str("[collector.http]\ntimeout = \"ten\"\n", &[]).unwrap_err();
+        assert!(
+            errs[0].starts_with("collector.http.timeout: not a duration"),
+            "{errs:?}"
+        );
     }
 
     #[test]

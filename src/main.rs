@@ -3,20 +3,24 @@
 //! nothing else lives here.
 #![forbid(unsafe_code)]
 
+mod cli;
 mod config;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use gpuwatch_aggregator::AggregatorError;
 use gpuwatch_alerter::AlerterError;
-use gpuwatch_collector::sinks::{copy::CopySink, http::HttpSink, Sink};
+use gpuwatch_api::tokens::TokenError;
+use gpuwatch_billing::{cli::ReportError, BillingError};
+use gpuwatch_collector::sinks::Sink;
 use gpuwatch_collector::{CollectorError, RunOptions, SinkKind};
 use gpuwatch_store::StoreError;
+use prometheus::Registry;
 use tokio_util::sync::CancellationToken;
 
+use cli::{Cli, Command, ReportKind, TokenAction};
 use config::Config;
 
 /// sysexits: bad configuration (EX_CONFIG would be 78; linkerd and we use EX_USAGE).
@@ -25,135 +29,6 @@ const EXIT_CONFIG: u8 = 64;
 const EXIT_UNAVAILABLE: u8 = 69;
 /// How long tasks get to flush after SIGTERM/SIGINT.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
-/// gpuwatch: telemetry, alerting and metering for a GPU cloud.
-#[derive(Parser, Debug)]
-#[command(version, about, long_about = None)]
-struct Cli {
-    /// Config file (TOML); see gpuwatch.example.toml. Environment overrides:
-    /// DATABASE_URL, GPUWATCH_SECTION__KEY (e.g. GPUWATCH_COLLECTOR__INTERVAL_SECS).
-    #[arg(long, short, global = true, env = "GPUWATCH_CONFIG")]
-    config: Option<PathBuf>,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// Create or upgrade the database schema. Picks TimescaleDB hypertables
-    /// or plain PostgreSQL partitions on first run; a second run changes nothing.
-    Migrate,
-    /// Run the collector agent: sample GPUs and hosts every interval and
-    /// deliver them (database or `gpuwatch serve`), spooling to disk while
-    /// the sink is down (the simulated fleet where no GPU is present).
-    Collector {
-        /// Collect and deliver once, then exit.
-        #[arg(long)]
-        once: bool,
-        /// Print each collection as JSON on stdout instead of delivering it.
-        #[arg(long)]
-        print: bool,
-    },
-    /// Run the aggregator: hourly and daily tiers, retention, partitions
-    /// ahead, host liveness. Replicas may run side by side; one works at a time.
-    Aggregator {
-        /// One run, then exit.
-        #[arg(long)]
-        once: bool,
-        /// With --once: repeat runs until every tier has caught up.
-        #[arg(long, requires = "once")]
-        catch_up: bool,
-    },
-    /// Run the alerter: evaluate alert rules every alerter.interval_secs and
-    /// deliver notifications (webhooks, e-mail). Replicas may run side by side.
-    Alerter {
-        /// One evaluation, deliver what is due, then exit.
-        #[arg(long)]
-        once: bool,
-    },
-    /// Serve the HTTP API (/api/v1, /metrics, /health, /ready) on api.listen.
-    Serve,
-    /// Create or revoke API bearer tokens (stored hashed; shown once).
-    Token {
-        #[command(subcommand)]
-        action: TokenAction,
-    },
-    /// Run the billing meter (closed periods of environment status history
-    /// into billing_records) and the monthly invoice run on their schedules.
-    Billing {
-        /// Meter until caught up and cut the invoices that are due, then exit.
-        #[arg(long)]
-        once: bool,
-    },
-    /// Finance reports: usage (split so it sums to the invoices) and invoices.
-    Report {
-        #[command(subcommand)]
-        report: ReportKind,
-    },
-    /// Migrate, then run every role in one process (small installs, quick start).
-    All,
-}
-
-#[derive(Subcommand, Debug)]
-enum ReportKind {
-    /// Usage of a month (or --from/--to), as CSV or JSON on stdout.
-    Usage {
-        /// Month, YYYY-MM (UTC).
-        #[arg(long, conflicts_with_all = ["from", "to"])]
-        month: Option<String>,
-        /// Range start, RFC 3339 (with --to).
-        #[arg(long, requires = "to")]
-        from: Option<String>,
-        /// Range end, exclusive.
-        #[arg(long, requires = "from")]
-        to: Option<String>,
-        /// Comma-separated: customer, workspace, environment, resource, gpu_model.
-        #[arg(long)]
-        group_by: Option<String>,
-        /// Only this customer.
-        #[arg(long)]
-        customer: Option<i64>,
-        /// csv or json.
-        #[arg(long, default_value = "csv")]
-        format: String,
-    },
-    /// Invoices, newest month first.
-    Invoices {
-        /// Month, YYYY-MM.
-        #[arg(long)]
-        month: Option<String>,
-        /// Only this customer.
-        #[arg(long)]
-        customer: Option<i64>,
-        /// draft, issued, paid or void.
-        #[arg(long)]
-        status: Option<String>,
-        /// text (with currency symbols), csv or json.
-        #[arg(long, default_value = "text")]
-        format: String,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-enum TokenAction {
-    /// Create a token and print it (only its hash is kept).
-    Create {
-        /// Role: admin, operator, finance, viewer or agent.
-        #[arg(long)]
-        role: String,
-        /// A name to recognise it by.
-        #[arg(long, default_value = "token")]
-        name: String,
-        /// For agent tokens: the only host it may report for.
-        #[arg(long)]
-        host: Option<String>,
-    },
-    /// Revoke a token by its id.
-    Revoke {
-        /// The id `token create` printed.
-        id: i64,
-    },
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -195,7 +70,11 @@ enum Failure {
     #[error(transparent)]
     Alerter(#[from] AlerterError),
     #[error(transparent)]
-    Billing(#[from] gpuwatch_billing::BillingError),
+    Billing(#[from] BillingError),
+    #[error(transparent)]
+    Report(#[from] ReportError),
+    #[error(transparent)]
+    Token(#[from] TokenError),
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
@@ -205,12 +84,16 @@ enum Failure {
 fn exit_code(f: &Failure) -> u8 {
     let e = match f {
         Failure::Store(s)
+        | Failure::Token(TokenError::Store(s))
         | Failure::Collector(CollectorError::Store(s))
         | Failure::Aggregator(AggregatorError::Store(s))
         | Failure::Alerter(AlerterError::Store(s)) => s,
         Failure::Alerter(AlerterError::Invalid(_)) => return EXIT_CONFIG,
-        Failure::Billing(gpuwatch_billing::BillingError::Store(s)) => s,
-        Failure::Billing(gpuwatch_billing::BillingError::Invalid(_)) => return EXIT_CONFIG,
+        Failure::Billing(b) | Failure::Report(ReportError::Billing(b)) => match b {
+            BillingError::Store(s) => s,
+            BillingError::Invalid(_) => return EXIT_CONFIG,
+            _ => return 1,
+        },
         _ => return 1,
     };
     match e {
@@ -223,10 +106,14 @@ fn exit_code(f: &Failure) -> u8 {
 }
 
 fn init_tracing(log: &config::LogConfig) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.level));
+    // Colour only for a person at a terminal: a file or the journal would
+    // keep the escape codes as text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if log.format == "json" {
         builder.json().init();
@@ -238,29 +125,87 @@ fn init_tracing(log: &config::LogConfig) {
 async fn run(command: Command, cfg: Config) -> Result<(), Failure> {
     let shutdown = CancellationToken::new();
     tokio::spawn(wait_for_signal(shutdown.clone()));
+    // One registry per process: every role registers its metrics on it and
+    // `serve` gathers it for /metrics.
+    let registry = Registry::new();
+    let r = &registry;
     match command {
         Command::Migrate => migrate(&cfg).await,
         Command::Collector { once, print } => {
-            collector(cfg, RunOptions { once, print }, shutdown).await
+            let opts = RunOptions { once, print };
+            graced(
+                "collector",
+                &shutdown,
+                collector(cfg, opts, r, shutdown.clone()),
+            )
+            .await
         }
-        Command::Serve => serve(cfg, shutdown).await,
+        Command::Serve => graced("serve", &shutdown, serve(cfg, r, shutdown.clone())).await,
         Command::Token { action } => token(cfg, action).await,
-        Command::Aggregator { once, catch_up } => aggregator(cfg, once, catch_up, shutdown).await,
-        Command::Alerter { once } => alerter(cfg, once, shutdown).await,
-        Command::Billing { once } => billing(cfg, once, shutdown).await,
+        Command::Aggregator { once, catch_up } => {
+            let role = aggregator(cfg, once, catch_up, shutdown.clone());
+            graced("aggregator", &shutdown, role).await
+        }
+        Command::Alerter { once } => {
+            graced(
+                "alerter",
+                &shutdown,
+                alerter(cfg, once, r, shutdown.clone()),
+            )
+            .await
+        }
+        Command::Billing { once } => {
+            graced(
+                "billing",
+                &shutdown,
+                billing(cfg, once, r, shutdown.clone()),
+            )
+            .await
+        }
         Command::Report { report } => billing_report(cfg, report).await,
         Command::All => {
             migrate(&cfg).await?;
+            let s = &shutdown;
+            let opts = RunOptions::default();
             // The first role to fail ends the process with its error.
             tokio::try_join!(
-                collector(cfg.clone(), RunOptions::default(), shutdown.clone()),
-                aggregator(cfg.clone(), false, false, shutdown.clone()),
-                alerter(cfg.clone(), false, shutdown.clone()),
-                billing(cfg.clone(), false, shutdown.clone()),
-                serve(cfg, shutdown.clone())
+                graced("collector", s, collector(cfg.clone(), opts, r, s.clone())),
+                graced(
+                    "aggregator",
+                    s,
+                    aggregator(cfg.clone(), false, false, s.clone())
+                ),
+                graced("alerter", s, alerter(cfg.clone(), false, r, s.clone())),
+                graced("billing", s, billing(cfg.clone(), false, r, s.clone())),
+                graced("serve", s, serve(cfg, r, s.clone()))
             )
             .map(|_| ())
         }
+    }
+}
+
+/// Runs `role` until it ends; once `shutdown` fires it has
+/// [`SHUTDOWN_GRACE`] to flush and stop, and is then given up on.
+async fn graced(
+    role: &'static str,
+    shutdown: &CancellationToken,
+    task: impl std::future::Future<Output = Result<(), Failure>>,
+) -> Result<(), Failure> {
+    tokio::pin!(task);
+    tokio::select! {
+        r = &mut task => r,
+        _ = async { shutdown.cancelled().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
+            tracing::error!(role, grace_secs = SHUTDOWN_GRACE.as_secs(), "role did not stop within the grace period");
+            Ok(())
+        }
+    }
+}
+
+/// A role's metrics that cannot be registered (two crates chose one name:
+/// a bug) are logged; the role still runs.
+fn registered(role: &str, result: Result<(), prometheus::Error>) {
+    if let Err(e) = result {
+        tracing::warn!(role, error = %e, "self-metrics not registered; /metrics lacks them");
     }
 }
 
@@ -279,33 +224,29 @@ async fn migrate(cfg: &Config) -> Result<(), Failure> {
 async fn collector(
     cfg: Config,
     opts: RunOptions,
+    registry: &Registry,
     shutdown: CancellationToken,
 ) -> Result<(), Failure> {
-    let sink = match cfg.collector.sink {
-        // Lazy: an agent keeps collecting into its spool while the database is down.
-        SinkKind::Direct => Sink::Copy(Box::new(CopySink::new(
-            gpuwatch_store::connect_lazy(&cfg.database)?,
-            cfg.database.writer.clone(),
-        ))),
-        SinkKind::Http => Sink::Http(
-            HttpSink::new(&cfg.collector.http).map_err(|e| Failure::Other(e.to_string()))?,
-        ),
-    };
-    let task = gpuwatch_collector::run(cfg.collector, sink, opts, shutdown.clone());
-    tokio::pin!(task);
-    let result = tokio::select! {
-        r = &mut task => r,
-        _ = async { shutdown.cancelled().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
-            tracing::error!(grace_secs = SHUTDOWN_GRACE.as_secs(), "collector did not stop within the grace period");
-            Ok(())
-        }
-    };
-    Ok(result?)
+    registered("collector", gpuwatch_collector::register_metrics(registry));
+    if cfg.collector.sink == SinkKind::Direct {
+        registered(
+            "collector",
+            gpuwatch_store::metrics::register_metrics(registry),
+        );
+    }
+    let sink = Sink::from_config(&cfg.collector, &cfg.database)?;
+    Ok(gpuwatch_collector::run(cfg.collector, sink, opts, shutdown).await?)
 }
 
-async fn serve(cfg: Config, shutdown: CancellationToken) -> Result<(), Failure> {
+async fn serve(
+    cfg: Config,
+    registry: &Registry,
+    shutdown: CancellationToken,
+) -> Result<(), Failure> {
+    registered("serve", gpuwatch_store::metrics::register_metrics(registry));
     let pool = gpuwatch_store::connect(&cfg.database).await?;
-    let exporter = gpuwatch_exporter::Exporter::new(cfg.exporter.clone());
+    let exporter =
+        gpuwatch_exporter::Exporter::with_registry(cfg.exporter.clone(), registry.clone());
     let refresh = tokio::spawn(exporter.clone().run(pool.clone(), shutdown.clone()));
     let state = gpuwatch_api::AppState::new(pool, cfg.database.writer.clone(), cfg.api, exporter)
         .with_webhook_defaults(cfg.alerter.webhook.clone())
@@ -317,27 +258,16 @@ async fn serve(cfg: Config, shutdown: CancellationToken) -> Result<(), Failure> 
 }
 
 async fn token(cfg: Config, action: TokenAction) -> Result<(), Failure> {
+    use gpuwatch_api::tokens;
     let pool = gpuwatch_store::connect(&cfg.database).await?;
     match action {
         TokenAction::Create { role, name, host } => {
-            if !gpuwatch_api::auth::ROLES.contains(&role.as_str()) {
-                return Err(Failure::Usage(format!(
-                    "--role {role:?} is not one of {}",
-                    gpuwatch_api::auth::ROLES.join(", ")
-                )));
-            }
-            if host.is_some() && role != "agent" {
-                return Err(Failure::Usage("--host only applies to --role agent".into()));
-            }
-            let (id, token) =
-                gpuwatch_api::auth::create(&pool, &name, &role, host.as_deref()).await?;
+            let (id, token) = tokens::create(&pool, &name, &role, host.as_deref()).await?;
             println!("id {id}\ntoken {token}");
             eprintln!("gpuwatch: keep the token now; only its hash is stored");
         }
         TokenAction::Revoke { id } => {
-            if !gpuwatch_api::auth::revoke(&pool, id).await? {
-                return Err(Failure::Usage(format!("no live token with id {id}")));
-            }
+            tokens::revoke(&pool, id).await?;
             println!("revoked {id}");
         }
     }
@@ -354,12 +284,24 @@ async fn aggregator(
     Ok(gpuwatch_aggregator::run(cfg.aggregator, pool, once, catch_up, shutdown).await?)
 }
 
-async fn alerter(cfg: Config, once: bool, shutdown: CancellationToken) -> Result<(), Failure> {
+async fn alerter(
+    cfg: Config,
+    once: bool,
+    registry: &Registry,
+    shutdown: CancellationToken,
+) -> Result<(), Failure> {
+    registered("alerter", gpuwatch_alerter::register_metrics(registry));
     let pool = gpuwatch_store::connect(&cfg.database).await?;
     Ok(gpuwatch_alerter::run(cfg.alerter, pool, once, shutdown).await?)
 }
 
-async fn billing(cfg: Config, once: bool, shutdown: CancellationToken) -> Result<(), Failure> {
+async fn billing(
+    cfg: Config,
+    once: bool,
+    registry: &Registry,
+    shutdown: CancellationToken,
+) -> Result<(), Failure> {
+    registered("billing", gpuwatch_billing::register_metrics(registry));
     // Validated when the config was loaded; this only converts.
     let settings = cfg
         .billing
@@ -370,34 +312,18 @@ async fn billing(cfg: Config, once: bool, shutdown: CancellationToken) -> Result
         gpuwatch_billing::run(pool, settings, shutdown).await;
         return Ok(());
     }
-    let (meter, cut) = gpuwatch_billing::run_once(&pool, &settings, chrono::Utc::now()).await?;
-    println!(
-        "metered through {}: {} records, {} corrections, {} retried periods; {} invoices cut",
-        meter.to.map_or("nothing".into(), |t| t.to_rfc3339()),
-        meter.records,
-        meter.corrections,
-        meter.retried,
-        cut.invoices.len()
-    );
-    if let Some(w) = cut.waiting_for_meter {
-        eprintln!("gpuwatch: invoices wait: {w}");
+    let done = gpuwatch_billing::cli::once(&pool, &settings, chrono::Utc::now()).await?;
+    println!("{}", done.summary);
+    for p in &done.problems {
+        eprintln!("gpuwatch: {p}");
     }
-    for e in &meter.errors {
-        eprintln!("gpuwatch: billing: {e}");
-    }
-    if meter.errors.is_empty() {
-        Ok(())
-    } else {
-        Err(Failure::Other(format!(
-            "{} environment periods were not billed (bad input above; fix it and run again)",
-            meter.errors.len()
-        )))
-    }
+    done.failure.map_or(Ok(()), |f| Err(Failure::Other(f)))
 }
 
 async fn billing_report(cfg: Config, report: ReportKind) -> Result<(), Failure> {
+    use gpuwatch_billing::cli;
     let pool = gpuwatch_store::connect(&cfg.database).await?;
-    match report {
+    let out = match report {
         ReportKind::Usage {
             month,
             from,
@@ -406,33 +332,15 @@ async fn billing_report(cfg: Config, report: ReportKind) -> Result<(), Failure> 
             customer,
             format,
         } => {
-            let time = |field: &str, v: Option<String>| -> Result<_, Failure> {
-                v.map(|s| {
-                    s.parse::<chrono::DateTime<chrono::Utc>>().map_err(|e| {
-                        Failure::Usage(format!("--{field}: not an RFC 3339 time ({e}): {s:?}"))
-                    })
-                })
-                .transpose()
-            };
-            let q = gpuwatch_billing::UsageQuery {
-                from: time("from", from)?,
-                to: time("to", to)?,
+            let args = cli::UsageArgs {
                 month,
+                from,
+                to,
                 group_by,
-                customer_id: customer,
-                format: Some(format),
+                customer,
+                format,
             };
-            let spec = q.validate()?;
-            let rows = gpuwatch_billing::usage_report(&pool, &spec).await?;
-            if spec.format == "csv" {
-                print!("{}", gpuwatch_billing::to_csv(&rows));
-            } else {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&rows)
-                        .map_err(|e| Failure::Other(e.to_string()))?
-                );
-            }
+            cli::usage(&pool, args).await?
         }
         ReportKind::Invoices {
             month,
@@ -440,30 +348,16 @@ async fn billing_report(cfg: Config, report: ReportKind) -> Result<(), Failure> 
             status,
             format,
         } => {
-            if !["text", "csv", "json"].contains(&format.as_str()) {
-                return Err(Failure::Usage(format!(
-                    "--format: must be text, csv or json, got {format:?}"
-                )));
-            }
-            let mut all = Vec::new();
-            loop {
-                let q = gpuwatch_billing::InvoiceQuery {
-                    customer_id: customer,
-                    status: status.clone(),
-                    month: month.clone(),
-                    limit: Some(1000),
-                    offset: Some(all.len() as i64),
-                };
-                let p = gpuwatch_billing::list_invoices(&pool, &q).await?;
-                let got = p.items.len();
-                all.extend(p.items);
-                if got == 0 || all.len() as i64 >= p.total {
-                    break;
-                }
-            }
-            print!("{}", gpuwatch_billing::invoice::render(&all, &format));
+            let args = cli::InvoiceArgs {
+                month,
+                customer,
+                status,
+                format,
+            };
+            cli::invoices(&pool, args).await?
         }
-    }
+    };
+    print!("{out}");
     Ok(())
 }
 

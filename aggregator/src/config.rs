@@ -7,9 +7,19 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields, default)]
 pub struct AggregatorConfig {
     /// Seconds between runs.
+    #[serde(
+        rename = "interval",
+        alias = "interval_secs",
+        deserialize_with = "gpuwatch_store::duration::seconds"
+    )]
     pub interval_secs: u64,
     /// A bucket is materialised this long after it closes; later samples
     /// invalidate it and it is recomputed.
+    #[serde(
+        rename = "lateness",
+        alias = "lateness_secs",
+        deserialize_with = "gpuwatch_store::duration::seconds"
+    )]
     pub lateness_secs: u64,
     /// Hourly buckets computed per (table, run), for new data and again for
     /// invalidated buckets: bounds the work of one run.
@@ -17,6 +27,11 @@ pub struct AggregatorConfig {
     /// Daily buckets computed per (table, run), likewise.
     pub max_daily_buckets_per_run: i64,
     /// A host without a heartbeat for this long becomes offline/unhealthy.
+    #[serde(
+        rename = "offline_after",
+        alias = "offline_after_secs",
+        deserialize_with = "gpuwatch_store::duration::seconds"
+    )]
     pub offline_after_secs: u64,
     /// Defaults of the retention keys in `system_configs`, which win when set.
     pub raw_days: i64,

@@ -7,13 +7,33 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields, default)]
 pub struct AlerterConfig {
     /// Seconds between rule evaluations.
+    #[serde(
+        rename = "interval",
+        alias = "interval_secs",
+        deserialize_with = "gpuwatch_store::duration::seconds"
+    )]
     pub interval_secs: f64,
     /// A new group waits this long before its first notification, so alerts
     /// firing together arrive together.
+    #[serde(
+        rename = "group_wait",
+        alias = "group_wait_secs",
+        deserialize_with = "gpuwatch_store::duration::seconds"
+    )]
     pub group_wait_secs: f64,
     /// A group that already notified waits this long before telling about changes.
+    #[serde(
+        rename = "group_interval",
+        alias = "group_interval_secs",
+        deserialize_with = "gpuwatch_store::duration::seconds"
+    )]
     pub group_interval_secs: f64,
     /// Ceiling of a group's repeat interval (rules may ask for less).
+    #[serde(
+        rename = "repeat_interval",
+        alias = "repeat_interval_secs",
+        deserialize_with = "gpuwatch_store::duration::seconds"
+    )]
     pub repeat_interval_secs: f64,
     /// Whether receivers are told when alerts resolve.
     pub send_resolved: bool,
@@ -23,6 +43,11 @@ pub struct AlerterConfig {
     pub workers: usize,
     /// How often idle workers look for due notifications (other replicas'
     /// and retries); this replica's own new ones wake them at once.
+    #[serde(
+        rename = "poll_interval",
+        alias = "poll_interval_secs",
+        deserialize_with = "gpuwatch_store::duration::seconds"
+    )]
     pub poll_interval_secs: f64,
     /// Webhook delivery defaults.
     pub webhook: WebhookConfig,
@@ -36,12 +61,27 @@ pub struct AlerterConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct WebhookConfig {
     /// Default request timeout of new webhooks.
+    #[serde(
+        rename = "timeout",
+        alias = "timeout_secs",
+        deserialize_with = "gpuwatch_store::duration::seconds"
+    )]
     pub timeout_secs: f64,
     /// Default attempts of new webhooks before the dead letter.
     pub max_attempts: i32,
     /// First retry delay; doubles per attempt, with jitter.
+    #[serde(
+        rename = "backoff_base",
+        alias = "backoff_base_secs",
+        deserialize_with = "gpuwatch_store::duration::seconds"
+    )]
     pub backoff_base_secs: f64,
     /// Longest retry delay (also caps Retry-After).
+    #[serde(
+        rename = "backoff_max",
+        alias = "backoff_max_secs",
+        deserialize_with = "gpuwatch_store::duration::seconds"
+    )]
     pub backoff_max_secs: f64,
 }
 
@@ -64,6 +104,11 @@ pub struct SmtpConfig {
     /// Recipients of rules whose channels list is empty.
     pub default_to: Vec<String>,
     /// Per-message timeout.
+    #[serde(
+        rename = "timeout",
+        alias = "timeout_secs",
+        deserialize_with = "gpuwatch_store::duration::seconds"
+    )]
     pub timeout_secs: f64,
     /// Attempts before the dead letter.
     pub max_attempts: i32,

@@ -37,3 +37,4 @@ pub mod template;
 pub use config::{AlerterConfig, SmtpConfig, WebhookConfig};
 pub use error::{AlerterError, Result};
 pub use run::{evaluate_once, run};
+pub use telemetry::register_metrics;

@@ -1,54 +1,79 @@
-//! Self-metrics in the prometheus default registry (served on /metrics by the exporter).
+//! The alerter's self-metrics. Registered on the registry the binary gives
+//! [`register_metrics`] (see [`gpuwatch_store::metrics`] for the pattern),
+//! never on the `prometheus` crate's default registry.
 
 use std::sync::LazyLock;
 
-use prometheus::{
-    register_histogram, register_histogram_vec, register_int_counter_vec, register_int_gauge,
-    Histogram, HistogramVec, IntCounterVec, IntGauge,
-};
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts};
 
-// Registration fails only on a duplicate name, which would be a bug in this file.
-pub(crate) static EVAL_DURATION: LazyLock<Histogram> = LazyLock::new(|| {
-    register_histogram!(
-        "gpuwatch_alerter_evaluation_duration_seconds",
-        "Duration of one rule evaluation cycle, notification policy included.",
-        vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
+/// Puts the alerter's metrics on `registry`.
+pub fn register_metrics(registry: &prometheus::Registry) -> Result<(), prometheus::Error> {
+    gpuwatch_store::metrics::register_on(
+        registry,
+        vec![
+            Box::new(EVAL_DURATION.clone()),
+            Box::new(NOTIFICATIONS.clone()),
+            Box::new(DELIVERY_DURATION.clone()),
+            Box::new(TRANSITIONS.clone()),
+            Box::new(OUTBOX_QUEUED.clone()),
+        ],
     )
-    .expect("metric registered once")
+}
+
+// The options below are constants of this file: `new` fails only on an
+// invalid name or label, which a test run would show at once.
+
+pub(crate) static EVAL_DURATION: LazyLock<Histogram> = LazyLock::new(|| {
+    Histogram::with_opts(
+        HistogramOpts::new(
+            "gpuwatch_alerter_evaluation_duration_seconds",
+            "Duration of one rule evaluation cycle, notification policy included.",
+        )
+        .buckets(vec![
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ]),
+    )
+    .expect("valid histogram")
 });
 
 pub(crate) static NOTIFICATIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register_int_counter_vec!(
-        "gpuwatch_alerter_notifications_total",
-        "Delivery attempts by channel and result (delivered, retry, dead).",
-        &["channel", "result"]
+    IntCounterVec::new(
+        Opts::new(
+            "gpuwatch_alerter_notifications_total",
+            "Delivery attempts by channel and result (delivered, retry, dead).",
+        ),
+        &["channel", "result"],
     )
-    .expect("metric registered once")
+    .expect("valid counter")
 });
 
 pub(crate) static DELIVERY_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
-    register_histogram_vec!(
-        "gpuwatch_alerter_delivery_duration_seconds",
-        "Duration of one delivery attempt by channel.",
+    HistogramVec::new(
+        HistogramOpts::new(
+            "gpuwatch_alerter_delivery_duration_seconds",
+            "Duration of one delivery attempt by channel.",
+        )
+        .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
         &["channel"],
-        vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]
     )
-    .expect("metric registered once")
+    .expect("valid histogram")
 });
 
 pub(crate) static TRANSITIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register_int_counter_vec!(
-        "gpuwatch_alerter_evaluations_total",
-        "Evaluation cycles by outcome (ran, skipped: another replica held the lock, failed).",
-        &["outcome"]
+    IntCounterVec::new(
+        Opts::new(
+            "gpuwatch_alerter_evaluations_total",
+            "Evaluation cycles by outcome (ran, skipped: another replica held the lock, failed).",
+        ),
+        &["outcome"],
     )
-    .expect("metric registered once")
+    .expect("valid counter")
 });
 
 pub(crate) static OUTBOX_QUEUED: LazyLock<IntGauge> = LazyLock::new(|| {
-    register_int_gauge!(
+    IntGauge::new(
         "gpuwatch_alerter_notifications_queued",
-        "Notifications written to the outbox by the last evaluation cycle."
+        "Notifications written to the outbox by the last evaluation cycle.",
     )
-    .expect("metric registered once")
+    .expect("valid gauge")
 });

@@ -47,7 +47,7 @@ pub async fn usage(
 ) -> Result<Response, ApiError> {
     let spec = q.validate()?;
     let rows = gpuwatch_billing::usage_report(st.pool(), &spec).await?;
-    if spec.format == "csv" {
+    if spec.format == gpuwatch_billing::ReportFormat::Csv {
         return Ok((
             [
                 (header::CONTENT_TYPE, "text/csv; charset=utf-8"),

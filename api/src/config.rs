@@ -13,6 +13,11 @@ pub struct ApiConfig {
     /// Largest number of samples in one ingest request.
     pub max_samples: usize,
     /// How far in the future a sample's time may be (clock skew), seconds.
+    #[serde(
+        rename = "max_future",
+        alias = "max_future_secs",
+        deserialize_with = "gpuwatch_store::duration::seconds"
+    )]
     pub max_future_secs: i64,
     /// How old a sample may be, days (older data would be dropped by retention anyway).
     pub max_age_days: i64,

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::Transaction;
 
 use crate::error::{db, BillingError, Result};
+use crate::format::{csv_table, ReportFormat};
 use crate::money;
 
 /// Invoice run settings.
@@ -496,42 +497,55 @@ pub async fn transition(
     get_invoice(pool, id).await
 }
 
-/// Renders invoices for `gpuwatch report invoices`: "text" for people (one
-/// line per invoice and per line, amounts with the currency symbol), "csv"
-/// (one row per invoice line, amounts as plain decimals) or "json".
-pub fn render(invoices: &[Invoice], format: &str) -> String {
+/// Renders invoices for `gpuwatch report invoices`: text for people (one
+/// line per invoice and per line, amounts with the currency symbol), CSV
+/// (one row per invoice line, amounts as plain decimals) or JSON.
+pub fn render(invoices: &[Invoice], format: ReportFormat) -> String {
     match format {
-        "json" => serde_json::to_string_pretty(invoices)
+        ReportFormat::Json => serde_json::to_string_pretty(invoices)
             .map(|s| s + "\n")
             .unwrap_or_default(),
-        "csv" => {
-            let mut out = String::from("invoice_number,customer_id,period_start,period_end,status,currency,charge_class,resource_type,gpu_model,quantity,unit,unit_price,amount,invoice_total\n");
-            for i in invoices {
-                for l in &i.lines {
-                    out.push_str(&format!(
-                        "{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
-                        i.invoice_number,
-                        i.customer_id,
+        ReportFormat::Csv => csv_table(
+            [
+                "invoice_number",
+                "customer_id",
+                "period_start",
+                "period_end",
+                "status",
+                "currency",
+                "charge_class",
+                "resource_type",
+                "gpu_model",
+                "quantity",
+                "unit",
+                "unit_price",
+                "amount",
+                "invoice_total",
+            ],
+            invoices.iter().flat_map(|i| {
+                i.lines.iter().map(move |l| {
+                    [
+                        i.invoice_number.clone(),
+                        i.customer_id.to_string(),
                         i.period_start.to_rfc3339(),
                         i.period_end.to_rfc3339(),
-                        i.status,
-                        i.currency,
-                        l.charge_class,
-                        l.resource_type,
-                        l.gpu_model.as_deref().unwrap_or(""),
-                        l.quantity,
-                        l.unit,
+                        i.status.to_string(),
+                        i.currency.clone(),
+                        l.charge_class.to_string(),
+                        l.resource_type.to_string(),
+                        l.gpu_model.clone().unwrap_or_default(),
+                        l.quantity.to_string(),
+                        l.unit.to_string(),
                         l.unit_price
                             .map(|p| p.normalize().to_string())
                             .unwrap_or_default(),
-                        l.amount,
-                        i.total
-                    ));
-                }
-            }
-            out
-        }
-        _ => {
+                        l.amount.to_string(),
+                        i.total.to_string(),
+                    ]
+                })
+            }),
+        ),
+        ReportFormat::Text => {
             let mut out = String::new();
             for i in invoices {
                 out.push_str(&format!(

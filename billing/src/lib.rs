@@ -26,8 +26,10 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod cli;
 mod config;
 mod error;
+pub mod format;
 pub mod grid;
 pub mod invoice;
 pub mod meter;
@@ -40,11 +42,13 @@ pub mod usage;
 
 pub use config::{BillingConfig, Settings};
 pub use error::{BillingError, Result};
+pub use format::{csv_table, ReportFormat};
 pub use invoice::{
     cut_invoices, get_invoice, list_invoices, transition, Invoice, InvoiceLine, InvoicePage,
     InvoiceQuery, Transition,
 };
 pub use meter::{meter_once, meter_until_caught_up, MeterOptions, MeterReport};
+pub use metrics::register_metrics;
 pub use prices::{add_price, list_prices, NewPrice, PriceEntry};
 pub use report::{to_csv, usage_report, GroupBy, UsageQuery, UsageRow, UsageSpec};
 pub use run::{run, run_once};

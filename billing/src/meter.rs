@@ -75,7 +75,12 @@ pub async fn meter_once(
     tx.commit()
         .await
         .map_err(db("committing billing records and the watermark"))?;
-    metrics::meter_run(&report, started.elapsed());
+    metrics::meter_run(
+        report.records,
+        report.corrections,
+        report.errors.len(),
+        started.elapsed(),
+    );
     Ok(report)
 }
 

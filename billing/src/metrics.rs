@@ -1,58 +1,78 @@
-//! Self-metrics in the default prometheus registry (gathered by `/metrics`).
+//! The billing role's self-metrics. Registered on the registry the binary
+//! gives [`register_metrics`] (see [`gpuwatch_store::metrics`] for the
+//! pattern), never on the `prometheus` crate's default registry.
+//!
+//! This module takes plain counts and depends on nothing else in the crate,
+//! so the meter and the invoice run can call it without an import cycle.
 
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use prometheus::{Histogram, IntCounter, IntCounterVec};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts};
 
-use crate::meter::MeterReport;
-
-static RECORDS: LazyLock<Option<IntCounterVec>> = LazyLock::new(|| {
-    prometheus::register_int_counter_vec!(
-        "gpuwatch_billing_records_written_total",
-        "billing_records rows written by the meter, by charge class",
-        &["class"]
+/// Puts the billing metrics on `registry`.
+pub fn register_metrics(registry: &prometheus::Registry) -> Result<(), prometheus::Error> {
+    gpuwatch_store::metrics::register_on(
+        registry,
+        vec![
+            Box::new(RECORDS.clone()),
+            Box::new(SKIPPED.clone()),
+            Box::new(RUN_SECONDS.clone()),
+            Box::new(INVOICES.clone()),
+        ],
     )
-    .ok()
-});
-static SKIPPED: LazyLock<Option<IntCounter>> = LazyLock::new(|| {
-    prometheus::register_int_counter!(
-        "gpuwatch_billing_periods_skipped_total",
-        "environment periods the meter skipped for bad input (see billing_meter_errors)"
-    )
-    .ok()
-});
-static RUN_SECONDS: LazyLock<Option<Histogram>> = LazyLock::new(|| {
-    prometheus::register_histogram!(
-        "gpuwatch_billing_meter_run_seconds",
-        "duration of one meter transaction",
-        vec![0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 120.0]
-    )
-    .ok()
-});
-static INVOICES: LazyLock<Option<IntCounter>> = LazyLock::new(|| {
-    prometheus::register_int_counter!(
-        "gpuwatch_billing_invoices_cut_total",
-        "invoices cut by the invoice run"
-    )
-    .ok()
-});
-
-pub(crate) fn meter_run(r: &MeterReport, took: Duration) {
-    if let Some(c) = RECORDS.as_ref() {
-        c.with_label_values(&["usage"]).inc_by(r.records);
-        c.with_label_values(&["correction"]).inc_by(r.corrections);
-    }
-    if let Some(c) = SKIPPED.as_ref() {
-        c.inc_by(r.errors.len() as u64);
-    }
-    if let Some(h) = RUN_SECONDS.as_ref() {
-        h.observe(took.as_secs_f64());
-    }
 }
 
+// The options below are constants of this file: `new` fails only on an
+// invalid name or label, which a test run would show at once.
+
+static RECORDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    IntCounterVec::new(
+        Opts::new(
+            "gpuwatch_billing_records_written_total",
+            "billing_records rows written by the meter, by charge class",
+        ),
+        &["class"],
+    )
+    .expect("valid counter")
+});
+static SKIPPED: LazyLock<IntCounter> = LazyLock::new(|| {
+    IntCounter::new(
+        "gpuwatch_billing_periods_skipped_total",
+        "environment periods the meter skipped for bad input (see billing_meter_errors)",
+    )
+    .expect("valid counter")
+});
+static RUN_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
+    Histogram::with_opts(
+        HistogramOpts::new(
+            "gpuwatch_billing_meter_run_seconds",
+            "duration of one meter transaction",
+        )
+        .buckets(vec![0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 120.0]),
+    )
+    .expect("valid histogram")
+});
+static INVOICES: LazyLock<IntCounter> = LazyLock::new(|| {
+    IntCounter::new(
+        "gpuwatch_billing_invoices_cut_total",
+        "invoices cut by the invoice run",
+    )
+    .expect("valid counter")
+});
+
+/// Counts one meter transaction: records and corrections written,
+/// environment periods skipped, and how long it took.
+pub(crate) fn meter_run(records: u64, corrections: u64, skipped: usize, took: Duration) {
+    RECORDS.with_label_values(&["usage"]).inc_by(records);
+    RECORDS
+        .with_label_values(&["correction"])
+        .inc_by(corrections);
+    SKIPPED.inc_by(skipped as u64);
+    RUN_SECONDS.observe(took.as_secs_f64());
+}
+
+/// Counts invoices cut.
 pub(crate) fn invoices_cut(n: usize) {
-    if let Some(c) = INVOICES.as_ref() {
-        c.inc_by(n as u64);
-    }
+    INVOICES.inc_by(n as u64);
 }

@@ -15,6 +15,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{db, BillingError, Result};
+use crate::format::{csv_table, ReportFormat};
 use crate::money;
 use crate::usage::Resource;
 
@@ -83,8 +84,8 @@ pub struct UsageSpec {
     pub group_by: Vec<GroupBy>,
     /// Only this customer.
     pub customer_id: Option<i64>,
-    /// "json" or "csv".
-    pub format: String,
+    /// JSON or CSV.
+    pub format: ReportFormat,
 }
 
 impl UsageQuery {
@@ -110,10 +111,13 @@ impl UsageQuery {
         let group_by = GroupBy::parse_list("group_by", self.group_by.as_deref().unwrap_or(""))
             .map_err(|x| e.push(x))
             .unwrap_or_default();
-        let format = self.format.clone().unwrap_or_else(|| "json".into());
-        if !["json", "csv"].contains(&format.as_str()) {
-            e.push(format!("format: must be json or csv, got {format:?}"));
-        }
+        let format = ReportFormat::parse(
+            "format",
+            self.format.as_deref().unwrap_or("json"),
+            &[ReportFormat::Json, ReportFormat::Csv],
+        )
+        .map_err(|x| e.push(x))
+        .unwrap_or(ReportFormat::Json);
         match range {
             Some((from, to)) if e.is_empty() => Ok(UsageSpec {
                 from,
@@ -251,45 +255,49 @@ ORDER BY customer_id, currency, invoice_id NULLS LAST, charge_class DESC, resour
          workspace_id NULLS FIRST, env_id NULLS FIRST";
 
 /// Column names of the CSV rendering, in order.
-pub const CSV_HEADER: &str = "period_start,period_end,customer_id,workspace_id,env_id,resource_type,gpu_model,quantity,unit,unit_price,amount,currency,invoice_id,charge_class";
+pub const CSV_COLUMNS: [&str; 14] = [
+    "period_start",
+    "period_end",
+    "customer_id",
+    "workspace_id",
+    "env_id",
+    "resource_type",
+    "gpu_model",
+    "quantity",
+    "unit",
+    "unit_price",
+    "amount",
+    "currency",
+    "invoice_id",
+    "charge_class",
+];
 
 /// Renders rows as CSV (RFC 4180 quoting; amounts as plain decimals, the
 /// currency in its own column).
 pub fn to_csv(rows: &[UsageRow]) -> String {
-    let mut out = String::from(CSV_HEADER);
-    out.push('\n');
-    for r in rows {
-        let fields = [
-            r.period_start.to_rfc3339(),
-            r.period_end.to_rfc3339(),
-            r.customer_id.to_string(),
-            r.workspace_id.map(|x| x.to_string()).unwrap_or_default(),
-            r.env_id.clone().unwrap_or_default(),
-            r.resource_type.clone(),
-            r.gpu_model.clone().unwrap_or_default(),
-            r.quantity.to_string(),
-            r.unit.clone(),
-            r.unit_price
-                .map(|x| x.normalize().to_string())
-                .unwrap_or_default(),
-            r.amount.to_string(),
-            r.currency.clone(),
-            r.invoice_id.map(|x| x.to_string()).unwrap_or_default(),
-            r.charge_class.clone(),
-        ];
-        let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
-        out.push_str(&line.join(","));
-        out.push('\n');
-    }
-    out
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
+    csv_table(
+        CSV_COLUMNS,
+        rows.iter().map(|r| {
+            [
+                r.period_start.to_rfc3339(),
+                r.period_end.to_rfc3339(),
+                r.customer_id.to_string(),
+                r.workspace_id.map(|x| x.to_string()).unwrap_or_default(),
+                r.env_id.clone().unwrap_or_default(),
+                r.resource_type.clone(),
+                r.gpu_model.clone().unwrap_or_default(),
+                r.quantity.to_string(),
+                r.unit.clone(),
+                r.unit_price
+                    .map(|x| x.normalize().to_string())
+                    .unwrap_or_default(),
+                r.amount.to_string(),
+                r.currency.clone(),
+                r.invoice_id.map(|x| x.to_string()).unwrap_or_default(),
+                r.charge_class.clone(),
+            ]
+        }),
+    )
 }
 
 #[cfg(test)]
@@ -320,11 +328,5 @@ mod tests {
             Err(BillingError::Invalid(v)) => assert_eq!(v.len(), 3, "{v:?}"),
             other => panic!("{other:?}"),
         }
-    }
-
-    #[test]
-    fn csv_quotes_what_needs_it() {
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("H100 \"SXM\""), "\"H100 \"\"SXM\"\"\"");
     }
 }

@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::sinks::http::HttpConfig;
 use crate::sources::cgroup::CgroupConfig;
 use crate::sources::procfs::ProcfsConfig;
 
@@ -13,6 +12,11 @@ use crate::sources::procfs::ProcfsConfig;
 #[serde(deny_unknown_fields, default)]
 pub struct CollectorConfig {
     /// Seconds between collections.
+    #[serde(
+        rename = "interval",
+        alias = "interval_secs",
+        deserialize_with = "gpuwatch_store::duration::seconds"
+    )]
     pub interval_secs: u64,
     /// Where samples come from.
     pub source: SourceKind,
@@ -71,6 +75,56 @@ pub enum SinkKind {
     Http,
 }
 
+/// `[collector.http]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Base URL of `gpuwatch serve`.
+    pub url: String,
+    /// This agent's bearer token (`gpuwatch token create --role agent`).
+    pub token: String,
+    /// Seconds before a request is given up (and the batch spooled).
+    #[serde(
+        rename = "timeout",
+        alias = "timeout_secs",
+        deserialize_with = "gpuwatch_store::duration::seconds"
+    )]
+    pub timeout_secs: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            url: "http://127.0.0.1:9400".into(),
+            token: String::new(),
+            timeout_secs: 10,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// Every problem, as `key: what is wrong` lines (only checked when the sink is http).
+    pub fn validate(&self) -> Vec<String> {
+        let mut e = Vec::new();
+        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
+            e.push(format!(
+                "collector.http.url: must start with http:// or https://, got {:?}",
+                self.url
+            ));
+        }
+        if self.token.is_empty() {
+            e.push("collector.http.token: required for the http sink (create one with `gpuwatch token create --role agent`)".into());
+        }
+        if !(1..=300).contains(&self.timeout_secs) {
+            e.push(format!(
+                "collector.http.timeout_secs: must be between 1 and 300, got {}",
+                self.timeout_secs
+            ));
+        }
+        e
+    }
+}
+
 /// `[collector.spool]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -103,6 +157,11 @@ pub struct SimConfig {
     /// Whether GPU 0 of host 0 runs hot (above the 80/85 °C thresholds).
     pub hot_gpu: bool,
     /// Seconds after start when the last host goes silent; 0 keeps it alive.
+    #[serde(
+        rename = "silent_host_after",
+        alias = "silent_host_after_secs",
+        deserialize_with = "gpuwatch_store::duration::seconds"
+    )]
     pub silent_host_after_secs: u64,
 }
 

@@ -12,6 +12,14 @@ pub enum CollectorError {
     /// The spool directory cannot be used.
     #[error(transparent)]
     Spool(#[from] crate::spool::SpoolError),
+    /// The configured sink cannot be set up.
+    #[error("cannot set up the {sink} sink: {source}")]
+    Sink {
+        /// `direct` or `http`
+        sink: &'static str,
+        /// why
+        source: crate::sinks::SinkError,
+    },
     /// `--once`: the batch could not be delivered (it is spooled).
     #[error("batch not delivered ({spooled} batches spooled for the next run): {reason}")]
     Undelivered {

@@ -2,10 +2,9 @@
 //! (/proc and statfs, NVML, cgroup v2).
 
 use chrono::{DateTime, Utc};
-use gpuwatch_store::inventory::HostInfo;
+use gpuwatch_store::inventory::{GpuInfo, HostInfo};
 use gpuwatch_store::{Batch, GpuReading, HostSample};
 
-use crate::sinks::Inventory;
 use crate::sources::cgroup::{gpu_utilisation, CgroupSource, EnvTarget};
 use crate::sources::hostinfo::host_info;
 use crate::sources::nvml::GpuSource;
@@ -13,6 +12,9 @@ use crate::sources::procfs::{ProcfsConfig, ProcfsSource};
 use crate::sources::sim::SimFleet;
 use crate::sources::SourceError;
 use crate::{CollectorConfig, SourceKind};
+
+/// The inventory of the hosts a collector reports for: each host with its GPUs.
+pub type Inventory = Vec<(HostInfo, Vec<GpuInfo>)>;
 
 /// What a collector samples.
 pub enum Fleet {

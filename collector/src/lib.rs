@@ -21,8 +21,9 @@ pub mod sinks;
 pub mod sources;
 pub mod spool;
 
-pub use config::{CollectorConfig, SimConfig, SinkKind, SourceKind, SpoolConfig};
+pub use config::{CollectorConfig, HttpConfig, SimConfig, SinkKind, SourceKind, SpoolConfig};
 pub use error::CollectorError;
-pub use fleet::Fleet;
+pub use fleet::{Fleet, Inventory};
 pub use gpuwatch_store::{Batch, GpuReading};
 pub use run::{run, RunOptions};
+pub use spool::register_metrics;

@@ -120,7 +120,7 @@ pub async fn run(
     Ok(())
 }
 
-fn print(inventory: &crate::sinks::Inventory, batch: &Batch) {
+fn print(inventory: &crate::Inventory, batch: &Batch) {
     let doc = serde_json::json!({ "inventory": inventory.iter().map(|(h, g)| serde_json::json!({"host": h, "gpus": g})).collect::<Vec<_>>(), "batch": batch });
     let mut out = std::io::stdout().lock();
     // stdout closed (e.g. `| head`) is not worth failing the agent for.

@@ -37,10 +37,10 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
     }
 }
 
+// The options are constants of this file: `new` fails only on an invalid
+// name, which a test run would show at once.
 fn gauge(name: &str, help: &str) -> prometheus::IntGauge {
-    let g = prometheus::IntGauge::new(name, help).expect("valid gauge");
-    let _ = prometheus::register(Box::new(g.clone()));
-    g
+    prometheus::IntGauge::new(name, help).expect("valid gauge")
 }
 
 static SPOOL_BATCHES: std::sync::LazyLock<prometheus::IntGauge> = std::sync::LazyLock::new(|| {
@@ -57,14 +57,25 @@ static SPOOL_BYTES: std::sync::LazyLock<prometheus::IntGauge> = std::sync::LazyL
 });
 static SPOOL_DROPPED: std::sync::LazyLock<prometheus::IntCounter> =
     std::sync::LazyLock::new(|| {
-        let c = prometheus::IntCounter::new(
+        prometheus::IntCounter::new(
             "gpuwatch_collector_spool_dropped_total",
             "Batches dropped because the spool was full.",
         )
-        .expect("valid counter");
-        let _ = prometheus::register(Box::new(c.clone()));
-        c
+        .expect("valid counter")
     });
+
+/// Puts the collector's metrics (spool depth, drops) on `registry`; see
+/// [`gpuwatch_store::metrics`] for the pattern.
+pub fn register_metrics(registry: &prometheus::Registry) -> Result<(), prometheus::Error> {
+    gpuwatch_store::metrics::register_on(
+        registry,
+        vec![
+            Box::new(SPOOL_BATCHES.clone()),
+            Box::new(SPOOL_BYTES.clone()),
+            Box::new(SPOOL_DROPPED.clone()),
+        ],
+    )
+}
 
 /// A bounded, ordered, crash-safe queue of batches in a directory.
 pub struct Spool {

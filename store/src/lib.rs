@@ -21,7 +21,7 @@ mod backend;
 mod config;
 mod error;
 pub mod inventory;
-mod metrics;
+pub mod metrics;
 mod migrate;
 mod payload;
 mod pool;
@@ -31,7 +31,7 @@ pub mod testing;
 mod writer;
 
 pub use backend::{detect, Backend, BackendPreference, ServerInfo};
-pub use config::{StoreConfig, WriterConfig};
+pub use config::{duration, StoreConfig, WriterConfig};
 pub use error::StoreError;
 pub use migrate::{migrate, migrations, pending as pending_migrations, MigrateReport, Migration};
 pub use payload::{Batch, GpuReading, IngestPayload, PAYLOAD_VERSION};

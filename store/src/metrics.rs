@@ -1,20 +1,56 @@
-//! The batch writer's self-metrics, in the `prometheus` crate's default
-//! registry: `gpuwatch serve` exposes them on `/metrics` for the writes
-//! done in its process (ingest, and the collector's direct sink under
-//! `gpuwatch all`).
+//! Self-metrics, one pattern for every crate: each crate keeps its metric
+//! handles in one module and offers `register_metrics(&Registry)`, which
+//! puts them on the registry it is given. The binary makes one
+//! [`prometheus::Registry`] per process, hands it to every role it starts,
+//! and `gpuwatch serve` gathers that registry for `/metrics`. Nothing uses
+//! the `prometheus` crate's default registry.
+//!
+//! This module holds the batch writer's metrics (ingest through the API,
+//! and the collector's direct sink), and [`register_on`], the one way a
+//! crate registers.
 
 use std::sync::LazyLock;
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts};
+use prometheus::core::Collector;
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 
+/// Registers `collectors` on `registry`. A collector that is already there
+/// is fine: two roles of one process (`gpuwatch all`) share a crate, and
+/// both register it.
+pub fn register_on(
+    registry: &Registry,
+    collectors: Vec<Box<dyn Collector>>,
+) -> Result<(), prometheus::Error> {
+    for c in collectors {
+        match registry.register(c) {
+            Ok(()) | Err(prometheus::Error::AlreadyReg) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Puts the batch writer's metrics on `registry`.
+pub fn register_metrics(registry: &Registry) -> Result<(), prometheus::Error> {
+    register_on(
+        registry,
+        vec![
+            Box::new(WRITTEN.clone()),
+            Box::new(DUPLICATES.clone()),
+            Box::new(FAILED.clone()),
+            Box::new(LATENCY.clone()),
+        ],
+    )
+}
+
+// The options are constants of this file: `new` fails only on an invalid
+// name or label, which a test run would show at once.
 fn counter(name: &str, help: &str) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), &["table"]).expect("valid counter");
-    let _ = prometheus::register(Box::new(c.clone()));
-    c
+    IntCounterVec::new(Opts::new(name, help), &["table"]).expect("valid counter")
 }
 
 /// Samples newly stored, by table.
-pub static WRITTEN: LazyLock<IntCounterVec> = LazyLock::new(|| {
+pub(crate) static WRITTEN: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter(
         "gpuwatch_samples_ingested_total",
         "Samples newly stored by the batch writer, by table.",
@@ -22,7 +58,7 @@ pub static WRITTEN: LazyLock<IntCounterVec> = LazyLock::new(|| {
 });
 
 /// Samples skipped because they were already stored (a re-sent batch).
-pub static DUPLICATES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+pub(crate) static DUPLICATES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter(
         "gpuwatch_samples_duplicate_total",
         "Samples skipped as already stored (re-sent batches), by table.",
@@ -30,7 +66,7 @@ pub static DUPLICATES: LazyLock<IntCounterVec> = LazyLock::new(|| {
 });
 
 /// Batches that failed to write.
-pub static FAILED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+pub(crate) static FAILED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter(
         "gpuwatch_batch_write_errors_total",
         "Batches the writer could not store (the caller keeps and retries them), by table.",
@@ -38,8 +74,8 @@ pub static FAILED: LazyLock<IntCounterVec> = LazyLock::new(|| {
 });
 
 /// Time to store one batch.
-pub static LATENCY: LazyLock<HistogramVec> = LazyLock::new(|| {
-    let h = HistogramVec::new(
+pub(crate) static LATENCY: LazyLock<HistogramVec> = LazyLock::new(|| {
+    HistogramVec::new(
         HistogramOpts::new(
             "gpuwatch_batch_write_duration_seconds",
             "Time to store one batch with binary COPY, by table.",
@@ -49,7 +85,26 @@ pub static LATENCY: LazyLock<HistogramVec> = LazyLock::new(|| {
         ]),
         &["table"],
     )
-    .expect("valid histogram");
-    let _ = prometheus::register(Box::new(h.clone()));
-    h
+    .expect("valid histogram")
 });
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registering_twice_on_one_registry_is_fine_and_nothing_goes_global() {
+        let r = Registry::new();
+        register_metrics(&r).unwrap();
+        register_metrics(&r).unwrap();
+        WRITTEN.with_label_values(&["gpu_metrics"]).inc();
+        let names: Vec<String> = r.gather().iter().map(|m| m.name().to_string()).collect();
+        assert!(
+            names.contains(&"gpuwatch_samples_ingested_total".to_string()),
+            "{names:?}"
+        );
+        assert!(prometheus::gather()
+            .iter()
+            .all(|m| m.name() != "gpuwatch_samples_ingested_total"));
+    }
+}

@@ -220,10 +220,12 @@ both_backends! {
 }
 
 both_backends! {
-    async fn evaluation_cycles_are_timed_in_the_default_registry(db) {
+    async fn evaluation_cycles_are_timed_in_the_registry_given(db) {
         let (pool, _w) = setup(&db, 1).await;
+        let registry = prometheus::Registry::new();
+        gpuwatch_alerter::register_metrics(&registry).unwrap();
         evaluate_once(&pool, &fast_config()).await.unwrap();
-        let names: Vec<String> = prometheus::gather().iter().map(|m| m.name().to_string()).collect();
+        let names: Vec<String> = registry.gather().iter().map(|m| m.name().to_string()).collect();
         assert!(names.contains(&"gpuwatch_alerter_evaluation_duration_seconds".to_string()), "{names:?}");
     }
 }

@@ -85,3 +85,47 @@ both_backends! {
         assert!(String::from_utf8_lossy(&bad.stderr).contains("month: expected a month as YYYY-MM"));
     }
 }
+
+both_backends! {
+    async fn invoice_and_usage_csv_quote_a_gpu_model_with_a_comma(db) {
+        let out = run(&["migrate"], &db.url);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let now = Utc::now();
+        let this_month = Utc.with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0).unwrap();
+        let month = (this_month - Duration::days(15)).format("%Y-%m").to_string();
+        let c = db.client().await;
+        c.batch_execute(
+            "INSERT INTO customers (id, username, email, password_hash) VALUES (1, 'c1', 'c1@example.com', 'x');
+             INSERT INTO billing_prices (resource_type, gpu_model, unit_price, currency, valid_from) VALUES
+               ('cpu', '', 0.05, 'CNY', '2020-01-01'), ('memory', '', 0.01, 'CNY', '2020-01-01'),
+               ('gpu', 'A100, 80GB', 20, 'CNY', '2020-01-01');",
+        )
+        .await
+        .unwrap();
+        c.execute(
+            "INSERT INTO environment_status_history (env_id, customer_id, status, cpu, memory, gpu, gpu_model, valid_from)
+             VALUES ('env-1', 1, 'running', 3, 4294967296, 1, 'A100, 80GB', $1)",
+            &[&(this_month - Duration::days(40))],
+        )
+        .await
+        .unwrap();
+        let out = run(&["billing", "--once"], &db.url);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+        for (args, width, model_column) in [
+            (vec!["report", "invoices", "--month", &month, "--format", "csv"], 14, 8),
+            (vec!["report", "usage", "--month", &month, "--format", "csv", "--group-by", "resource,gpu_model"], 14, 6),
+        ] {
+            let out = run(&args, &db.url);
+            assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            let mut reader = csv::Reader::from_reader(out.stdout.as_slice());
+            assert_eq!(reader.headers().unwrap().len(), width, "{args:?}");
+            let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("a well-formed CSV row")).collect();
+            assert!(rows.iter().all(|r| r.len() == width), "{args:?}: {rows:?}");
+            assert!(
+                rows.iter().any(|r| &r[model_column] == "A100, 80GB"),
+                "{args:?}: the GPU model is one field, intact: {rows:?}"
+            );
+        }
+    }
+}

@@ -288,3 +288,93 @@ both_backends! {
         assert!(row.get::<_, Option<f64>>(4).is_some());
     }
 }
+
+#[tokio::test]
+async fn gpuwatch_variables_of_the_scripts_and_grafana_do_not_stop_migrate() {
+    let db = TestDb::new(Kind::Postgres).await;
+    let out = run(
+        &["migrate"],
+        &[
+            ("DATABASE_URL", db.url.as_str()),
+            ("GPUWATCH_CACHE", "/tmp/x"),
+            ("GPUWATCH_PG_HOST", "127.0.0.1:5432"),
+            ("GPUWATCH_PG_DATABASE", "gpuwatch"),
+            ("GPUWATCH_PG_USER", "grafana"),
+            ("GPUWATCH_PG_PASSWORD", "s3cret"),
+            ("GPUWATCH_PG_SSLMODE", "disable"),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn logs_to_a_pipe_carry_no_colour_codes() {
+    let out = run(
+        &["collector", "--once", "--print"],
+        &[
+            ("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none"),
+            ("GPUWATCH_COLLECTOR__SIM__HOSTS", "1"),
+            ("GPUWATCH_LOG__LEVEL", "debug"),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.trim().is_empty(), "expected log lines on stderr");
+    assert!(
+        !err.contains('\u{1b}'),
+        "escape codes in piped logs:\n{err:?}"
+    );
+}
+
+both_backends! {
+    async fn all_serves_every_roles_self_metrics_from_one_registry(db) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let listen = format!("127.0.0.1:{port}");
+        let child = gpuwatch(&["all"], &[
+            ("DATABASE_URL", db.url.as_str()),
+            ("GPUWATCH_API__LISTEN", listen.as_str()),
+            ("GPUWATCH_COLLECTOR__INTERVAL", "1s"),
+            ("GPUWATCH_ALERTER__INTERVAL", "500ms"),
+            ("GPUWATCH_EXPORTER__REFRESH", "1s"),
+            ("GPUWATCH_COLLECTOR__SIM__HOSTS", "1"),
+            ("GPUWATCH_COLLECTOR__SIM__GPUS_PER_HOST", "2"),
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+        let wanted = [
+            "gpuwatch_samples_ingested_total{table=\"gpu_metrics\"}",
+            "gpuwatch_collector_spool_batches",
+            "gpuwatch_alerter_evaluation_duration_seconds_count",
+            "gpuwatch_billing_meter_run_seconds",
+            "gpuwatch_exporter_refresh_duration_seconds",
+        ];
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            if let Ok(r) = reqwest::get(format!("http://{listen}/metrics")).await {
+                last = r.text().await.unwrap_or_default();
+                if wanted.iter().all(|w| last.contains(w)) {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        let out = child.wait_with_output().unwrap();
+        for w in wanted {
+            assert!(last.contains(w), "{w} missing from /metrics:\n{last}");
+        }
+        assert!(out.status.success(), "exit {:?}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+    }
+}

@@ -6,8 +6,9 @@ use chrono::Utc;
 use gpuwatch_store::{inventory, BatchWriter, Pool, WriterConfig};
 use gpuwatch_store::{Batch, GpuSample};
 
-use super::{Inventory, SinkError};
+use super::SinkError;
 use crate::sources::cgroup::EnvTarget;
+use crate::Inventory;
 
 /// Writes batches with binary COPY into the metric tables.
 pub struct CopySink {

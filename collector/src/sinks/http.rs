@@ -5,56 +5,10 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::time::Duration;
 
+use super::SinkError;
+use crate::{HttpConfig, Inventory};
 use flate2::{write::GzEncoder, Compression};
 use gpuwatch_store::{Batch, IngestPayload, PAYLOAD_VERSION};
-use serde::Deserialize;
-
-use super::{Inventory, SinkError};
-
-/// `[collector.http]`
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HttpConfig {
-    /// Base URL of `gpuwatch serve`.
-    pub url: String,
-    /// This agent's bearer token (`gpuwatch token create --role agent`).
-    pub token: String,
-    /// Seconds before a request is given up (and the batch spooled).
-    pub timeout_secs: u64,
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        HttpConfig {
-            url: "http://127.0.0.1:9400".into(),
-            token: String::new(),
-            timeout_secs: 10,
-        }
-    }
-}
-
-impl HttpConfig {
-    /// Every problem, as `key: what is wrong` lines (only checked when the sink is http).
-    pub fn validate(&self) -> Vec<String> {
-        let mut e = Vec::new();
-        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
-            e.push(format!(
-                "collector.http.url: must start with http:// or https://, got {:?}",
-                self.url
-            ));
-        }
-        if self.token.is_empty() {
-            e.push("collector.http.token: required for the http sink (create one with `gpuwatch token create --role agent`)".into());
-        }
-        if !(1..=300).contains(&self.timeout_secs) {
-            e.push(format!(
-                "collector.http.timeout_secs: must be between 1 and 300, got {}",
-                self.timeout_secs
-            ));
-        }
-        e
-    }
-}
 
 /// Pushes batches to the central service.
 pub struct HttpSink {

@@ -4,11 +4,9 @@
 pub mod copy;
 pub mod http;
 
-use gpuwatch_store::inventory::{GpuInfo, HostInfo};
-use gpuwatch_store::Batch;
+use gpuwatch_store::{Batch, StoreConfig};
 
-/// The inventory of the hosts a collector reports for.
-pub type Inventory = Vec<(HostInfo, Vec<GpuInfo>)>;
+use crate::{CollectorConfig, CollectorError, Inventory, SinkKind};
 
 /// A failed delivery.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +36,31 @@ pub enum Sink {
     Copy(Box<copy::CopySink>),
     /// `POST /api/v1/ingest` on `gpuwatch serve`.
     Http(http::HttpSink),
+}
+
+impl Sink {
+    /// The sink `collector.sink` names: `direct` over `database` (a lazy
+    /// pool: an agent keeps collecting into its spool while the database is
+    /// down), or `http` to `collector.http`.
+    pub fn from_config(
+        collector: &CollectorConfig,
+        database: &StoreConfig,
+    ) -> Result<Sink, CollectorError> {
+        Ok(match collector.sink {
+            SinkKind::Direct => Sink::Copy(Box::new(copy::CopySink::new(
+                gpuwatch_store::connect_lazy(database)?,
+                database.writer.clone(),
+            ))),
+            SinkKind::Http => {
+                Sink::Http(http::HttpSink::new(&collector.http).map_err(|source| {
+                    CollectorError::Sink {
+                        sink: "http",
+                        source,
+                    }
+                })?)
+            }
+        })
+    }
 }
 
 impl Sink {

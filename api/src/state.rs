@@ -1,0 +1,68 @@
+//! [`AppState`]: what every handler shares.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use gpuwatch_exporter::Exporter;
+use gpuwatch_store::{BatchWriter, Pool, WriterConfig};
+
+use crate::ApiConfig;
+
+/// host id → (inventory fingerprint, UUID → gpus.id).
+pub(crate) type KnownInventory = Arc<Mutex<HashMap<String, (u64, HashMap<String, i64>)>>>;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) pool: Pool,
+    pub(crate) writer: Arc<BatchWriter>,
+    pub(crate) cfg: Arc<ApiConfig>,
+    pub(crate) exporter: Arc<Exporter>,
+    pub(crate) webhook_defaults: Arc<gpuwatch_alerter::WebhookConfig>,
+    pub(crate) due_days: u32,
+    /// host id → (inventory fingerprint, UUID → gpus.id): inventory is
+    /// written only when it changes.
+    pub(crate) known: KnownInventory,
+}
+
+impl AppState {
+    /// State over a pool; `exporter` serves `/metrics` (its refresh loop
+    /// is run by the caller, see [`Exporter::run`]).
+    pub fn new(pool: Pool, writer: WriterConfig, cfg: ApiConfig, exporter: Arc<Exporter>) -> Self {
+        AppState {
+            writer: Arc::new(BatchWriter::new(pool.clone(), writer)),
+            pool,
+            cfg: Arc::new(cfg),
+            exporter,
+            webhook_defaults: Arc::default(),
+            due_days: 30,
+            known: Arc::default(),
+        }
+    }
+
+    /// Timeout and attempts of webhooks created without them
+    /// (`[alerter.webhook]`).
+    pub fn with_webhook_defaults(mut self, d: gpuwatch_alerter::WebhookConfig) -> Self {
+        self.webhook_defaults = Arc::new(d);
+        self
+    }
+
+    /// Payment term of invoices issued through the API (`billing.due_days`).
+    pub fn with_invoice_due_days(mut self, days: u32) -> Self {
+        self.due_days = days;
+        self
+    }
+
+    pub(crate) fn invoice_due_days(&self) -> u32 {
+        self.due_days
+    }
+
+    pub(crate) fn webhook_defaults(&self) -> &gpuwatch_alerter::WebhookConfig {
+        &self.webhook_defaults
+    }
+
+    /// The database pool.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+}

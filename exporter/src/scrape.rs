@@ -1,0 +1,56 @@
+//! What a scrape of `/metrics` answers: the snapshot as it is, then the
+//! self-metrics of this process, gzip'd when the scraper asks.
+
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use prometheus::{Encoder, TextEncoder};
+
+use crate::Exporter;
+
+/// Content type of the text exposition format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+impl Exporter {
+    /// A scrape's body, in chunks: the fleet snapshot as it is (no copy),
+    /// then this process's self-metrics.
+    pub fn scrape(&self) -> Vec<Bytes> {
+        self.scrape_encoded(false).0
+    }
+
+    /// Like [`Exporter::scrape`]; when `accept_gzip` and the snapshot has
+    /// been compressed, the chunks are gzip members (a valid multi-member
+    /// gzip stream, as Go's reader in Prometheus accepts) and the second
+    /// value is true.
+    pub fn scrape_encoded(&self, accept_gzip: bool) -> (Vec<Bytes>, bool) {
+        if accept_gzip {
+            self.gzip_wanted.store(true, Ordering::Relaxed);
+        }
+        let snap = self.snapshot();
+        let mut own = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut own) {
+            tracing::warn!(error = %e, "cannot encode gpuwatch's own metrics");
+        }
+        match snap {
+            Some(s) if accept_gzip && s.gzip.is_some() => {
+                let fleet = s.gzip.clone().expect("checked");
+                (vec![fleet, Bytes::from(gzip(&own))], true)
+            }
+            Some(s) => (vec![s.body.clone(), Bytes::from(own)], false),
+            None if accept_gzip => (vec![Bytes::from(gzip(&own))], true),
+            None => (vec![Bytes::from(own)], false),
+        }
+    }
+}
+
+/// One gzip member, at the fastest level: the snapshot is re-made every few
+/// seconds, so speed matters more than the last few percent of size.
+pub(crate) fn gzip(text: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(
+        Vec::with_capacity(text.len() / 5),
+        flate2::Compression::fast(),
+    );
+    gz.write_all(text).expect("writing to memory");
+    gz.finish().expect("writing to memory")
+}

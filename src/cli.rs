@@ -1,0 +1,135 @@
+//! The command line: one subcommand per role, and the finance and token
+//! commands. `main.rs` dispatches on [`Command`].
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// gpuwatch: telemetry, alerting and metering for a GPU cloud.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None)]
+pub struct Cli {
+    /// Config file (TOML); see gpuwatch.example.toml. Environment overrides:
+    /// DATABASE_URL, GPUWATCH_SECTION__KEY (e.g. GPUWATCH_COLLECTOR__INTERVAL=30s).
+    #[arg(long, short, global = true, env = "GPUWATCH_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create or upgrade the database schema. Picks TimescaleDB hypertables
+    /// or plain PostgreSQL partitions on first run; a second run changes nothing.
+    Migrate,
+    /// Run the collector agent: sample GPUs and hosts every interval and
+    /// deliver them (database or `gpuwatch serve`), spooling to disk while
+    /// the sink is down (the simulated fleet where no GPU is present).
+    Collector {
+        /// Collect and deliver once, then exit.
+        #[arg(long)]
+        once: bool,
+        /// Print each collection as JSON on stdout instead of delivering it.
+        #[arg(long)]
+        print: bool,
+    },
+    /// Run the aggregator: hourly and daily tiers, retention, partitions
+    /// ahead, host liveness. Replicas may run side by side; one works at a time.
+    Aggregator {
+        /// One run, then exit.
+        #[arg(long)]
+        once: bool,
+        /// With --once: repeat runs until every tier has caught up.
+        #[arg(long, requires = "once")]
+        catch_up: bool,
+    },
+    /// Run the alerter: evaluate alert rules every alerter.interval and
+    /// deliver notifications (webhooks, e-mail). Replicas may run side by side.
+    Alerter {
+        /// One evaluation, deliver what is due, then exit.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Serve the HTTP API (/api/v1, /metrics, /health, /ready) on api.listen.
+    Serve,
+    /// Create or revoke API bearer tokens (stored hashed; shown once).
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+    /// Run the billing meter (closed periods of environment status history
+    /// into billing_records) and the monthly invoice run on their schedules.
+    Billing {
+        /// Meter until caught up and cut the invoices that are due, then exit.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Finance reports: usage (split so it sums to the invoices) and invoices.
+    Report {
+        #[command(subcommand)]
+        report: ReportKind,
+    },
+    /// Migrate, then run every role in one process (small installs, quick start).
+    All,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ReportKind {
+    /// Usage of a month (or --from/--to), as CSV or JSON on stdout.
+    Usage {
+        /// Month, YYYY-MM (UTC).
+        #[arg(long, conflicts_with_all = ["from", "to"])]
+        month: Option<String>,
+        /// Range start, RFC 3339 (with --to).
+        #[arg(long, requires = "to")]
+        from: Option<String>,
+        /// Range end, exclusive.
+        #[arg(long, requires = "from")]
+        to: Option<String>,
+        /// Comma-separated: customer, workspace, environment, resource, gpu_model.
+        #[arg(long)]
+        group_by: Option<String>,
+        /// Only this customer.
+        #[arg(long)]
+        customer: Option<i64>,
+        /// csv or json.
+        #[arg(long, default_value = "csv")]
+        format: String,
+    },
+    /// Invoices, newest month first.
+    Invoices {
+        /// Month, YYYY-MM.
+        #[arg(long)]
+        month: Option<String>,
+        /// Only this customer.
+        #[arg(long)]
+        customer: Option<i64>,
+        /// draft, issued, paid or void.
+        #[arg(long)]
+        status: Option<String>,
+        /// text (with currency symbols), csv or json.
+        #[arg(long, default_value = "text")]
+        format: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenAction {
+    /// Create a token and print it (only its hash is kept).
+    Create {
+        /// Role: admin, operator, finance, viewer or agent.
+        #[arg(long)]
+        role: String,
+        /// A name to recognise it by.
+        #[arg(long, default_value = "token")]
+        name: String,
+        /// For agent tokens: the only host it may report for.
+        #[arg(long)]
+        host: Option<String>,
+    },
+    /// Revoke a token by its id.
+    Revoke {
+        /// The id `token create` printed.
+        id: i64,
+    },
+}
