@@ -244,6 +244,40 @@ both_backends! {
 }
 
 both_backends! {
+    async fn tier_and_fleet_tables_match_the_catalogue_in_names_types_and_nullability(db) {
+        setup(&db).await;
+        let c = db.client().await;
+        let columns = |table: String| {
+            let c = &c;
+            async move {
+                c.query(
+                    "SELECT column_name::text, data_type::text, is_nullable = 'NO' FROM information_schema.columns
+                      WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position",
+                    &[&table],
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1), r.get::<_, bool>(2)))
+                .collect::<Vec<_>>()
+            }
+        };
+        let spec = |cols: Vec<gpuwatch_aggregator::spec::TierColumn>| {
+            cols.into_iter().map(|c| (c.name, c.data_type.to_string(), c.not_null)).collect::<Vec<_>>()
+        };
+        for s in &SOURCES {
+            for t in Tier::ALL {
+                let mut want = spec(s.typed_columns(t));
+                want.push(("materialized_at".into(), "timestamp with time zone".into(), true));
+                assert_eq!(columns(s.tier_table(t)).await, want, "{}", s.tier_table(t));
+                let want = spec(s.typed_fleet_columns(t, true));
+                assert_eq!(columns(s.fleet_table(t)).await, want, "{}", s.fleet_table(t));
+            }
+        }
+    }
+}
+
+both_backends! {
     async fn a_backlog_is_caught_up_over_bounded_runs(db) {
         let (pool, w) = setup(&db).await;
         let base = day_start(Utc::now()) - Duration::days(2);

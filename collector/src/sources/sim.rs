@@ -216,6 +216,7 @@ impl SimFleet {
         } else {
             None
         };
+        let video = unit(self.key(7, (h as u64) << 16 | g as u64, 0));
         GpuReading {
             uuid: self.uuid(h, g),
             sample: GpuSample {
@@ -245,6 +246,9 @@ impl SimFleet {
                 ecc_dbe_volatile: Some(0),
                 xid_last: xid,
                 throttle_reasons: Some(if hot { 0x20 } else { 0 }), // 0x20: SW thermal slowdown
+                // Video work follows the load, more on some GPUs than others.
+                encoder_util_percent: Some(round2(util * 40.0 * video)),
+                decoder_util_percent: Some(round2(util * 70.0 * video)),
             },
         }
     }
