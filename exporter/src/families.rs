@@ -86,8 +86,9 @@ pub fn select_list(families: &[Family]) -> String {
 mod tests {
     use super::*;
 
-    /// `/metrics` as it was before the families came from the catalogue:
-    /// names and order are part of what dashboards and recording rules read.
+    /// `/metrics` as it was before the families came from the catalogue,
+    /// plus the encoder and decoder utilisation in dcgm-exporter's place
+    /// for them: names and order are what dashboards and recording rules read.
     #[test]
     fn families_keep_their_names_order_and_expressions() {
         let names = |f: &[Family]| f.iter().map(|f| f.name).collect::<Vec<_>>();
@@ -102,6 +103,8 @@ mod tests {
                 "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION",
                 "DCGM_FI_DEV_GPU_UTIL",
                 "DCGM_FI_DEV_MEM_COPY_UTIL",
+                "DCGM_FI_DEV_ENC_UTIL",
+                "DCGM_FI_DEV_DEC_UTIL",
                 "DCGM_FI_DEV_FB_FREE",
                 "DCGM_FI_DEV_FB_USED",
                 "DCGM_FI_DEV_FAN_SPEED",
