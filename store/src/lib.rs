@@ -37,7 +37,12 @@ pub use backend::{detect, Backend, BackendPreference, ServerInfo};
 pub use catalogue::{EnvSample, GpuSample, HostSample};
 pub use config::{StoreConfig, WriterConfig};
 pub use error::StoreError;
-pub use migrate::{migrate, migrations, pending as pending_migrations, MigrateReport, Migration};
+#[cfg(feature = "testing")]
+pub use migrate::migrate_as_of;
+pub use migrate::{
+    functions as migration_functions, migrate, migrations, pending as pending_migrations,
+    MigrateReport, Migration, Repeatable,
+};
 pub use payload::{Batch, GpuReading, IngestPayload, PAYLOAD_VERSION};
 pub use pool::{connect, connect_lazy, connect_one, redact, Pool};
 pub use rows::Sample;
