@@ -388,7 +388,7 @@ async fn run_statements(
     sql: &str,
     dbname: &str,
 ) -> Result<()> {
-    for (n, stmt) in split::split(&sql).iter().enumerate() {
+    for (n, stmt) in split::split(sql).iter().enumerate() {
         if let Err(e) = tx.batch_execute(stmt.sql).await {
             let upper = stmt.sql.to_ascii_uppercase();
             if upper.starts_with("CREATE EXTENSION")
