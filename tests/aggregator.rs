@@ -49,6 +49,8 @@ fn gpu(s: &Spec, base: DateTime<Utc>) -> GpuSample {
         energy_consumed_mj: Some(minute as i64 * 60_000 + v as i64),
         throttle_reasons: Some(1 << (v as u16 % 6)),
         xid_last: (v as u16 % 13 == 0).then_some(79),
+        encoder_util_percent: (v as u16 % 7 != 0).then_some((v * 0.11) % 100.0),
+        decoder_util_percent: Some((v * 0.23) % 100.0),
         ..Default::default()
     }
 }

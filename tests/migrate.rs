@@ -302,3 +302,30 @@ both_backends! {
         functions_match_their_files(&c).await;
     }
 }
+
+both_backends! {
+    async fn raw_metric_tables_have_exactly_the_catalogued_columns(db) {
+        migrate(&db.store_config()).await.expect("migrate");
+        let c = db.client().await;
+        for (table, catalogue) in gpuwatch_store::catalogue::tables() {
+            let mut got: Vec<(String, String, bool)> = c
+                .query(
+                    "SELECT column_name::text, data_type::text, is_nullable = 'YES' FROM information_schema.columns
+                      WHERE table_schema = current_schema() AND table_name = $1",
+                    &[&table],
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect();
+            got.sort();
+            let mut want: Vec<(String, String, bool)> = catalogue
+                .iter()
+                .map(|col| (col.name.to_string(), col.sql.information_schema().to_string(), col.nullable))
+                .collect();
+            want.sort();
+            assert_eq!(got, want, "{table} differs from store/src/catalogue");
+        }
+    }
+}

@@ -156,3 +156,73 @@ pub(crate) fn window(cfg: &ApiConfig, now: DateTime<Utc>) -> (DateTime<Utc>, Dat
         now + Duration::seconds(cfg.max_future_secs),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use gpuwatch_store::catalogue::{Range, Role};
+    use gpuwatch_store::{EnvSample, GpuSample, HostSample, Sample};
+    use serde::de::DeserializeOwned;
+    use serde::Serialize;
+
+    use super::Checker;
+
+    fn problems<S: Sample>(s: &S) -> Vec<String> {
+        let mut c = Checker {
+            problems: Vec::new(),
+            total: 0,
+        };
+        c.ranges("s", s);
+        c.problems
+    }
+
+    #[test]
+    fn encoder_and_decoder_utilisation_are_percentages() {
+        let s = GpuSample {
+            encoder_util_percent: Some(101.0),
+            decoder_util_percent: Some(-1.0),
+            ..GpuSample::default()
+        };
+        assert_eq!(
+            problems(&s),
+            [
+                "s.encoder_util_percent: 101 is outside [0, 100]",
+                "s.decoder_util_percent: -1 is outside [0, 100]",
+            ]
+        );
+        let ok = GpuSample {
+            encoder_util_percent: Some(100.0),
+            decoder_util_percent: Some(0.0),
+            ..GpuSample::default()
+        };
+        assert!(problems(&ok).is_empty());
+    }
+
+    /// Each metric column of `S`, set out of its range alone, is reported
+    /// under its own name: no catalogued column goes unvalidated.
+    fn every_metric_is_checked<S: Sample + Default + Serialize + DeserializeOwned>() {
+        let base = serde_json::to_value(S::default()).unwrap();
+        for col in S::CATALOGUE.iter().filter(|c| c.spec.role == Role::Metric) {
+            let bad = match col.spec.range {
+                Range::Within(_, hi) => hi + 1.0,
+                Range::NonNegative => -1.0,
+                Range::Unchecked => panic!("{}.{} is unchecked", S::TABLE, col.name),
+            };
+            let mut v = base.clone();
+            v[col.name] = match col.sql {
+                gpuwatch_store::catalogue::SqlType::Float8 => serde_json::json!(bad),
+                _ => serde_json::json!(bad as i64),
+            };
+            let s: S = serde_json::from_value(v).unwrap();
+            let got = problems(&s);
+            assert_eq!(got.len(), 1, "{}.{}: {got:?}", S::TABLE, col.name);
+            assert!(got[0].starts_with(&format!("s.{}: ", col.name)), "{got:?}");
+        }
+    }
+
+    #[test]
+    fn every_catalogued_metric_is_range_checked() {
+        every_metric_is_checked::<GpuSample>();
+        every_metric_is_checked::<HostSample>();
+        every_metric_is_checked::<EnvSample>();
+    }
+}

@@ -389,4 +389,26 @@ mod tests {
                 .all(|h| (0.0..=100.0).contains(&h.cpu_usage_percent.unwrap())));
         }
     }
+
+    #[test]
+    fn every_sample_is_inside_the_catalogued_ranges_with_video_utilisation() {
+        use gpuwatch_store::Sample;
+        fn in_range<S: Sample>(s: &S) {
+            for (col, v) in S::CATALOGUE.iter().zip(s.numbers()) {
+                let problem = v.and_then(|v| col.spec.range.problem(v));
+                assert_eq!(problem, None, "{}.{}", S::TABLE, col.name);
+            }
+        }
+        let f = fleet(5);
+        let t0 = Utc.with_ymd_and_hms(2026, 11, 24, 0, 0, 0).unwrap();
+        for step in 0..200 {
+            let (gpus, hosts) = f.sample(t0 + chrono::Duration::seconds(step * 433));
+            for g in &gpus {
+                in_range(&g.sample);
+                assert!(g.sample.encoder_util_percent.is_some());
+                assert!(g.sample.decoder_util_percent.is_some());
+            }
+            hosts.iter().for_each(in_range);
+        }
+    }
 }

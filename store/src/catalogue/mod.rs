@@ -67,6 +67,8 @@ impl SqlType {
 pub trait SqlValue {
     /// The column's SQL type.
     const SQL: SqlType;
+    /// Whether the column may be NULL (the field is an `Option`).
+    const NULLABLE: bool = false;
     /// The value as a number, for range checks; `None` for NULL and text.
     fn number(&self) -> Option<Number>;
 }
@@ -112,6 +114,7 @@ impl SqlValue for DateTime<Utc> {
 }
 impl<T: SqlValue> SqlValue for Option<T> {
     const SQL: SqlType = T::SQL;
+    const NULLABLE: bool = true;
     fn number(&self) -> Option<Number> {
         self.as_ref().and_then(T::number)
     }
@@ -339,6 +342,8 @@ pub struct Column {
     pub name: &'static str,
     /// SQL type.
     pub sql: SqlType,
+    /// NULL allowed (an `Option` field); keys and times are NOT NULL.
+    pub nullable: bool,
     /// The rest.
     pub spec: Spec,
 }
@@ -380,6 +385,7 @@ macro_rules! samples {
                 $crate::catalogue::Column {
                     name: stringify!($field),
                     sql: <$ty as $crate::catalogue::SqlValue>::SQL,
+                    nullable: <$ty as $crate::catalogue::SqlValue>::NULLABLE,
                     spec: $spec,
                 }
             ),+];
