@@ -276,6 +276,28 @@ both_backends! {
                 assert_eq!(columns(s.fleet_table(t)).await, want, "{}", s.fleet_table(t));
             }
         }
+        // The DDL regenerated from the catalogue, in a scratch schema, has
+        // the columns the migrations made.
+        c.batch_execute("CREATE SCHEMA regenerated").await.unwrap();
+        for s in &SOURCES {
+            for t in Tier::ALL {
+                for (table, ddl) in [(s.tier_table(t), s.create_sql(t)), (s.fleet_table(t), s.create_fleet_sql(t))] {
+                    c.batch_execute(&format!("SET search_path TO regenerated; {ddl}; RESET search_path")).await.unwrap();
+                    let regenerated = c
+                        .query(
+                            "SELECT column_name::text, data_type::text, is_nullable FROM information_schema.columns
+                              WHERE table_schema = $2 AND table_name = $1 ORDER BY ordinal_position",
+                            &[&table, &"regenerated"],
+                        )
+                        .await
+                        .unwrap()
+                        .iter()
+                        .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1), r.get::<_, String>(2) == "NO"))
+                        .collect::<Vec<_>>();
+                    assert_eq!(regenerated, columns(table.clone()).await, "{table}: regenerated DDL differs");
+                }
+            }
+        }
     }
 }
 

@@ -215,6 +215,47 @@ impl TierSource {
         c
     }
 
+    /// `CREATE TABLE` of the tier table as the catalogue says it must be:
+    /// what a migration that changes a tier table writes (tests/aggregator.rs
+    /// creates it in a scratch schema and compares it with the migrated one).
+    /// Counts default to 0 so a replica of an older build, which names only
+    /// the columns it knows, can still insert during a rolling upgrade.
+    pub fn create_sql(&self, tier: Tier) -> String {
+        let t = self.tier_table(tier);
+        let mut cols: Vec<String> = self
+            .typed_columns(tier)
+            .iter()
+            .map(TierColumn::ddl)
+            .collect();
+        cols.push("materialized_at timestamptz NOT NULL DEFAULT now()".into());
+        cols.push(format!(
+            "CONSTRAINT {t}_pkey PRIMARY KEY ({}, bucket)",
+            self.key().name
+        ));
+        format!("CREATE TABLE {t} (\n    {}\n)", cols.join(",\n    "))
+    }
+
+    /// `CREATE TABLE` of the fleet table, as [`TierSource::create_sql`].
+    pub fn create_fleet_sql(&self, tier: Tier) -> String {
+        let cols: Vec<String> = self
+            .typed_fleet_columns(tier, true)
+            .iter()
+            .map(|c| {
+                let ddl = c.ddl();
+                if c.name == "bucket" {
+                    format!("{ddl} PRIMARY KEY")
+                } else {
+                    ddl
+                }
+            })
+            .collect();
+        format!(
+            "CREATE TABLE {} (\n    {}\n)",
+            self.fleet_table(tier),
+            cols.join(",\n    ")
+        )
+    }
+
     /// The aggregation of raw rows in `[$1, $2)` into tier rows, as a SELECT
     /// (used to materialise, and by tests to recompute from raw).
     pub fn select_sql(&self, tier: Tier) -> String {
@@ -365,6 +406,23 @@ pub struct TierColumn {
 }
 
 impl TierColumn {
+    /// The column's line in a `CREATE TABLE`.
+    pub fn ddl(&self) -> String {
+        let ty = match self.data_type {
+            "character varying" => "VARCHAR(64)",
+            "timestamp with time zone" => "timestamptz",
+            other => other,
+        };
+        let count = self.name == "sample_count" || self.name.ends_with("_count");
+        match (self.not_null, count) {
+            (true, true) if self.name != "sample_count" => {
+                format!("{} {ty} NOT NULL DEFAULT 0", self.name)
+            }
+            (true, _) => format!("{} {ty} NOT NULL", self.name),
+            (false, _) => format!("{} {ty}", self.name),
+        }
+    }
+
     fn new(
         name: impl Into<String>,
         expr: impl Into<String>,
