@@ -8,7 +8,10 @@
 //! `__MAKE_TIME_SERIES__` (the function that makes a hypertable, or the
 //! first daily partitions).
 
+mod functions;
 mod split;
+
+pub use functions::Repeatable;
 
 use tokio_postgres::Client;
 
@@ -26,17 +29,6 @@ pub struct Migration {
     /// Number from the file name.
     pub version: i32,
     /// File name in `migrations/`.
-    pub name: &'static str,
-    /// File contents.
-    pub sql: &'static str,
-}
-
-/// One embedded file of `migrations/functions/`: the current definition
-/// of one SQL function (or a small group), `CREATE OR REPLACE`d by every
-/// `migrate` after the versioned migrations whenever its text changed.
-#[derive(Debug)]
-pub struct Repeatable {
-    /// File name in `migrations/functions/`.
     pub name: &'static str,
     /// File contents.
     pub sql: &'static str,
@@ -160,57 +152,10 @@ async fn run(
         report.applied.push(m.name);
     }
     if functions {
-        report.functions = apply_functions(client, &backend, &dbname(cfg)).await?;
+        report.functions = functions::apply(client, &backend, &dbname(cfg)).await?;
     }
     record_backend(client, &backend).await?;
     Ok(report)
-}
-
-async fn applied_functions(client: &Client) -> Result<Vec<(String, String)>> {
-    let rows = client
-        .query("SELECT name, checksum FROM gpuwatch_schema_functions", &[])
-        .await
-        .map_err(|e| StoreError::query("reading gpuwatch_schema_functions", e))?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
-}
-
-/// Applies the function files whose text differs from what was last
-/// applied (all of them on a new database, or one migrated before the
-/// functions had files of their own), so an unchanged file costs nothing
-/// and a second `migrate` changes nothing.
-async fn apply_functions(
-    client: &mut Client,
-    backend: &Backend,
-    dbname: &str,
-) -> Result<Vec<&'static str>> {
-    let done = applied_functions(client).await?;
-    let mut applied = Vec::new();
-    for f in FUNCTIONS {
-        let sum = checksum(f.sql);
-        if done.iter().any(|(n, s)| n == f.name && *s == sum) {
-            continue;
-        }
-        let sql = render(f.sql, backend);
-        let file = format!("functions/{}", f.name);
-        let tx = client
-            .transaction()
-            .await
-            .map_err(|e| StoreError::query(format!("starting {file}"), e))?;
-        run_statements(&tx, &file, &sql, dbname).await?;
-        tx.execute(
-            "INSERT INTO gpuwatch_schema_functions (name, checksum) VALUES ($1, $2)
-             ON CONFLICT (name) DO UPDATE SET checksum = EXCLUDED.checksum, applied_at = now()",
-            &[&f.name, &sum],
-        )
-        .await
-        .map_err(|e| StoreError::query(format!("recording {file}"), e))?;
-        tx.commit()
-            .await
-            .map_err(|e| StoreError::query(format!("committing {file}"), e))?;
-        tracing::info!(function = f.name, "applied function file");
-        applied.push(f.name);
-    }
-    Ok(applied)
 }
 
 fn ledger_error(cfg: &StoreConfig, e: tokio_postgres::Error) -> StoreError {
@@ -244,21 +189,8 @@ pub async fn pending(client: &Client) -> Result<Vec<String>> {
         .await
         .map_err(|e| StoreError::query("looking for gpuwatch_schema_migrations", e))?
         .get(0);
-    let functions_exist: bool = client
-        .query_one(
-            "SELECT to_regclass('gpuwatch_schema_functions') IS NOT NULL",
-            &[],
-        )
-        .await
-        .map_err(|e| StoreError::query("looking for gpuwatch_schema_functions", e))?
-        .get(0);
     let done = if exists {
         applied(client).await?
-    } else {
-        Vec::new()
-    };
-    let done_functions = if functions_exist {
-        applied_functions(client).await?
     } else {
         Vec::new()
     };
@@ -272,15 +204,7 @@ pub async fn pending(client: &Client) -> Result<Vec<String>> {
             Some(_) => None,
         })
         .collect();
-    pending.extend(FUNCTIONS.iter().filter_map(|f| {
-        match done_functions.iter().find(|(n, _)| n == f.name) {
-            None => Some(format!("functions/{} not applied", f.name)),
-            Some((_, sum)) if *sum != checksum(f.sql) => {
-                Some(format!("functions/{} applied with other contents", f.name))
-            }
-            Some(_) => None,
-        }
-    }));
+    pending.extend(functions::pending(client).await?);
     Ok(pending)
 }
 
@@ -382,7 +306,7 @@ async fn apply(client: &mut Client, m: &Migration, backend: &Backend, dbname: &s
 }
 
 /// Runs the statements of one file in `tx`, naming the one that fails.
-async fn run_statements(
+pub(crate) async fn run_statements(
     tx: &tokio_postgres::Transaction<'_>,
     file: &str,
     sql: &str,
@@ -438,7 +362,7 @@ async fn record_backend(client: &Client, backend: &Backend) -> Result<()> {
 }
 
 /// Detects an edited migration file; not a security measure.
-fn checksum(s: &str) -> String {
+pub(crate) fn checksum(s: &str) -> String {
     format!("{:016x}", crate::fnv1a(s.as_bytes()))
 }
 
