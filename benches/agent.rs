@@ -70,6 +70,7 @@ impl GpuBackend for EightGpus {
                     })
                     .collect(),
             ),
+            ..Default::default()
         })
     }
 

@@ -144,6 +144,9 @@ fn unit(key: u64, salt: u64) -> f64 {
     (mix(key ^ (salt << 56)) >> 11) as f64 / (1u64 << 53) as f64
 }
 
+/// Every column the generator below does not model, from the catalogue.
+static GPU_BASE: std::sync::LazyLock<GpuSample> = std::sync::LazyLock::new(common::plausible);
+
 /// A plausible sample of GPU `id` (gpus.id) at step `k` of [`SAMPLES`].
 fn gpu_sample(id: i64, host: &str, k: usize, at: DateTime<Utc>) -> GpuSample {
     let key = ((id as u64) << 8) | k as u64;
@@ -178,6 +181,7 @@ fn gpu_sample(id: i64, host: &str, k: usize, at: DateTime<Utc>) -> GpuSample {
         // About 1 GPU in 200 reported an XID in the window.
         xid_last: (unit(id as u64, 97) < 0.005 && k == 2).then_some(79),
         throttle_reasons: Some(4 * (util > 95.0) as i64),
+        ..GPU_BASE.clone()
     }
 }
 

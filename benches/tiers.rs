@@ -67,6 +67,9 @@ struct Counters {
     ecc_sbe: Vec<i64>,
 }
 
+/// Every column the generator below does not model, from the catalogue.
+static GPU_BASE: std::sync::LazyLock<GpuSample> = std::sync::LazyLock::new(common::plausible);
+
 /// GPU `gpu` (0-based) at `at`: a daily load pattern, idle stretches between
 /// jobs, noise, and values that follow from the load.
 fn sample(gpu: usize, at: DateTime<Utc>, c: &mut Counters) -> GpuSample {
@@ -121,6 +124,7 @@ fn sample(gpu: usize, at: DateTime<Utc>, c: &mut Counters) -> GpuSample {
         throttle_reasons: Some(
             (util < 5.0) as i64 | (4 * (util > 95.0) as i64) | (32 * (temp > 84.0) as i64),
         ),
+        ..GPU_BASE.clone()
     }
 }
 

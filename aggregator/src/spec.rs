@@ -1,26 +1,22 @@
-//! What each tier table holds, and the SQL that computes it from raw rows.
-//! `migrations/0014_tiers.sql` declares the same columns; a test checks
-//! that the database and this spec agree.
+//! What each tier table holds, and the SQL that computes it from raw rows,
+//! derived from the store's sample catalogue (which metrics are gauges,
+//! counters, bitmasks or events). `migrations/0014_tiers.sql`, 0017 and
+//! later migrations declare the same columns; tests/aggregator.rs checks
+//! names, types and nullability of every tier table against
+//! [`TierSource::typed_columns`] and [`TierSource::typed_fleet_columns`] on
+//! both backends.
 
-/// One raw metric table and how its tiers aggregate it.
+use gpuwatch_store::catalogue::{Column, Role, Tiering};
+use gpuwatch_store::{EnvSample, GpuSample, HostSample, Sample};
+
+/// One raw metric table and how its tiers aggregate it: a view of the
+/// table's entries in [`gpuwatch_store::catalogue`].
 #[derive(Debug)]
 pub struct TierSource {
     /// Raw table, e.g. "gpu_metrics".
     pub table: &'static str,
-    /// Series key column.
-    pub key: &'static str,
-    /// Columns carried as their last value in the bucket (e.g. host_id of a GPU).
-    pub carry: &'static [&'static str],
-    /// Gauges: count, sum, avg, min, max.
-    pub gauges: &'static [&'static str],
-    /// Gauges that also get a p95.
-    pub p95: &'static [&'static str],
-    /// Counters: first and last value.
-    pub counters: &'static [&'static str],
-    /// Bitmasks: bit_or.
-    pub bitor: &'static [&'static str],
-    /// Event columns: count of non-NULL values.
-    pub events: &'static [&'static str],
+    /// The table's columns.
+    pub catalogue: &'static [Column],
 }
 
 /// A tier: a bucket width and a name suffix.
@@ -53,81 +49,47 @@ impl Tier {
     }
 }
 
+impl TierSource {
+    /// The tiering of `S`'s table.
+    pub const fn of<S: Sample>() -> TierSource {
+        TierSource {
+            table: S::TABLE,
+            catalogue: S::CATALOGUE,
+        }
+    }
+
+    fn with_role(&self, role: Role) -> impl Iterator<Item = &'static Column> {
+        self.catalogue.iter().filter(move |c| c.spec.role == role)
+    }
+
+    /// Series key column.
+    pub fn key(&self) -> &'static Column {
+        // Proven by the catalogue's own test: every table declares one key.
+        self.with_role(Role::Key)
+            .next()
+            .expect("every catalogue table declares a key")
+    }
+
+    /// Columns carried as their last value in the bucket (e.g. host_id of a GPU).
+    pub fn carry(&self) -> impl Iterator<Item = &'static Column> {
+        self.with_role(Role::Carry)
+    }
+
+    fn tiered(&self, want: fn(Tiering) -> bool) -> impl Iterator<Item = &'static Column> {
+        self.catalogue.iter().filter(move |c| want(c.spec.tier))
+    }
+
+    /// Gauges: count, sum, avg, min, max (and p95 where the catalogue says).
+    pub fn gauges(&self) -> impl Iterator<Item = &'static Column> {
+        self.tiered(|t| matches!(t, Tiering::Gauge { .. }))
+    }
+}
+
 /// The three raw tables.
 pub const SOURCES: [TierSource; 3] = [
-    TierSource {
-        table: "gpu_metrics",
-        key: "gpu_id",
-        carry: &["host_id"],
-        gauges: &[
-            "utilization_percent",
-            "memory_used",
-            "memory_usage_percent",
-            "temperature",
-            "power_draw",
-            "fan_speed_percent",
-            "sm_clock",
-            "memory_clock",
-            "process_count",
-            "memory_copy_util_percent",
-            "memory_free",
-            "memory_temperature",
-            "pcie_tx_bytes_per_sec",
-            "pcie_rx_bytes_per_sec",
-        ],
-        p95: &["utilization_percent"],
-        counters: &["energy_consumed_mj", "ecc_sbe_volatile", "ecc_dbe_volatile"],
-        bitor: &["throttle_reasons"],
-        events: &["xid_last"],
-    },
-    TierSource {
-        table: "host_metrics",
-        key: "host_id",
-        carry: &[],
-        gauges: &[
-            "cpu_usage_percent",
-            "cpu_load_1m",
-            "cpu_load_5m",
-            "cpu_load_15m",
-            "memory_used",
-            "memory_available",
-            "memory_usage_percent",
-            "disk_used",
-            "disk_available",
-            "disk_usage_percent",
-            "gpu_avg_utilization",
-            "gpu_avg_memory_used",
-            "gpu_avg_temperature",
-            "gpu_avg_power",
-        ],
-        p95: &["cpu_usage_percent"],
-        counters: &[
-            "disk_io_read_bytes",
-            "disk_io_write_bytes",
-            "network_rx_bytes",
-            "network_tx_bytes",
-            "network_rx_packets",
-            "network_tx_packets",
-        ],
-        bitor: &[],
-        events: &[],
-    },
-    TierSource {
-        table: "environment_metrics",
-        key: "env_id",
-        carry: &["host_id"],
-        gauges: &[
-            "cpu_usage_percent",
-            "memory_used",
-            "memory_usage_percent",
-            "gpu_usage_percent",
-            "gpu_memory_used",
-        ],
-        p95: &[],
-        counters: &["network_rx_bytes", "network_tx_bytes"],
-        bitor: &[],
-        events: &[],
-    },
+    TierSource::of::<GpuSample>(),
+    TierSource::of::<HostSample>(),
+    TierSource::of::<EnvSample>(),
 ];
 
 /// Buckets are aligned on this origin (UTC midnight), on both backends.
@@ -141,58 +103,157 @@ impl TierSource {
 
     /// (column, SQL expression over raw rows) pairs of a tier row, in order.
     pub fn columns(&self, tier: Tier) -> Vec<(String, String)> {
+        self.typed_columns(tier)
+            .into_iter()
+            .map(|c| (c.name, c.expr))
+            .collect()
+    }
+
+    /// The columns of a tier row with their types: what the tier table
+    /// must look like (a test compares it with the migrated database).
+    /// Gauges first, then counters, bitmasks and events, each group in
+    /// catalogue order.
+    pub fn typed_columns(&self, tier: Tier) -> Vec<TierColumn> {
+        let key = self.key();
         let mut c = vec![
-            (self.key.to_string(), self.key.to_string()),
-            (
-                "bucket".into(),
+            TierColumn::new(key.name, key.name, key.sql.information_schema(), true),
+            TierColumn::new(
+                "bucket",
                 format!(
                     "date_bin('{} seconds', collected_at, '{ORIGIN}')",
                     tier.seconds()
                 ),
+                TIMESTAMPTZ,
+                true,
             ),
         ];
-        for k in self.carry {
-            c.push((
-                k.to_string(),
-                format!("(array_agg({k} ORDER BY collected_at DESC))[1]"),
+        for k in self.carry() {
+            c.push(TierColumn::new(
+                k.name,
+                format!("(array_agg({} ORDER BY collected_at DESC))[1]", k.name),
+                k.sql.information_schema(),
+                false,
             ));
         }
-        c.push(("sample_count".into(), "count(*)".into()));
-        for m in self.gauges {
-            c.push((format!("{m}_count"), format!("count({m})")));
-            c.push((format!("{m}_sum"), format!("sum({m}::numeric)")));
-            c.push((
+        c.push(TierColumn::new("sample_count", "count(*)", INTEGER, true));
+        for col in self.gauges() {
+            let (m, ty) = (col.name, col.sql.information_schema());
+            c.push(TierColumn::new(
+                format!("{m}_count"),
+                format!("count({m})"),
+                INTEGER,
+                true,
+            ));
+            c.push(TierColumn::new(
+                format!("{m}_sum"),
+                format!("sum({m}::numeric)"),
+                NUMERIC,
+                false,
+            ));
+            c.push(TierColumn::new(
                 format!("{m}_avg"),
                 format!("(sum({m}::numeric) / nullif(count({m}), 0))::float8"),
+                FLOAT8,
+                false,
             ));
-            c.push((format!("{m}_min"), format!("min({m})")));
-            c.push((format!("{m}_max"), format!("max({m})")));
-            if self.p95.contains(m) {
-                c.push((
+            c.push(TierColumn::new(
+                format!("{m}_min"),
+                format!("min({m})"),
+                ty,
+                false,
+            ));
+            c.push(TierColumn::new(
+                format!("{m}_max"),
+                format!("max({m})"),
+                ty,
+                false,
+            ));
+            if col.spec.tier == (Tiering::Gauge { p95: true }) {
+                c.push(TierColumn::new(
                     format!("{m}_p95"),
                     format!("percentile_cont(0.95) WITHIN GROUP (ORDER BY {m})"),
+                    FLOAT8,
+                    false,
                 ));
             }
         }
-        for m in self.counters {
-            c.push((
+        for col in self.tiered(|t| t == Tiering::Counter) {
+            let (m, ty) = (col.name, col.sql.information_schema());
+            c.push(TierColumn::new(
                 format!("{m}_first"),
                 format!("(array_agg({m} ORDER BY collected_at) FILTER (WHERE {m} IS NOT NULL))[1]"),
+                ty,
+                false,
             ));
-            c.push((
+            c.push(TierColumn::new(
                 format!("{m}_last"),
                 format!(
                     "(array_agg({m} ORDER BY collected_at DESC) FILTER (WHERE {m} IS NOT NULL))[1]"
                 ),
+                ty,
+                false,
             ));
         }
-        for m in self.bitor {
-            c.push((format!("{m}_bitor"), format!("bit_or({m})")));
+        for col in self.tiered(|t| t == Tiering::Bitmask) {
+            let m = col.name;
+            c.push(TierColumn::new(
+                format!("{m}_bitor"),
+                format!("bit_or({m})"),
+                col.sql.information_schema(),
+                false,
+            ));
         }
-        for m in self.events {
-            c.push((format!("{m}_count"), format!("count({m})")));
+        for col in self.tiered(|t| t == Tiering::Events) {
+            let m = col.name;
+            c.push(TierColumn::new(
+                format!("{m}_count"),
+                format!("count({m})"),
+                INTEGER,
+                true,
+            ));
         }
         c
+    }
+
+    /// `CREATE TABLE` of the tier table as the catalogue says it must be:
+    /// what a migration that changes a tier table writes (tests/aggregator.rs
+    /// creates it in a scratch schema and compares it with the migrated one).
+    /// Counts default to 0 so a replica of an older build, which names only
+    /// the columns it knows, can still insert during a rolling upgrade.
+    pub fn create_sql(&self, tier: Tier) -> String {
+        let t = self.tier_table(tier);
+        let mut cols: Vec<String> = self
+            .typed_columns(tier)
+            .iter()
+            .map(TierColumn::ddl)
+            .collect();
+        cols.push("materialized_at timestamptz NOT NULL DEFAULT now()".into());
+        cols.push(format!(
+            "CONSTRAINT {t}_pkey PRIMARY KEY ({}, bucket)",
+            self.key().name
+        ));
+        format!("CREATE TABLE {t} (\n    {}\n)", cols.join(",\n    "))
+    }
+
+    /// `CREATE TABLE` of the fleet table, as [`TierSource::create_sql`].
+    pub fn create_fleet_sql(&self, tier: Tier) -> String {
+        let cols: Vec<String> = self
+            .typed_fleet_columns(tier, true)
+            .iter()
+            .map(|c| {
+                let ddl = c.ddl();
+                if c.name == "bucket" {
+                    format!("{ddl} PRIMARY KEY")
+                } else {
+                    ddl
+                }
+            })
+            .collect();
+        format!(
+            "CREATE TABLE {} (\n    {}\n)",
+            self.fleet_table(tier),
+            cols.join(",\n    ")
+        )
     }
 
     /// The aggregation of raw rows in `[$1, $2)` into tier rows, as a SELECT
@@ -218,28 +279,43 @@ impl TierSource {
     /// Columns of a fleet row, each with its expression over tier rows
     /// (`over_tier`) and over raw rows (`!over_tier`, for tests).
     pub fn fleet_columns(&self, tier: Tier, over_tier: bool) -> Vec<(String, String)> {
+        self.typed_fleet_columns(tier, over_tier)
+            .into_iter()
+            .map(|c| (c.name, c.expr))
+            .collect()
+    }
+
+    /// [`TierSource::fleet_columns`] with their types: what the fleet
+    /// table must look like.
+    pub fn typed_fleet_columns(&self, tier: Tier, over_tier: bool) -> Vec<TierColumn> {
+        let raw_bucket = format!(
+            "date_bin('{} seconds', collected_at, '{ORIGIN}')",
+            tier.seconds()
+        );
         let mut c = vec![
-            (
-                "bucket".to_string(),
+            TierColumn::new(
+                "bucket",
                 if over_tier {
                     "bucket".into()
                 } else {
-                    format!(
-                        "date_bin('{} seconds', collected_at, '{ORIGIN}')",
-                        tier.seconds()
-                    )
+                    raw_bucket
                 },
+                TIMESTAMPTZ,
+                true,
             ),
-            (
-                "sample_count".into(),
+            TierColumn::new(
+                "sample_count",
                 if over_tier {
-                    "sum(sample_count)::bigint".into()
+                    "sum(sample_count)::bigint"
                 } else {
-                    "count(*)".into()
+                    "count(*)"
                 },
+                BIGINT,
+                true,
             ),
         ];
-        for m in self.gauges {
+        for col in self.gauges() {
+            let (m, ty) = (col.name, col.sql.information_schema());
             let (count, sum, min, max) = if over_tier {
                 (
                     format!("sum({m}_count)::bigint"),
@@ -255,10 +331,10 @@ impl TierSource {
                     format!("max({m})"),
                 )
             };
-            c.push((format!("{m}_count"), count));
-            c.push((format!("{m}_sum"), sum));
-            c.push((format!("{m}_min"), min));
-            c.push((format!("{m}_max"), max));
+            c.push(TierColumn::new(format!("{m}_count"), count, BIGINT, true));
+            c.push(TierColumn::new(format!("{m}_sum"), sum, NUMERIC, false));
+            c.push(TierColumn::new(format!("{m}_min"), min, ty, false));
+            c.push(TierColumn::new(format!("{m}_max"), max, ty, false));
         }
         c
     }
@@ -309,6 +385,59 @@ impl TierSource {
     }
 }
 
+/// information_schema names of the tier tables' own types.
+const INTEGER: &str = "integer";
+const BIGINT: &str = "bigint";
+const NUMERIC: &str = "numeric";
+const FLOAT8: &str = "double precision";
+const TIMESTAMPTZ: &str = "timestamp with time zone";
+
+/// One column of a tier or fleet table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TierColumn {
+    /// Column name.
+    pub name: String,
+    /// SQL over raw rows (tier tables) or tier rows (fleet tables).
+    pub expr: String,
+    /// `information_schema.columns.data_type`.
+    pub data_type: &'static str,
+    /// Declared NOT NULL.
+    pub not_null: bool,
+}
+
+impl TierColumn {
+    /// The column's line in a `CREATE TABLE`.
+    pub fn ddl(&self) -> String {
+        let ty = match self.data_type {
+            "character varying" => "VARCHAR(64)",
+            "timestamp with time zone" => "timestamptz",
+            other => other,
+        };
+        let count = self.name == "sample_count" || self.name.ends_with("_count");
+        match (self.not_null, count) {
+            (true, true) if self.name != "sample_count" => {
+                format!("{} {ty} NOT NULL DEFAULT 0", self.name)
+            }
+            (true, _) => format!("{} {ty} NOT NULL", self.name),
+            (false, _) => format!("{} {ty}", self.name),
+        }
+    }
+
+    fn new(
+        name: impl Into<String>,
+        expr: impl Into<String>,
+        data_type: &'static str,
+        not_null: bool,
+    ) -> TierColumn {
+        TierColumn {
+            name: name.into(),
+            expr: expr.into(),
+            data_type,
+            not_null,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,7 +452,6 @@ mod tests {
                 names.dedup();
                 assert_eq!(names.len(), n, "{} has a duplicate column", s.tier_table(t));
             }
-            assert!(s.p95.iter().all(|m| s.gauges.contains(m)));
         }
     }
 }

@@ -317,7 +317,7 @@ mod tests {
         let count = |p: &str| metric_names().iter().filter(|m| m.starts_with(p)).count();
         assert_eq!(
             (count("gpu."), count("host."), count("environment.")),
-            (19, 21, 7)
+            (21, 21, 7)
         );
     }
 

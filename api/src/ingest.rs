@@ -16,7 +16,7 @@ use axum::body::{to_bytes, Body};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use chrono::{DateTime, Duration, Utc};
+use chrono::Utc;
 use flate2::read::GzDecoder;
 use gpuwatch_store::{inventory, GpuSample, IngestPayload, PAYLOAD_VERSION};
 
@@ -182,12 +182,4 @@ impl AppState {
             .insert(p.host.id.clone(), (fingerprint, ids.clone()));
         Ok(ids)
     }
-}
-
-/// The oldest and newest acceptable sample times at `now`.
-pub(crate) fn window(cfg: &crate::ApiConfig, now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
-    (
-        now - Duration::days(cfg.max_age_days),
-        now + Duration::seconds(cfg.max_future_secs),
-    )
 }

@@ -1,13 +1,13 @@
 //! Range and consistency checks of an ingest payload. Each problem is one
 //! line naming the field by its JSON path and what is wrong with it; at most
-//! [`MAX_PROBLEMS`] are listed.
+//! [`MAX_PROBLEMS`] are listed. Value ranges come from the store's sample
+//! catalogue, so every stored column is checked.
 
 use std::collections::HashSet;
 
-use chrono::{DateTime, Utc};
-use gpuwatch_store::IngestPayload;
+use chrono::{DateTime, Duration, Utc};
+use gpuwatch_store::{IngestPayload, Sample};
 
-use crate::ingest::window;
 use crate::ApiConfig;
 
 /// Problems listed per rejected payload.
@@ -26,23 +26,12 @@ impl Checker {
         }
     }
 
-    fn float(&mut self, path: &str, name: &str, v: Option<f64>, lo: f64, hi: f64) {
-        match v {
-            Some(x) if !x.is_finite() => self.fail(
-                &format!("{path}.{name}"),
-                format!("{x} is not a finite number"),
-            ),
-            Some(x) if x < lo || x > hi => self.fail(
-                &format!("{path}.{name}"),
-                format!("{x} is outside [{lo}, {hi}]"),
-            ),
-            _ => {}
-        }
-    }
-
-    fn non_negative(&mut self, path: &str, name: &str, v: Option<i64>) {
-        if let Some(x) = v.filter(|x| *x < 0) {
-            self.fail(&format!("{path}.{name}"), format!("{x} is negative"));
+    /// Every column of `s` against its catalogue range.
+    fn ranges<S: Sample>(&mut self, path: &str, s: &S) {
+        for (col, v) in S::CATALOGUE.iter().zip(s.numbers()) {
+            if let Some(what) = v.and_then(|v| col.spec.range.problem(v)) {
+                self.fail(&format!("{path}.{}", col.name), what);
+            }
         }
     }
 
@@ -111,7 +100,12 @@ pub fn check_payload(p: &IngestPayload, cfg: &ApiConfig, now: DateTime<Utc>) -> 
                 format!("{} is outside [0, 1023]", g.gpu_index),
             );
         }
-        c.non_negative(&path, "memory_total", Some(g.memory_total));
+        if g.memory_total < 0 {
+            c.fail(
+                &format!("{path}.memory_total"),
+                format!("{} is negative", g.memory_total),
+            );
+        }
     }
     let win = window(cfg, now);
     for (i, r) in p.batch.gpu.iter().enumerate() {
@@ -126,82 +120,13 @@ pub fn check_payload(p: &IngestPayload, cfg: &ApiConfig, now: DateTime<Utc>) -> 
         let path = format!("{path}.sample");
         c.host(&path, &s.host_id, host);
         c.time(&path, s.collected_at, win);
-        for (name, v) in [
-            ("utilization_percent", s.utilization_percent),
-            ("memory_usage_percent", s.memory_usage_percent),
-            ("fan_speed_percent", s.fan_speed_percent),
-            ("memory_copy_util_percent", s.memory_copy_util_percent),
-        ] {
-            c.float(&path, name, v, 0.0, 100.0);
-        }
-        c.float(&path, "temperature", s.temperature, -50.0, 150.0);
-        c.float(
-            &path,
-            "memory_temperature",
-            s.memory_temperature,
-            -50.0,
-            150.0,
-        );
-        c.float(&path, "power_draw", s.power_draw, 0.0, 5000.0);
-        for (name, v) in [
-            ("memory_used", s.memory_used),
-            ("memory_free", s.memory_free),
-            ("energy_consumed_mj", s.energy_consumed_mj),
-            ("pcie_tx_bytes_per_sec", s.pcie_tx_bytes_per_sec),
-            ("pcie_rx_bytes_per_sec", s.pcie_rx_bytes_per_sec),
-            ("ecc_sbe_volatile", s.ecc_sbe_volatile),
-            ("ecc_dbe_volatile", s.ecc_dbe_volatile),
-            ("throttle_reasons", s.throttle_reasons),
-            ("sm_clock", s.sm_clock.map(i64::from)),
-            ("memory_clock", s.memory_clock.map(i64::from)),
-            ("process_count", s.process_count.map(i64::from)),
-            ("xid_last", s.xid_last.map(i64::from)),
-        ] {
-            c.non_negative(&path, name, v);
-        }
+        c.ranges(&path, s);
     }
     for (i, s) in p.batch.host.iter().enumerate() {
         let path = format!("batch.host[{i}]");
         c.host(&path, &s.host_id, host);
         c.time(&path, s.collected_at, win);
-        for (name, v) in [
-            ("cpu_usage_percent", s.cpu_usage_percent),
-            ("memory_usage_percent", s.memory_usage_percent),
-            ("disk_usage_percent", s.disk_usage_percent),
-            ("gpu_avg_utilization", s.gpu_avg_utilization),
-        ] {
-            c.float(&path, name, v, 0.0, 100.0);
-        }
-        for (name, v) in [
-            ("cpu_load_1m", s.cpu_load_1m),
-            ("cpu_load_5m", s.cpu_load_5m),
-            ("cpu_load_15m", s.cpu_load_15m),
-        ] {
-            c.float(&path, name, v, 0.0, 1.0e6);
-        }
-        c.float(
-            &path,
-            "gpu_avg_temperature",
-            s.gpu_avg_temperature,
-            -50.0,
-            150.0,
-        );
-        c.float(&path, "gpu_avg_power", s.gpu_avg_power, 0.0, 5000.0);
-        for (name, v) in [
-            ("memory_used", s.memory_used),
-            ("memory_available", s.memory_available),
-            ("disk_used", s.disk_used),
-            ("disk_available", s.disk_available),
-            ("disk_io_read_bytes", s.disk_io_read_bytes),
-            ("disk_io_write_bytes", s.disk_io_write_bytes),
-            ("network_rx_bytes", s.network_rx_bytes),
-            ("network_tx_bytes", s.network_tx_bytes),
-            ("network_rx_packets", s.network_rx_packets),
-            ("network_tx_packets", s.network_tx_packets),
-            ("gpu_avg_memory_used", s.gpu_avg_memory_used),
-        ] {
-            c.non_negative(&path, name, v);
-        }
+        c.ranges(&path, s);
     }
     for (i, s) in p.batch.env.iter().enumerate() {
         let path = format!("batch.env[{i}]");
@@ -215,34 +140,89 @@ pub fn check_payload(p: &IngestPayload, cfg: &ApiConfig, now: DateTime<Utc>) -> 
             c.host(&path, h, host);
         }
         c.time(&path, s.collected_at, win);
-        // CPU % is relative to the allocation and may exceed 100 when bursting.
-        c.float(
-            &path,
-            "cpu_usage_percent",
-            s.cpu_usage_percent,
-            0.0,
-            100_000.0,
-        );
-        c.float(
-            &path,
-            "memory_usage_percent",
-            s.memory_usage_percent,
-            0.0,
-            100.0,
-        );
-        c.float(&path, "gpu_usage_percent", s.gpu_usage_percent, 0.0, 100.0);
-        for (name, v) in [
-            ("memory_used", s.memory_used),
-            ("gpu_memory_used", s.gpu_memory_used),
-            ("network_rx_bytes", s.network_rx_bytes),
-            ("network_tx_bytes", s.network_tx_bytes),
-        ] {
-            c.non_negative(&path, name, v);
-        }
+        c.ranges(&path, s);
     }
     if c.total > c.problems.len() {
         let more = c.total - c.problems.len();
         c.problems.push(format!("... and {more} more"));
     }
     c.problems
+}
+
+/// The oldest and newest acceptable sample times at `now`.
+pub(crate) fn window(cfg: &ApiConfig, now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+    (
+        now - Duration::days(cfg.max_age_days),
+        now + Duration::seconds(cfg.max_future_secs),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use gpuwatch_store::catalogue::{Range, Role};
+    use gpuwatch_store::{EnvSample, GpuSample, HostSample, Sample};
+    use serde::de::DeserializeOwned;
+    use serde::Serialize;
+
+    use super::Checker;
+
+    fn problems<S: Sample>(s: &S) -> Vec<String> {
+        let mut c = Checker {
+            problems: Vec::new(),
+            total: 0,
+        };
+        c.ranges("s", s);
+        c.problems
+    }
+
+    #[test]
+    fn encoder_and_decoder_utilisation_are_percentages() {
+        let s = GpuSample {
+            encoder_util_percent: Some(101.0),
+            decoder_util_percent: Some(-1.0),
+            ..GpuSample::default()
+        };
+        assert_eq!(
+            problems(&s),
+            [
+                "s.encoder_util_percent: 101 is outside [0, 100]",
+                "s.decoder_util_percent: -1 is outside [0, 100]",
+            ]
+        );
+        let ok = GpuSample {
+            encoder_util_percent: Some(100.0),
+            decoder_util_percent: Some(0.0),
+            ..GpuSample::default()
+        };
+        assert!(problems(&ok).is_empty());
+    }
+
+    /// Each metric column of `S`, set out of its range alone, is reported
+    /// under its own name: no catalogued column goes unvalidated.
+    fn every_metric_is_checked<S: Sample + Default + Serialize + DeserializeOwned>() {
+        let base = serde_json::to_value(S::default()).unwrap();
+        for col in S::CATALOGUE.iter().filter(|c| c.spec.role == Role::Metric) {
+            let bad = match col.spec.range {
+                Range::Within(_, hi) => hi + 1.0,
+                Range::NonNegative => -1.0,
+                Range::Unchecked => panic!("{}.{} is unchecked", S::TABLE, col.name),
+            };
+            let mut v = base.clone();
+            v[col.name] = match col.sql {
+                gpuwatch_store::catalogue::SqlType::Float8 => serde_json::json!(bad),
+                _ => serde_json::json!(bad as i64),
+            };
+            let s: S = serde_json::from_value(v).unwrap();
+            let got = problems(&s);
+            assert_eq!(got.len(), 1, "{}.{}: {got:?}", S::TABLE, col.name);
+            assert!(got[0].starts_with(&format!("s.{}: ", col.name)), "{got:?}");
+        }
+    }
+
+    #[test]
+    fn every_catalogued_metric_is_range_checked() {
+        every_metric_is_checked::<GpuSample>();
+        every_metric_is_checked::<HostSample>();
+        every_metric_is_checked::<EnvSample>();
+    }
 }

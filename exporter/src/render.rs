@@ -34,7 +34,7 @@ pub fn gpu_sql() -> String {
                    AND s.collected_at <= now() + interval '10 minutes'
                  ORDER BY s.collected_at DESC LIMIT 1) m
           ORDER BY 7, g.gpu_index",
-        select_list(GPU)
+        select_list(&GPU)
     )
 }
 
@@ -49,7 +49,7 @@ pub fn host_sql() -> String {
                    AND s.collected_at <= now() + interval '10 minutes'
                  ORDER BY s.collected_at DESC LIMIT 1) m
           ORDER BY 2, 1",
-        select_list(HOST)
+        select_list(&HOST)
     )
 }
 
@@ -67,7 +67,7 @@ pub fn env_sql() -> String {
                  ORDER BY s.collected_at DESC LIMIT 1) m
           WHERE e.deleted_at IS NULL
           ORDER BY 1",
-        select_list(ENV)
+        select_list(&ENV)
     )
 }
 
@@ -197,7 +197,7 @@ pub fn render(
     let per_line = gl.first().map_or(64, |l| l.len() + 48);
     let mut out =
         String::with_capacity(per_line * (gpus.len() * (GPU.len() + 1) + hosts.len() * HOST.len()));
-    families(&mut out, GPU, gpus, &gl, GPU_LABELS);
+    families(&mut out, &GPU, gpus, &gl, GPU_LABELS);
     if !gpus.is_empty() {
         header(&mut out, &XID);
         for (r, l) in gpus.iter().zip(&gl) {
@@ -209,8 +209,8 @@ pub fn render(
             out.push('\n');
         }
     }
-    families(&mut out, HOST, hosts, &hl, HOST_LABELS);
-    families(&mut out, ENV, envs, &el, ENV_LABELS);
+    families(&mut out, &HOST, hosts, &hl, HOST_LABELS);
+    families(&mut out, &ENV, envs, &el, ENV_LABELS);
     if !lag.is_empty() {
         out.push_str("# HELP gpuwatch_aggregator_tier_lag_seconds How far each tier's watermark is behind now.\n");
         out.push_str("# TYPE gpuwatch_aggregator_tier_lag_seconds gauge\n");

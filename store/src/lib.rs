@@ -6,9 +6,11 @@
 //! - [`migrate()`] applies the SQL files of `migrations/` in order, choosing
 //!   the [`Backend`] (TimescaleDB hypertables or plain PostgreSQL daily
 //!   partitions) the first time and recording it.
-//! - [`GpuSample`], [`HostSample`] and [`EnvSample`] are the rows of the three
-//!   raw metric tables; [`BatchWriter`] streams them with binary COPY over
-//!   several connections, idempotently.
+//! - [`catalogue`] declares every column of the three raw metric tables
+//!   once (type, unit, range, tier aggregation, exported family);
+//!   [`GpuSample`], [`HostSample`] and [`EnvSample`] are generated from it,
+//!   and [`BatchWriter`] streams them with binary COPY over several
+//!   connections, idempotently.
 //! - [`inventory`] holds the shared queries for `hosts` and `gpus`.
 //! - [`IngestPayload`] / [`Batch`] are what agents send and spool.
 //!
@@ -18,6 +20,7 @@
 #![deny(missing_docs)]
 
 mod backend;
+pub mod catalogue;
 mod config;
 mod error;
 pub mod inventory;
@@ -31,12 +34,18 @@ pub mod testing;
 mod writer;
 
 pub use backend::{detect, Backend, BackendPreference, ServerInfo};
+pub use catalogue::{EnvSample, GpuSample, HostSample};
 pub use config::{duration, StoreConfig, WriterConfig};
 pub use error::StoreError;
-pub use migrate::{migrate, migrations, pending as pending_migrations, MigrateReport, Migration};
+#[cfg(feature = "testing")]
+pub use migrate::migrate_as_of;
+pub use migrate::{
+    functions as migration_functions, migrate, migrations, pending as pending_migrations,
+    MigrateReport, Migration, Repeatable,
+};
 pub use payload::{Batch, GpuReading, IngestPayload, PAYLOAD_VERSION};
 pub use pool::{connect, connect_lazy, connect_one, redact, Pool};
-pub use rows::{EnvSample, GpuSample, HostSample, Sample};
+pub use rows::Sample;
 pub use writer::{tier_lock_key, BatchWriter, WriteStats};
 
 /// Result type of this crate.

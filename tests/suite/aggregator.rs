@@ -49,6 +49,8 @@ fn gpu(s: &Spec, base: DateTime<Utc>) -> GpuSample {
         energy_consumed_mj: Some(minute as i64 * 60_000 + v as i64),
         throttle_reasons: Some(1 << (v as u16 % 6)),
         xid_last: (v as u16 % 13 == 0).then_some(79),
+        encoder_util_percent: (v as u16 % 7 != 0).then_some((v * 0.11) % 100.0),
+        decoder_util_percent: Some((v * 0.23) % 100.0),
         ..Default::default()
     }
 }
@@ -238,6 +240,62 @@ both_backends! {
                     .collect();
                 let spec: Vec<String> = s.fleet_columns(t, true).into_iter().map(|(n, _)| n).collect();
                 assert_eq!(cols, spec, "{fleet}");
+            }
+        }
+    }
+}
+
+both_backends! {
+    async fn tier_and_fleet_tables_match_the_catalogue_in_names_types_and_nullability(db) {
+        setup(&db).await;
+        let c = db.client().await;
+        let columns = |table: String| {
+            let c = &c;
+            async move {
+                c.query(
+                    "SELECT column_name::text, data_type::text, is_nullable = 'NO' FROM information_schema.columns
+                      WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position",
+                    &[&table],
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1), r.get::<_, bool>(2)))
+                .collect::<Vec<_>>()
+            }
+        };
+        let spec = |cols: Vec<gpuwatch_aggregator::spec::TierColumn>| {
+            cols.into_iter().map(|c| (c.name, c.data_type.to_string(), c.not_null)).collect::<Vec<_>>()
+        };
+        for s in &SOURCES {
+            for t in Tier::ALL {
+                let mut want = spec(s.typed_columns(t));
+                want.push(("materialized_at".into(), "timestamp with time zone".into(), true));
+                assert_eq!(columns(s.tier_table(t)).await, want, "{}", s.tier_table(t));
+                let want = spec(s.typed_fleet_columns(t, true));
+                assert_eq!(columns(s.fleet_table(t)).await, want, "{}", s.fleet_table(t));
+            }
+        }
+        // The DDL regenerated from the catalogue, in a scratch schema, has
+        // the columns the migrations made.
+        c.batch_execute("CREATE SCHEMA regenerated").await.unwrap();
+        for s in &SOURCES {
+            for t in Tier::ALL {
+                for (table, ddl) in [(s.tier_table(t), s.create_sql(t)), (s.fleet_table(t), s.create_fleet_sql(t))] {
+                    c.batch_execute(&format!("SET search_path TO regenerated; {ddl}; RESET search_path")).await.unwrap();
+                    let regenerated = c
+                        .query(
+                            "SELECT column_name::text, data_type::text, is_nullable FROM information_schema.columns
+                              WHERE table_schema = $2 AND table_name = $1 ORDER BY ordinal_position",
+                            &[&table, &"regenerated"],
+                        )
+                        .await
+                        .unwrap()
+                        .iter()
+                        .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1), r.get::<_, String>(2) == "NO"))
+                        .collect::<Vec<_>>();
+                    assert_eq!(regenerated, columns(table.clone()).await, "{table}: regenerated DDL differs");
+                }
             }
         }
     }

@@ -42,6 +42,8 @@ async fn seed(c: &tokio_postgres::Client) {
                 ('GPU-b1', 70.0, 45.0, 50.0, 0, NULL, 5),
                 ('GPU-s0', 99.0, 99.0, 999.0, 0, NULL, 1200))
              AS v(uuid, util, temp, power, used, xid, ago) ON v.uuid = g.uuid;
+         UPDATE gpu_metrics SET encoder_util_percent = 12.5, decoder_util_percent = 40
+          WHERE gpu_id = (SELECT id FROM gpus WHERE uuid = 'GPU-b0');
          INSERT INTO host_metrics (host_id, cpu_load_1m, memory_used, memory_available, network_rx_bytes, collected_at) VALUES
             ('a', 1.5, 1000, 3000, 123, now() - interval '5 seconds'),
             ('b', 0.25, 2000, 2000, 456, now() - interval '5 seconds'),
@@ -171,6 +173,17 @@ both_backends! {
         assert!(metrics.contains("modelName=\"NVIDIA H100 80GB HBM3\",Hostname=\"gpu-a\",DCGM_FI_DRIVER_VERSION=\"550.54.15\"} 2048\n"),
             "FB_USED in MiB: {metrics}");
         assert!(metrics.contains(r#"node_memory_MemTotal_bytes{Hostname="gpu-a",host_id="a"} 4000"#), "{metrics}");
+        // NVML's encoder and decoder utilisation, under dcgm-exporter's names,
+        // only for the GPU that reported them.
+        for (name, help, value) in [
+            ("DCGM_FI_DEV_ENC_UTIL", "Encoder utilization (in %).", " 12.5"),
+            ("DCGM_FI_DEV_DEC_UTIL", "Decoder utilization (in %).", " 40"),
+        ] {
+            assert!(metrics.contains(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n")), "{metrics}");
+            let lines: Vec<&str> = metrics.lines().filter(|l| l.starts_with(&format!("{name}{{"))).collect();
+            assert_eq!(lines.len(), 1, "{lines:?}");
+            assert!(lines[0].starts_with(&format!(r#"{name}{{gpu="0",UUID="GPU-b0""#)) && lines[0].ends_with(value), "{lines:?}");
+        }
         assert!(!metrics.contains("gpu-stale"), "a silent host must drop out: {metrics}");
         // gpuwatch's own metrics ride along.
         assert!(metrics.contains("gpuwatch_exporter_series{source=\"gpu\"} 4"), "{metrics}");

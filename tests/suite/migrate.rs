@@ -240,3 +240,92 @@ both_backends! {
         assert!(fresh, "the updated_at trigger did not fire");
     }
 }
+
+/// `prosrc` of every function a file of migrations/functions/ defines,
+/// with the file's text: the current definition is the file's.
+async fn functions_match_their_files(c: &tokio_postgres::Client) {
+    for f in gpuwatch_store::migration_functions() {
+        let name = f.name.trim_end_matches(".sql");
+        let rows = c
+            .query("SELECT prosrc FROM pg_proc WHERE proname = $1 AND pronamespace = 'public'::regnamespace", &[&name])
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1, "{name} is defined {} times", rows.len());
+        let src: String = rows[0].get(0);
+        assert!(
+            f.sql.contains(src.trim()),
+            "{name} is not the definition of functions/{}",
+            f.name
+        );
+    }
+}
+
+both_backends! {
+    async fn a_database_migrated_before_function_files_upgrades_cleanly(db) {
+        let cfg = db.store_config();
+        // What the build before the function files and migration 0022 did.
+        let old = gpuwatch_store::migrate_as_of(&cfg, 21).await.expect("migrate as the old build did");
+        assert!(old.functions.is_empty());
+        let c = db.client().await;
+        let up = migrate(&cfg).await.expect("upgrade");
+        let newer: Vec<&str> = gpuwatch_store::migrations().iter().filter(|m| m.version > 21).map(|m| m.name).collect();
+        assert_eq!(up.applied, newer);
+        assert_eq!(up.functions.len(), gpuwatch_store::migration_functions().len(), "every function file is applied once");
+        functions_match_their_files(&c).await;
+        let before = snapshot(&c).await;
+        let again = migrate(&cfg).await.expect("second migrate");
+        assert!(again.applied.is_empty() && again.functions.is_empty(), "{again:?}");
+        assert_eq!(snapshot(&c).await, before, "second run changed the schema");
+    }
+}
+
+both_backends! {
+    async fn a_changed_function_file_is_applied_by_the_next_migrate(db) {
+        let cfg = db.store_config();
+        migrate(&cfg).await.expect("migrate");
+        let c = db.client().await;
+        // A database whose function differs from its file, as after a fix to
+        // the file: the ledger's checksum no longer matches the file's.
+        c.batch_execute(
+            "CREATE OR REPLACE FUNCTION gpuwatch_retention_days(key text, fallback integer) RETURNS integer
+             LANGUAGE sql STABLE AS $$ SELECT -1 $$;
+             UPDATE gpuwatch_schema_functions SET checksum = 'old' WHERE name = 'gpuwatch_retention_days.sql';",
+        )
+        .await
+        .unwrap();
+        let pending = gpuwatch_store::pending_migrations(&c).await.unwrap();
+        assert_eq!(pending, ["functions/gpuwatch_retention_days.sql applied with other contents"]);
+        let run = migrate(&cfg).await.expect("migrate again");
+        assert_eq!(run.functions, ["gpuwatch_retention_days.sql"], "only the changed file is applied");
+        let days: i32 = c.query_one("SELECT gpuwatch_retention_days('retention.raw_days', 7)", &[]).await.unwrap().get(0);
+        assert_eq!(days, 7);
+        functions_match_their_files(&c).await;
+    }
+}
+
+both_backends! {
+    async fn raw_metric_tables_have_exactly_the_catalogued_columns(db) {
+        migrate(&db.store_config()).await.expect("migrate");
+        let c = db.client().await;
+        for (table, catalogue) in gpuwatch_store::catalogue::tables() {
+            let mut got: Vec<(String, String, bool)> = c
+                .query(
+                    "SELECT column_name::text, data_type::text, is_nullable = 'YES' FROM information_schema.columns
+                      WHERE table_schema = current_schema() AND table_name = $1",
+                    &[&table],
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect();
+            got.sort();
+            let mut want: Vec<(String, String, bool)> = catalogue
+                .iter()
+                .map(|col| (col.name.to_string(), col.sql.information_schema().to_string(), col.nullable))
+                .collect();
+            want.sort();
+            assert_eq!(got, want, "{table} differs from store/src/catalogue");
+        }
+    }
+}

@@ -216,6 +216,7 @@ impl SimFleet {
         } else {
             None
         };
+        let video = unit(self.key(7, (h as u64) << 16 | g as u64, 0));
         GpuReading {
             uuid: self.uuid(h, g),
             sample: GpuSample {
@@ -245,6 +246,9 @@ impl SimFleet {
                 ecc_dbe_volatile: Some(0),
                 xid_last: xid,
                 throttle_reasons: Some(if hot { 0x20 } else { 0 }), // 0x20: SW thermal slowdown
+                // Video work follows the load, more on some GPUs than others.
+                encoder_util_percent: Some(round2(util * 40.0 * video)),
+                decoder_util_percent: Some(round2(util * 70.0 * video)),
             },
         }
     }
@@ -383,6 +387,28 @@ mod tests {
             assert!(hosts
                 .iter()
                 .all(|h| (0.0..=100.0).contains(&h.cpu_usage_percent.unwrap())));
+        }
+    }
+
+    #[test]
+    fn every_sample_is_inside_the_catalogued_ranges_with_video_utilisation() {
+        use gpuwatch_store::Sample;
+        fn in_range<S: Sample>(s: &S) {
+            for (col, v) in S::CATALOGUE.iter().zip(s.numbers()) {
+                let problem = v.and_then(|v| col.spec.range.problem(v));
+                assert_eq!(problem, None, "{}.{}", S::TABLE, col.name);
+            }
+        }
+        let f = fleet(5);
+        let t0 = Utc.with_ymd_and_hms(2026, 11, 24, 0, 0, 0).unwrap();
+        for step in 0..200 {
+            let (gpus, hosts) = f.sample(t0 + chrono::Duration::seconds(step * 433));
+            for g in &gpus {
+                in_range(&g.sample);
+                assert!(g.sample.encoder_util_percent.is_some());
+                assert!(g.sample.decoder_util_percent.is_some());
+            }
+            hosts.iter().for_each(in_range);
         }
     }
 }

@@ -8,7 +8,10 @@
 //! `__MAKE_TIME_SERIES__` (the function that makes a hypertable, or the
 //! first daily partitions).
 
+mod functions;
 mod split;
+
+pub use functions::Repeatable;
 
 use tokio_postgres::Client;
 
@@ -31,43 +34,17 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-macro_rules! migration {
-    ($v:expr, $f:literal) => {
-        Migration {
-            version: $v,
-            name: $f,
-            sql: include_str!(concat!("../../../migrations/", $f)),
-        }
-    };
-}
-
-static MIGRATIONS: &[Migration] = &[
-    migration!(1, "0001_init_database.sql"),
-    migration!(2, "0002_system_config.sql"),
-    migration!(3, "0003_users_and_permissions.sql"),
-    migration!(4, "0004_hosts_and_devices.sql"),
-    migration!(5, "0005_environments.sql"),
-    migration!(6, "0006_data_and_images.sql"),
-    migration!(7, "0007_monitoring.sql"),
-    migration!(8, "0008_billing.sql"),
-    migration!(9, "0009_training_and_inference.sql"),
-    migration!(10, "0010_notifications_and_logs.sql"),
-    migration!(11, "0011_alerts_and_webhooks.sql"),
-    migration!(12, "0012_issues_and_requirements.sql"),
-    migration!(13, "0013_relationships.sql"),
-    migration!(14, "0014_tiers.sql"),
-    migration!(15, "0015_series.sql"),
-    migration!(16, "0016_api_tokens.sql"),
-    migration!(17, "0017_fleet_tiers.sql"),
-    migration!(18, "0018_alerting.sql"),
-    migration!(19, "0019_billing.sql"),
-    migration!(20, "0020_exporter.sql"),
-    migration!(21, "0021_dashboards.sql"),
-];
+// MIGRATIONS and FUNCTIONS, discovered in migrations/ by build.rs.
+include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
 
 /// The embedded migrations, in order.
 pub fn migrations() -> &'static [Migration] {
     MIGRATIONS
+}
+
+/// The embedded function files, in name order.
+pub fn functions() -> &'static [Repeatable] {
+    FUNCTIONS
 }
 
 /// What a `migrate` run did.
@@ -81,6 +58,8 @@ pub struct MigrateReport {
     pub applied: Vec<&'static str>,
     /// Files that were already applied.
     pub already_applied: usize,
+    /// Function files (re)applied by this run because they changed.
+    pub functions: Vec<&'static str>,
 }
 
 /// Session-level advisory lock key ("gpuwatch migrate"), so concurrent
@@ -92,17 +71,32 @@ const LEDGER: &str = "CREATE TABLE IF NOT EXISTS gpuwatch_schema_migrations (
     name       text NOT NULL,
     checksum   text NOT NULL,
     backend    text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE IF NOT EXISTS gpuwatch_schema_functions (
+    name       text PRIMARY KEY,
+    checksum   text NOT NULL,
     applied_at timestamptz NOT NULL DEFAULT now())";
 
 /// Brings the database at `cfg.url` up to the newest schema.
 pub async fn migrate(cfg: &StoreConfig) -> Result<MigrateReport> {
+    migrate_until(cfg, i32::MAX, true).await
+}
+
+/// What a build from before the function files did: the versioned
+/// migrations up to `version`, and no function files. For upgrade tests.
+#[cfg(feature = "testing")]
+pub async fn migrate_as_of(cfg: &StoreConfig, version: i32) -> Result<MigrateReport> {
+    migrate_until(cfg, version, false).await
+}
+
+async fn migrate_until(cfg: &StoreConfig, until: i32, functions: bool) -> Result<MigrateReport> {
     let mut client = connect_one(cfg).await?;
     let q = |what: &'static str| move |e| StoreError::query(what, e);
     client
         .query("SELECT pg_advisory_lock($1)", &[&MIGRATE_LOCK])
         .await
         .map_err(q("taking the migration lock"))?;
-    let result = run(&mut client, cfg).await;
+    let result = run(&mut client, cfg, until, functions).await;
     // The lock is session-scoped and dies with the connection anyway.
     let _ = client
         .query("SELECT pg_advisory_unlock($1)", &[&MIGRATE_LOCK])
@@ -110,7 +104,12 @@ pub async fn migrate(cfg: &StoreConfig) -> Result<MigrateReport> {
     result
 }
 
-async fn run(client: &mut Client, cfg: &StoreConfig) -> Result<MigrateReport> {
+async fn run(
+    client: &mut Client,
+    cfg: &StoreConfig,
+    until: i32,
+    functions: bool,
+) -> Result<MigrateReport> {
     client
         .batch_execute(&format!("SET client_min_messages = warning; {LEDGER}"))
         .await
@@ -138,18 +137,22 @@ async fn run(client: &mut Client, cfg: &StoreConfig) -> Result<MigrateReport> {
         server_version: detect(client).await?.server_version,
         applied: Vec::new(),
         already_applied: applied.len(),
+        functions: Vec::new(),
     };
     for m in MIGRATIONS
         .iter()
-        .filter(|m| !applied.iter().any(|(v, _)| *v == m.version))
+        .filter(|m| m.version <= until && !applied.iter().any(|(v, _)| *v == m.version))
     {
-        apply(client, m, &backend, cfg).await?;
+        apply(client, m, &backend, &dbname(cfg)).await?;
         tracing::info!(
             migration = m.name,
             backend = backend.name(),
             "applied migration"
         );
         report.applied.push(m.name);
+    }
+    if functions {
+        report.functions = functions::apply(client, &backend, &dbname(cfg)).await?;
     }
     record_backend(client, &backend).await?;
     Ok(report)
@@ -191,7 +194,7 @@ pub async fn pending(client: &Client) -> Result<Vec<String>> {
     } else {
         Vec::new()
     };
-    Ok(MIGRATIONS
+    let mut pending: Vec<String> = MIGRATIONS
         .iter()
         .filter_map(|m| match done.iter().find(|(v, _)| *v == m.version) {
             None => Some(format!("{} not applied", m.name)),
@@ -200,7 +203,9 @@ pub async fn pending(client: &Client) -> Result<Vec<String>> {
             }
             Some(_) => None,
         })
-        .collect())
+        .collect();
+    pending.extend(functions::pending(client).await?);
+    Ok(pending)
 }
 
 /// The backend already in use, or the one the preference picks for a new
@@ -282,19 +287,32 @@ pub(crate) fn render(sql: &str, backend: &Backend) -> String {
         .replace("__MAKE_TIME_SERIES__", func)
 }
 
-async fn apply(
-    client: &mut Client,
-    m: &Migration,
-    backend: &Backend,
-    cfg: &StoreConfig,
-) -> Result<()> {
+async fn apply(client: &mut Client, m: &Migration, backend: &Backend, dbname: &str) -> Result<()> {
     let sql = render(m.sql, backend);
-    let dbname = dbname(cfg);
     let tx = client
         .transaction()
         .await
         .map_err(|e| StoreError::query(format!("starting migration {}", m.name), e))?;
-    for (n, stmt) in split::split(&sql).iter().enumerate() {
+    run_statements(&tx, m.name, &sql, dbname).await?;
+    tx.execute(
+        "INSERT INTO gpuwatch_schema_migrations (version, name, checksum, backend) VALUES ($1, $2, $3, $4)",
+        &[&m.version, &m.name, &checksum(m.sql), &backend.name()],
+    )
+    .await
+    .map_err(|e| StoreError::query(format!("recording migration {}", m.name), e))?;
+    tx.commit()
+        .await
+        .map_err(|e| StoreError::query(format!("committing migration {}", m.name), e))
+}
+
+/// Runs the statements of one file in `tx`, naming the one that fails.
+pub(crate) async fn run_statements(
+    tx: &tokio_postgres::Transaction<'_>,
+    file: &str,
+    sql: &str,
+    dbname: &str,
+) -> Result<()> {
+    for (n, stmt) in split::split(sql).iter().enumerate() {
         if let Err(e) = tx.batch_execute(stmt.sql).await {
             let upper = stmt.sql.to_ascii_uppercase();
             if upper.starts_with("CREATE EXTENSION")
@@ -306,10 +324,10 @@ async fn apply(
                     .last()
                     .unwrap_or("?")
                     .trim_matches('"');
-                return Err(extension_error(ext, &dbname, &e));
+                return Err(extension_error(ext, dbname, &e));
             }
             return Err(StoreError::Migration {
-                file: m.name.into(),
+                file: file.into(),
                 statement: n + 1,
                 line: stmt.line,
                 snippet: stmt
@@ -324,15 +342,7 @@ async fn apply(
             });
         }
     }
-    tx.execute(
-        "INSERT INTO gpuwatch_schema_migrations (version, name, checksum, backend) VALUES ($1, $2, $3, $4)",
-        &[&m.version, &m.name, &checksum(m.sql), &backend.name()],
-    )
-    .await
-    .map_err(|e| StoreError::query(format!("recording migration {}", m.name), e))?;
-    tx.commit()
-        .await
-        .map_err(|e| StoreError::query(format!("committing migration {}", m.name), e))
+    Ok(())
 }
 
 /// Records the backend in `system_configs`, touching the row only if it changed,
@@ -352,7 +362,7 @@ async fn record_backend(client: &Client, backend: &Backend) -> Result<()> {
 }
 
 /// Detects an edited migration file; not a security measure.
-fn checksum(s: &str) -> String {
+pub(crate) fn checksum(s: &str) -> String {
     format!("{:016x}", crate::fnv1a(s.as_bytes()))
 }
 
@@ -378,6 +388,52 @@ mod tests {
                 m.name
             );
         }
+    }
+
+    #[test]
+    fn function_files_replace_and_are_discovered() {
+        assert!(
+            !FUNCTIONS.is_empty(),
+            "migrations/functions/ was not embedded"
+        );
+        for f in FUNCTIONS {
+            let upper = f.sql.to_ascii_uppercase();
+            assert!(
+                upper.contains("CREATE OR REPLACE FUNCTION"),
+                "functions/{} must CREATE OR REPLACE",
+                f.name
+            );
+            assert!(
+                !upper.contains("CREATE FUNCTION"),
+                "functions/{}: a plain CREATE FUNCTION fails on the second migrate",
+                f.name
+            );
+        }
+        let count = |dir: &str| {
+            std::fs::read_dir(format!(
+                "{}/../migrations/{dir}",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "sql")
+            })
+            .count()
+        };
+        assert_eq!(
+            MIGRATIONS.len(),
+            count(""),
+            "every versioned file is embedded"
+        );
+        assert_eq!(
+            FUNCTIONS.len(),
+            count("functions"),
+            "every function file is embedded"
+        );
     }
 
     #[test]

@@ -189,6 +189,8 @@ fn read_device(nvml: &Nvml, index: u32) -> Result<RawGpu, NvmlError> {
         compute_capability: opt(d.cuda_compute_capability())?.map(|c| (c.major, c.minor)),
         utilization_gpu: util.as_ref().map(|u| u.gpu),
         utilization_memory: util.as_ref().map(|u| u.memory),
+        utilization_encoder: opt(d.encoder_utilization())?.map(|u| u.utilization),
+        utilization_decoder: opt(d.decoder_utilization())?.map(|u| u.utilization),
         temperature: opt(d.temperature(TemperatureSensor::Gpu))?,
         memory_temperature: memory_temperature(&d)?,
         temperature_slowdown: opt(d.temperature_threshold(TemperatureThreshold::Slowdown))?,

@@ -62,6 +62,10 @@ pub struct RawGpu {
     pub utilization_gpu: Option<u32>,
     /// Percent of time device memory was read or written, %.
     pub utilization_memory: Option<u32>,
+    /// Percent of time the video encoder was busy, %.
+    pub utilization_encoder: Option<u32>,
+    /// Percent of time the video decoder was busy, %.
+    pub utilization_decoder: Option<u32>,
     /// Core temperature, °C.
     pub temperature: Option<u32>,
     /// Memory (HBM) temperature, °C.
@@ -174,6 +178,8 @@ pub fn to_reading(raw: &RawGpu, host_id: &str, at: DateTime<Utc>, xid: Option<i3
             xid_last: xid,
             // A bitmask: the bits are kept as they are (NVML uses the low ones).
             throttle_reasons: raw.throttle_reasons.map(|b| b as i64),
+            encoder_util_percent: raw.utilization_encoder.map(f64::from),
+            decoder_util_percent: raw.utilization_decoder.map(f64::from),
         },
     }
 }

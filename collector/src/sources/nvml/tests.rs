@@ -44,6 +44,8 @@ fn a100(index: u32) -> RawGpu {
         compute_capability: Some((8, 0)),
         utilization_gpu: Some(87),
         utilization_memory: Some(41),
+        utilization_encoder: Some(12),
+        utilization_decoder: Some(57),
         temperature: Some(66),
         memory_temperature: Some(71),
         temperature_slowdown: Some(87),
@@ -99,6 +101,8 @@ fn units_are_converted_to_the_columns_units() {
     assert_eq!(s.memory_free, Some(60 * GIB as i64));
     assert_eq!(s.utilization_percent, Some(87.0));
     assert_eq!(s.memory_copy_util_percent, Some(41.0));
+    assert_eq!(s.encoder_util_percent, Some(12.0), "NVENC busy %");
+    assert_eq!(s.decoder_util_percent, Some(57.0), "NVDEC busy %");
     assert_eq!(s.temperature, Some(66.0));
     assert_eq!(s.memory_temperature, Some(71.0));
     assert_eq!(s.fan_speed_percent, Some(35.0));

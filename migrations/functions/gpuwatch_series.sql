@@ -1,0 +1,90 @@
+-- gpuwatch_series: its one current definition. `gpuwatch migrate` applies every
+-- file of migrations/functions/ after the versioned migrations, whenever
+-- the file changed (first defined in 0015_series.sql, which stays as history).
+-- If a change alters the return type or argument types, start this file
+-- with DROP FUNCTION IF EXISTS gpuwatch_series(<old argument types>): CREATE OR
+-- REPLACE cannot change them.
+
+CREATE OR REPLACE FUNCTION gpuwatch_series(
+    p_source text,
+    p_ids    text[],
+    p_metric text,
+    p_from   timestamptz,
+    p_to     timestamptz,
+    p_step   interval
+) RETURNS TABLE (bucket timestamptz, value double precision)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    key_col  text;
+    key_cast text;
+    v_tier   text;
+    step     interval;
+    wm_1h    timestamptz;
+    wm_1d    timestamptz;
+    raw_from timestamptz;
+    h_from   timestamptz;
+    q        text;
+    t_1d     text := p_source || CASE WHEN p_ids IS NULL THEN '_fleet_1d' ELSE '_1d' END;
+    t_1h     text := p_source || CASE WHEN p_ids IS NULL THEN '_fleet_1h' ELSE '_1h' END;
+    f_d      text;
+    f_h      text;
+    f_r      text;
+    origin   constant timestamptz := '2000-01-01 00:00:00+00';
+BEGIN
+    CASE p_source
+        WHEN 'gpu_metrics' THEN key_col := 'gpu_id'; key_cast := 'bigint[]';
+        WHEN 'host_metrics' THEN key_col := 'host_id'; key_cast := 'text[]';
+        WHEN 'environment_metrics' THEN key_col := 'env_id'; key_cast := 'text[]';
+        ELSE RAISE EXCEPTION 'gpuwatch_series: unknown source %; use gpu_metrics, host_metrics or environment_metrics', p_source;
+    END CASE;
+    -- pg_attribute, not information_schema: this runs on every chart refresh.
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute
+                   WHERE attrelid = to_regclass(p_source || '_1h') AND attname = p_metric || '_sum'
+                     AND NOT attisdropped) THEN
+        RAISE EXCEPTION 'gpuwatch_series: % has no gauge metric %', p_source, p_metric;
+    END IF;
+    IF p_step IS NULL OR p_step <= interval '0' THEN
+        RAISE EXCEPTION 'gpuwatch_series: step must be positive, got %', p_step;
+    END IF;
+
+    SELECT t.tier, t.step, t.h_from, t.raw_from, t.wm_1h, t.wm_1d
+      INTO v_tier, step, h_from, raw_from, wm_1h, wm_1d
+      FROM gpuwatch_tier_plan(p_source, p_from, p_step) t;
+
+    -- Without ids the fleet rollups serve the tier parts (one row per bucket).
+    IF p_ids IS NULL THEN
+        f_d := 'true'; f_h := 'true'; f_r := 'true';
+    ELSE
+        f_d := format('d.%I = ANY ($1::%s)', key_col, key_cast);
+        f_h := format('h.%I = ANY ($1::%s)', key_col, key_cast);
+        f_r := format('r.%I = ANY ($1::%s)', key_col, key_cast);
+    END IF;
+
+    q := format($f$
+        WITH parts (ts, s, c) AS (
+            SELECT d.bucket, d.%1$I, d.%2$I FROM %3$I d
+             WHERE $6 = '1d' AND d.bucket < $7 AND d.bucket >= date_bin('1 day', $2, $9) AND d.bucket <= $3
+               AND %4$s
+            UNION ALL
+            SELECT h.bucket, h.%1$I, h.%2$I FROM %6$I h
+             WHERE $6 IN ('1h', '1d') AND h.bucket >= $8 AND h.bucket < $10
+               AND h.bucket >= date_bin('1 hour', $2, $9) AND h.bucket <= $3
+               AND %5$s
+            UNION ALL
+            SELECT r.collected_at, r.%7$I::numeric, CASE WHEN r.%7$I IS NULL THEN 0 ELSE 1 END FROM %8$I r
+             WHERE r.collected_at >= greatest($2, $11) AND r.collected_at <= $3
+               AND %9$s
+        )
+        SELECT date_bin($4, ts, $9), (sum(s) / nullif(sum(c), 0))::float8
+        FROM parts GROUP BY 1 ORDER BY 1
+        $f$,
+        p_metric || '_sum', p_metric || '_count', t_1d, f_d, f_h,
+        t_1h, p_metric, p_source, f_r);
+    RETURN QUERY EXECUTE q USING p_ids, p_from, p_to, step, 0, v_tier,
+        coalesce(wm_1d, '-infinity'::timestamptz), coalesce(h_from, 'infinity'::timestamptz),
+        origin, coalesce(wm_1h, '-infinity'::timestamptz), raw_from;
+END;
+$$;
+
+COMMENT ON FUNCTION gpuwatch_series(text, text[], text, timestamptz, timestamptz, interval) IS
+    'Average of a gauge over series per step bucket, from the 1d/1h tiers plus the raw tail; range inclusive at both ends.';
