@@ -21,6 +21,8 @@ mod backend;
 mod config;
 mod error;
 pub mod inventory;
+pub mod listing;
+pub mod matcher;
 mod metrics;
 mod migrate;
 mod payload;
