@@ -183,6 +183,11 @@ impl fmt::Display for Matcher {
     }
 }
 
+/// `s` as a regex that matches exactly `s` (for `=~` over a set of values).
+pub fn escape(s: &str) -> String {
+    regex::escape(s)
+}
+
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }

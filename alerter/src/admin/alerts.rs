@@ -3,8 +3,11 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{invalid, page, page_bounds, Filter, Page, Sql};
+use gpuwatch_store::listing::{self, Filter, Source};
+
+use super::{invalid, Page};
 use crate::error::{q, AlerterError, Result};
+use crate::rule::AlertState;
 
 /// Filters and paging of [`list_active_alerts`] and [`alert_history`].
 #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
@@ -90,48 +93,35 @@ async fn alerts(
     active_only: bool,
 ) -> Result<Page<AlertRecord>> {
     let mut e = Vec::new();
-    let bounds = page_bounds(query.limit, query.offset, &mut e);
+    let bounds = listing::bounds(query.limit, query.offset, &mut e);
     let mut f = Filter::default();
     if active_only {
-        f.fixed("a.state IN ('pending', 'firing', 'nodata')");
+        f.raw("a.state IN ('pending', 'firing', 'nodata')");
     }
     if let Some(s) = query.state {
-        if !matches!(s.as_str(), "pending" | "firing" | "nodata" | "resolved") {
+        if AlertState::parse(&s).is_none() {
             e.push(format!(
                 "state: must be pending, firing, nodata or resolved, got {s:?}"
             ));
         }
-        f.add("a.state = ?", s);
+        f.add("a.state = $?", s);
     }
-    if let Some(s) = query.severity {
-        f.add("a.severity = ?", s);
-    }
-    if let Some(v) = query.rule_id {
-        f.add("a.rule_id = ?", v);
-    }
-    if let Some(h) = query.host {
-        f.add("a.labels @> jsonb_build_object('host', ?::text)", h);
-    }
-    if let Some(t) = query.since {
-        f.add("a.started_at >= ?", t);
-    }
-    if let Some(t) = query.until {
-        f.add("a.started_at < ?", t);
-    }
-    invalid(e)?;
-    let from = format!(
-        "alert_records a JOIN alert_rules r ON r.id = a.rule_id WHERE {}",
-        f.sql()
+    f.opt("a.severity = $?", query.severity);
+    f.opt("a.rule_id = $?", query.rule_id);
+    f.opt(
+        "a.labels @> jsonb_build_object('host', $?::text)",
+        query.host,
     );
-    page(
-        pool,
-        Sql(ALERT_COLUMNS, &from, "a.started_at DESC, a.id"),
-        &f,
-        bounds,
-        alert_from_row,
-        "listing alerts",
-    )
-    .await
+    f.opt("a.started_at >= $?", query.since);
+    f.opt("a.started_at < $?", query.until);
+    invalid(e)?;
+    let source = Source {
+        what: "alerts",
+        from: "alert_records a JOIN alert_rules r ON r.id = a.rule_id",
+        columns: ALERT_COLUMNS,
+    };
+    let order = "ORDER BY a.started_at DESC, a.id";
+    Ok(listing::fetch(pool, &source, &f, order, bounds, alert_from_row).await?)
 }
 
 /// Open alerts (pending, firing, no data), newest first.
@@ -189,7 +179,7 @@ pub async fn list_notifications(
     query: NotificationQuery,
 ) -> Result<Page<Notification>> {
     let mut e = Vec::new();
-    let bounds = page_bounds(query.limit, query.offset, &mut e);
+    let bounds = listing::bounds(query.limit, query.offset, &mut e);
     let mut f = Filter::default();
     if let Some(s) = query.status {
         if !matches!(s.as_str(), "pending" | "delivered" | "dead") {
@@ -197,18 +187,20 @@ pub async fn list_notifications(
                 "status: must be pending, delivered or dead, got {s:?}"
             ));
         }
-        f.add("status = ?", s);
+        f.add("status = $?", s);
     }
     invalid(e)?;
-    let from = format!("alert_outbox WHERE {}", f.sql());
-    page(
-        pool,
-        Sql(
+    let source = Source {
+        what: "notifications",
+        from: "alert_outbox",
+        columns:
             "id::text, channel, webhook_id, status, attempts, last_error, created_at, delivered_at",
-            &from,
-            "created_at DESC, id",
-        ),
+    };
+    let page = listing::fetch(
+        pool,
+        &source,
         &f,
+        "ORDER BY created_at DESC, id",
         bounds,
         |r| Notification {
             id: r.get(0),
@@ -220,9 +212,9 @@ pub async fn list_notifications(
             created_at: r.get(6),
             delivered_at: r.get(7),
         },
-        "listing notifications",
     )
-    .await
+    .await?;
+    Ok(page)
 }
 
 /// Puts a dead-lettered notification back in the queue with a fresh attempt
