@@ -135,7 +135,7 @@ pub async fn list_hosts(
             &["healthy", "degraded", "unhealthy", "unknown"],
         )?,
     );
-    f.opt("h.labels @> $?", labels(q.label.as_deref())?);
+    labels(&mut f, "h.labels", q.label.as_deref())?;
     f.opt(
         "(h.name ILIKE $? OR h.hostname ILIKE $?)",
         q.q.map(|s| format!("%{}%", s.replace(['%', '_'], ""))),
@@ -290,7 +290,7 @@ pub async fn list_gpus(
         )?,
     );
     f.opt("g.allocated_to = $?", q.environment);
-    f.opt("g.labels @> $?", labels(q.label.as_deref())?);
+    labels(&mut f, "g.labels", q.label.as_deref())?;
     Ok(Json(
         fetch(state.pool(), &GPUS, &f, &order, win, gpu).await?,
     ))
