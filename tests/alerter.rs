@@ -342,3 +342,28 @@ both_backends! {
         assert_eq!(of_bad, 0, "a rule whose scope does not parse is not evaluated");
     }
 }
+
+both_backends! {
+    async fn webhook_filters_are_matchers_and_one_that_does_not_parse_receives_nothing(db) {
+        let (pool, w) = setup(&db, 1).await;
+        let c = pool.get().await.unwrap();
+        let mut hooks = Vec::new();
+        for filters in [
+            r#"[{"name": "severity", "op": "=~", "value": "crit.*"}]"#,
+            r#"[{"name": "host", "op": "!=", "value": "h1"}]"#,
+            r#"[{"name": "host", "op": "=~", "value": "("}]"#,
+            r#"{"severity": ["warning", "critical"]}"#,
+        ] {
+            let rx = Receiver::start().await;
+            let id = webhook(&pool, &rx.url, 5, 2000).await;
+            c.execute("UPDATE webhooks SET filters = $1::text::jsonb WHERE id = $2", &[&filters, &id]).await.unwrap();
+            hooks.push(rx);
+        }
+        // No channels: every enabled webhook whose filters match the group.
+        hot_rule(&pool, "GpuHot", 85.0, 0, json!([]), json!(["alertname", "host"])).await;
+        temps(&w, &[95.0]).await;
+        run(fast_config(), pool.clone(), true, CancellationToken::new()).await.unwrap();
+        let got: Vec<usize> = hooks.iter().map(|rx| rx.delivered().len()).collect();
+        assert_eq!(got, [1, 0, 0, 1], "regex and legacy filters match; != h1 does not; the broken one gets nothing");
+    }
+}

@@ -11,8 +11,9 @@
 //!   `alert_records`, then the notification policy (`mute`: silences and
 //!   inhibition; `notify`: grouping) writes outbox rows, all in one
 //!   transaction under an advisory lock. The rows they share are in
-//!   `record`; every query and the typed reading of every JSON column is in
-//!   `store`, where a row that does not parse is logged and skipped.
+//!   `record`; `store` loads rules, records, silences and inhibition rules
+//!   and reads JSON columns into types: a row that does not parse is logged
+//!   with its id and skipped, never read as "matches everything".
 //! - [`delivery`] workers claim outbox rows with `FOR UPDATE SKIP LOCKED` and
 //!   send them through [`channels`], retrying with [`backoff`] and logging
 //!   every attempt in `webhook_logs`.

@@ -179,11 +179,11 @@ pub async fn load<C: GenericClient>(
             Source::Host(_) => "host_metrics",
             Source::Env(_) => "environment_metrics",
             Source::HeartbeatAge => {
-                out.insert(w.clone(), heartbeat(c, inv, now).await?);
+                out.insert(*w, heartbeat(c, inv, now).await?);
                 continue;
             }
             Source::QuotaUsedPct => {
-                out.insert(w.clone(), quota(c).await?);
+                out.insert(*w, quota(c).await?);
                 continue;
             }
         };
@@ -230,9 +230,7 @@ pub async fn load<C: GenericClient>(
             });
             for (i, w) in ws.iter().enumerate() {
                 if let Some(v) = r.get::<_, Option<f64>>(i + 2) {
-                    out.entry((*w).clone())
-                        .or_default()
-                        .push((labels.clone(), v));
+                    out.entry(**w).or_default().push((labels.clone(), v));
                 }
             }
         }
