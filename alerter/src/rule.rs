@@ -104,6 +104,12 @@ macro_rules! closed_set {
                 f.write_str(self.as_str())
             }
         }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
     };
 }
 

@@ -5,9 +5,9 @@ use serde::{Deserialize, Serialize};
 
 use gpuwatch_store::listing::{self, Filter, Source};
 
-use super::{invalid, Page};
+use super::{invalid, skip_unreadable, Page};
 use crate::error::{q, AlerterError, Result};
-use crate::rule::AlertState;
+use crate::rule::{AlertState, Severity};
 
 /// Filters and paging of [`list_active_alerts`] and [`alert_history`].
 #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
@@ -43,9 +43,9 @@ pub struct AlertRecord {
     /// Label hash.
     pub fingerprint: String,
     /// pending, firing, nodata, resolved.
-    pub state: String,
+    pub state: AlertState,
     /// Severity.
-    pub severity: String,
+    pub severity: Severity,
     /// Last value.
     pub value: Option<f64>,
     /// Labels.
@@ -68,14 +68,20 @@ const ALERT_COLUMNS: &str =
     "a.id, a.rule_id, r.name, a.fingerprint, a.state, a.severity, a.value, a.labels, \
      a.annotations, a.started_at, a.fired_at, a.resolved_at, a.muted_by, a.notified_status";
 
-fn alert_from_row(r: &tokio_postgres::Row) -> AlertRecord {
-    AlertRecord {
-        id: r.get(0),
+fn alert_from_row(r: &tokio_postgres::Row) -> std::result::Result<AlertRecord, String> {
+    let id: i64 = r.get(0);
+    let text = |i: usize| r.get::<_, String>(i);
+    let state = AlertState::parse(&text(4))
+        .ok_or_else(|| format!("alert record {id}: state {:?} is unknown", text(4)))?;
+    let severity = Severity::parse(&text(5))
+        .ok_or_else(|| format!("alert record {id}: severity {:?} is unknown", text(5)))?;
+    Ok(AlertRecord {
+        id,
         rule_id: r.get(1),
         rule_name: r.get(2),
         fingerprint: r.get(3),
-        state: r.get(4),
-        severity: r.get(5),
+        state,
+        severity,
         value: r.get(6),
         labels: r.get(7),
         annotations: r.get(8),
@@ -84,7 +90,7 @@ fn alert_from_row(r: &tokio_postgres::Row) -> AlertRecord {
         resolved_at: r.get(11),
         muted_by: r.get(12),
         notified_status: r.get(13),
-    }
+    })
 }
 
 async fn alerts(
@@ -106,6 +112,13 @@ async fn alerts(
         }
         f.add("a.state = $?", s);
     }
+    if let Some(s) = &query.severity {
+        if Severity::parse(s).is_none() {
+            e.push(format!(
+                "severity: must be info, warning or critical, got {s:?}"
+            ));
+        }
+    }
     f.opt("a.severity = $?", query.severity);
     f.opt("a.rule_id = $?", query.rule_id);
     f.opt(
@@ -121,7 +134,8 @@ async fn alerts(
         columns: ALERT_COLUMNS,
     };
     let order = "ORDER BY a.started_at DESC, a.id";
-    Ok(listing::fetch(pool, &source, &f, order, bounds, alert_from_row).await?)
+    let page = listing::fetch(pool, &source, &f, order, bounds, alert_from_row).await?;
+    Ok(skip_unreadable(page, "alert record"))
 }
 
 /// Open alerts (pending, firing, no data), newest first.
