@@ -28,7 +28,7 @@ pub struct HostQuery {
     pub status: Option<String>,
     /// healthy, degraded, unhealthy or unknown.
     pub health_status: Option<String>,
-    /// Label matchers `k=v[,k=v]`, all must match.
+    /// Label matchers, all must match: `k=v,k!=v,k=~re,k!~re` (Alertmanager's syntax).
     pub label: Option<String>,
     /// Substring of the name or hostname.
     pub q: Option<String>,
@@ -200,7 +200,7 @@ pub struct GpuQuery {
     pub status: Option<String>,
     /// Only GPUs allocated to this environment.
     pub environment: Option<String>,
-    /// Label matchers `k=v[,k=v]`.
+    /// Label matchers, all must match: `k=v,k!=v,k=~re,k!~re` (Alertmanager's syntax).
     pub label: Option<String>,
 }
 
