@@ -103,20 +103,41 @@ impl Deliverer {
                     max,
                 )
             } else {
-                let target = WebhookTarget {
-                    id: webhook_id.unwrap_or_default(),
-                    url: row.get(7),
-                    secret: row.get(8),
-                    headers: serde_json::from_value(row.get(9)).unwrap_or_default(),
-                    timeout: Duration::from_millis(row.get::<_, i32>(10).max(1) as u64),
-                };
-                (webhook::send(&self.http, &target, &id, &body).await, max)
+                let url: String = row.get(7);
+                match crate::store::json(&row, 9) {
+                    Ok(headers) => {
+                        let target = WebhookTarget {
+                            id: webhook_id.unwrap_or_default(),
+                            url,
+                            secret: row.get(8),
+                            headers,
+                            timeout: Duration::from_millis(row.get::<_, i32>(10).max(1) as u64),
+                        };
+                        (webhook::send(&self.http, &target, &id, &body).await, max)
+                    }
+                    // Sending without the headers the receiver expects (auth,
+                    // routing) could deliver to the wrong place: a dead letter
+                    // to fix and replay instead.
+                    Err(e) => {
+                        let msg = format!(
+                            "webhook {}: {e}; fix its headers with PUT /api/v1/webhooks/{} and replay the notification",
+                            webhook_id.unwrap_or_default(),
+                            webhook_id.unwrap_or_default()
+                        );
+                        (Attempt::failed(url, msg, true), max)
+                    }
+                }
             }
         } else {
-            let to: Vec<String> = serde_json::from_value(row.get(3)).unwrap_or_default();
-            let a = match &self.email {
-                Some(e) => e.send(&id, &to, &payload).await,
-                None => Attempt::failed(
+            let to = crate::store::json::<Vec<String>>(&row, 3);
+            let a = match (&self.email, to) {
+                (_, Err(e)) => Attempt::failed(
+                    "smtp://".into(),
+                    format!("notification {id}: {e}; the recipients are unknown, nothing was sent"),
+                    true,
+                ),
+                (Some(e), Ok(to)) => e.send(&id, &to, &payload).await,
+                (None, Ok(_)) => Attempt::failed(
                     "smtp://".into(),
                     "e-mail is not configured: set alerter.smtp.host, then replay the notification"
                         .into(),

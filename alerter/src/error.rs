@@ -2,7 +2,8 @@ use gpuwatch_store::StoreError;
 use thiserror::Error;
 
 /// Everything the alerter's library functions can fail with. The API maps
-/// `Invalid` to 422, `NotFound` to 404, `Conflict` to 409 and `Store` to 503/500.
+/// `Invalid` to 422, `NotFound` to 404, `Conflict` to 409, `Unreadable` to 500
+/// and `Store` to 503/500.
 #[derive(Debug, Error)]
 pub enum AlerterError {
     /// The input is wrong; each message names the field and what is wrong.
@@ -14,6 +15,10 @@ pub enum AlerterError {
     /// The change clashes with existing state (e.g. a duplicate name).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A stored row does not parse (edited past the API); the message names
+    /// the row, the column and how to fix it.
+    #[error("{0}")]
+    Unreadable(String),
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),

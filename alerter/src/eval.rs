@@ -6,14 +6,14 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio_postgres::GenericClient;
 
 use crate::error::{q, Result};
-use crate::rule::{all_match, Rule};
+use crate::record::{Open, Write};
+use crate::rule::{all_match, AlertState, Rule};
 use crate::series::{self, Inventory, Labels};
-use crate::{notify, store, template, AlerterConfig};
+use crate::{mute, notify, store, template, AlerterConfig};
 
 /// Advisory lock key of the evaluator ("gw-alert" in ASCII).
 const EVAL_LOCK: i64 = 0x6777_2d61_6c65_7274;
@@ -31,33 +31,6 @@ pub struct CycleReport {
     pub transitions: usize,
     /// Outbox rows written.
     pub notifications: usize,
-}
-
-/// An open (pending, firing, nodata) record as loaded.
-pub(crate) struct Open {
-    id: i64,
-    state: String,
-    started_at: DateTime<Utc>,
-    fired_at: Option<DateTime<Utc>>,
-    keep_firing_since: Option<DateTime<Utc>>,
-}
-
-/// A row to insert or update, passed to SQL as one JSON array.
-#[derive(Serialize)]
-pub(crate) struct Write {
-    pub(crate) id: Option<i64>,
-    rule_id: i64,
-    fingerprint: String,
-    state: &'static str,
-    severity: String,
-    value: Option<f64>,
-    labels: Labels,
-    annotations: BTreeMap<String, String>,
-    started_at: DateTime<Utc>,
-    fired_at: Option<DateTime<Utc>>,
-    resolved_at: Option<DateTime<Utc>>,
-    keep_firing_since: Option<DateTime<Utc>>,
-    group_key: String,
 }
 
 /// Alertmanager-style fingerprint: a hash of the sorted label set.
@@ -109,7 +82,9 @@ pub async fn cycle(
     let t: &tokio_postgres::Transaction = &tx;
     let rules = store::enabled_rules(t).await?;
     let mut report = evaluate(t, &rules, now).await?;
-    report.notifications = notify::flush(t, cfg, &rules, now).await?;
+    let mut alerts = store::notifiable_alerts(t).await?;
+    mute::mute(t, &mut alerts, now).await?;
+    report.notifications = notify::flush(t, cfg, &rules, &alerts, now).await?;
     tx.commit()
         .await
         .map_err(q("committing an evaluation cycle"))?;
@@ -125,7 +100,7 @@ async fn evaluate<C: GenericClient>(
 ) -> Result<CycleReport> {
     let inv = Inventory::load(c).await?;
     let values = series::load(c, &inv, &series::wants(rules), now).await?;
-    let mut open = load_open(c).await?;
+    let mut open = store::open_records(c).await?;
     let mut writes = Vec::new();
     let mut deletes = Vec::new();
     let mut report = CycleReport::default();
@@ -134,7 +109,7 @@ async fn evaluate<C: GenericClient>(
         let Some(src) = crate::rule::source(&rule.metric) else {
             continue;
         };
-        let want = (src, rule.reduction.clone(), rule.window_seconds);
+        let want = (src, rule.reduction, rule.window_seconds);
         for (slabels, v) in values.get(&want).unwrap_or(&empty) {
             if !all_match(&rule.scope, slabels) {
                 continue;
@@ -143,7 +118,7 @@ async fn evaluate<C: GenericClient>(
             let mut labels = (**slabels).clone();
             labels.extend(rule.labels.clone());
             labels.insert("alertname".into(), rule.name.clone());
-            labels.insert("severity".into(), rule.severity.clone());
+            labels.insert("severity".into(), rule.severity.to_string());
             let fp = fingerprint(&labels);
             let prev = open.remove(&(rule.id, fp.clone()));
             if let Some(w) = step(rule, prev, labels, fp, Some(*v), now, &mut deletes) {
@@ -156,7 +131,7 @@ async fn evaluate<C: GenericClient>(
     let live: HashMap<i64, &Rule> = rules.iter().map(|r| (r.id, r)).collect();
     for ((rule_id, fp), o) in open {
         match live.get(&rule_id) {
-            Some(_) if o.state == "nodata" => {}
+            Some(_) if o.state == AlertState::Nodata => {}
             Some(rule) => writes.push(nodata(rule, o, fp)),
             None => resolve_orphan(o, now, &mut writes),
         }
@@ -183,10 +158,15 @@ fn step(
         id: None,
         rule_id: rule.id,
         fingerprint: fp,
-        state: "pending",
-        severity: rule.severity.clone(),
+        state: AlertState::Pending,
+        severity: Some(rule.severity),
         value,
-        annotations: template::render_all(&rule.annotations, &labels, value, &rule.severity),
+        annotations: template::render_all(
+            &rule.annotations,
+            &labels,
+            value,
+            rule.severity.as_str(),
+        ),
         group_key: group_key(rule, &labels),
         labels,
         started_at: now,
@@ -198,7 +178,7 @@ fn step(
         (None, false) => return None,
         (None, true) => {
             if rule.for_seconds == 0 {
-                w.state = "firing";
+                w.state = AlertState::Firing;
                 w.fired_at = Some(now);
             }
         }
@@ -207,7 +187,7 @@ fn step(
             w.started_at = o.started_at;
             w.fired_at = o.fired_at;
             if o.fired_at.is_some() || now - o.started_at >= for_ {
-                w.state = "firing";
+                w.state = AlertState::Firing;
                 w.fired_at = o.fired_at.or(Some(now));
             }
         }
@@ -223,11 +203,11 @@ fn step(
                 }
                 Some(_) => {
                     let since = o.keep_firing_since.unwrap_or(now);
-                    if o.state == "firing" && now - since < keep {
-                        w.state = "firing";
+                    if o.state == AlertState::Firing && now - since < keep {
+                        w.state = AlertState::Firing;
                         w.keep_firing_since = Some(since);
                     } else {
-                        w.state = "resolved";
+                        w.state = AlertState::Resolved;
                         w.resolved_at = Some(now);
                     }
                 }
@@ -244,8 +224,8 @@ fn nodata(rule: &Rule, o: Open, fp: String) -> Write {
         id: Some(o.id),
         rule_id: rule.id,
         fingerprint: fp,
-        state: "nodata",
-        severity: rule.severity.clone(),
+        state: AlertState::Nodata,
+        severity: Some(rule.severity),
         value: None,
         labels: Labels::new(), // kept as stored (see store::write_records)
         annotations: BTreeMap::new(),
@@ -264,8 +244,8 @@ fn resolve_orphan(o: Open, now: DateTime<Utc>, writes: &mut Vec<Write>) {
         id: Some(o.id),
         rule_id: 0,
         fingerprint: String::new(),
-        state: "resolved",
-        severity: String::new(),
+        state: AlertState::Resolved,
+        severity: None,
         value: None,
         labels: Labels::new(),
         annotations: BTreeMap::new(),
@@ -276,32 +256,6 @@ fn resolve_orphan(o: Open, now: DateTime<Utc>, writes: &mut Vec<Write>) {
         group_key: String::new(),
     };
     writes.push(w);
-}
-
-async fn load_open<C: GenericClient>(c: &C) -> Result<HashMap<(i64, String), Open>> {
-    let rows = c
-        .query(
-            "SELECT id, rule_id, fingerprint, state, started_at, fired_at, keep_firing_since
-             FROM alert_records WHERE state IN ('pending', 'firing', 'nodata')",
-            &[],
-        )
-        .await
-        .map_err(q("loading open alerts"))?;
-    Ok(rows
-        .into_iter()
-        .map(|r| {
-            (
-                (r.get(1), r.get(2)),
-                Open {
-                    id: r.get(0),
-                    state: r.get(3),
-                    started_at: r.get(4),
-                    fired_at: r.get(5),
-                    keep_firing_since: r.get(6),
-                },
-            )
-        })
-        .collect())
 }
 
 #[cfg(test)]
@@ -322,7 +276,7 @@ mod tests {
     fn open(w: &Write, id: i64) -> Open {
         Open {
             id,
-            state: w.state.into(),
+            state: w.state,
             started_at: w.started_at,
             fired_at: w.fired_at,
             keep_firing_since: w.keep_firing_since,
@@ -336,7 +290,7 @@ mod tests {
         let r = rule(30, 20);
         let mut d = Vec::new();
         let w = step(&r, None, Labels::new(), "f".into(), Some(90.0), t0, &mut d).unwrap();
-        assert_eq!(w.state, "pending");
+        assert_eq!(w.state, AlertState::Pending);
         let w = step(
             &r,
             Some(open(&w, 1)),
@@ -347,7 +301,7 @@ mod tests {
             &mut d,
         )
         .unwrap();
-        assert_eq!(w.state, "pending");
+        assert_eq!(w.state, AlertState::Pending);
         let w = step(
             &r,
             Some(open(&w, 1)),
@@ -358,7 +312,7 @@ mod tests {
             &mut d,
         )
         .unwrap();
-        assert_eq!((w.state, w.fired_at), ("firing", Some(s(30))));
+        assert_eq!((w.state, w.fired_at), (AlertState::Firing, Some(s(30))));
         let w = step(
             &r,
             Some(open(&w, 1)),
@@ -369,7 +323,10 @@ mod tests {
             &mut d,
         )
         .unwrap();
-        assert_eq!((w.state, w.keep_firing_since), ("firing", Some(s(40))));
+        assert_eq!(
+            (w.state, w.keep_firing_since),
+            (AlertState::Firing, Some(s(40)))
+        );
         let w = step(
             &r,
             Some(open(&w, 1)),
@@ -380,7 +337,10 @@ mod tests {
             &mut d,
         )
         .unwrap();
-        assert_eq!((w.state, w.resolved_at), ("resolved", Some(s(60))));
+        assert_eq!(
+            (w.state, w.resolved_at),
+            (AlertState::Resolved, Some(s(60)))
+        );
         assert!(d.is_empty());
     }
 

@@ -3,13 +3,17 @@
 //! once, by webhook (Alertmanager's v4 body, Standard Webhooks signature)
 //! and e-mail.
 //!
-//! - [`rule`]: the rule model (metrics, matchers, channels, validation);
-//!   [`template`] renders annotation templates.
+//! - [`rule`]: the rule model (metrics, closed sets such as severities and
+//!   reductions, the store's matchers, channels, webhook filters,
+//!   validation); [`template`] renders annotation templates.
 //! - [`series`] reads the latest raw samples per rule window, reduced in SQL.
 //! - [`eval`] runs a cycle: pending → firing → resolved (and no data) in
 //!   `alert_records`, then the notification policy (`mute`: silences and
 //!   inhibition; `notify`: grouping) writes outbox rows, all in one
-//!   transaction under an advisory lock.
+//!   transaction under an advisory lock. The rows they share are in
+//!   `record`; `store` loads rules, records, silences and inhibition rules
+//!   and reads JSON columns into types: a row that does not parse is logged
+//!   with its id and skipped, never read as "matches everything".
 //! - [`delivery`] workers claim outbox rows with `FOR UPDATE SKIP LOCKED` and
 //!   send them through [`channels`], retrying with [`backoff`] and logging
 //!   every attempt in `webhook_logs`.
@@ -27,6 +31,7 @@ mod error;
 pub mod eval;
 mod mute;
 mod notify;
+mod record;
 pub mod rule;
 mod run;
 pub mod series;

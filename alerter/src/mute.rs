@@ -7,15 +7,9 @@ use serde_json::{json, Value};
 use tokio_postgres::GenericClient;
 
 use crate::error::{q, Result};
-use crate::notify::{json_map, Alert};
-use crate::rule::{all_match, Matcher};
-
-struct Inhibit {
-    id: i64,
-    source: Vec<Matcher>,
-    target: Vec<Matcher>,
-    equal: Vec<String>,
-}
+use crate::record::Alert;
+use crate::rule::{all_match, AlertState};
+use crate::store::{self, Inhibit, Silence};
 
 /// Sets each alert's `muted_by` from the active silences and inhibition rules,
 /// writing only the changes.
@@ -24,23 +18,8 @@ pub(crate) async fn mute<C: GenericClient>(
     alerts: &mut [Alert],
     now: DateTime<Utc>,
 ) -> Result<()> {
-    let silences: Vec<(i64, Vec<Matcher>)> = c
-        .query(
-            "SELECT id, matchers FROM silences WHERE deleted_at IS NULL AND starts_at <= $1 AND ends_at > $1 ORDER BY id",
-            &[&now],
-        )
-        .await
-        .map_err(q("loading active silences"))?
-        .into_iter()
-        .map(|r| (r.get(0), json_map(r.get(1))))
-        .collect();
-    let inhibits: Vec<Inhibit> = c
-        .query("SELECT id, source_matchers, target_matchers, equal FROM inhibit_rules WHERE enabled ORDER BY id", &[])
-        .await
-        .map_err(q("loading inhibition rules"))?
-        .into_iter()
-        .map(|r| Inhibit { id: r.get(0), source: json_map(r.get(1)), target: json_map(r.get(2)), equal: json_map(r.get(3)) })
-        .collect();
+    let silences = store::active_silences(c, now).await?;
+    let inhibits = store::inhibit_rules(c).await?;
     let muted: Vec<Option<String>> = alerts
         .iter()
         .map(|a| muted_by(a, alerts, &silences, &inhibits))
@@ -67,18 +46,18 @@ pub(crate) async fn mute<C: GenericClient>(
 fn muted_by(
     a: &Alert,
     all: &[Alert],
-    silences: &[(i64, Vec<Matcher>)],
+    silences: &[Silence],
     inhibits: &[Inhibit],
 ) -> Option<String> {
-    if let Some((id, _)) = silences.iter().find(|(_, m)| all_match(m, &a.labels)) {
-        return Some(format!("silence:{id}"));
+    if let Some(s) = silences.iter().find(|s| all_match(&s.matchers, &a.labels)) {
+        return Some(format!("silence:{}", s.id));
     }
     for rule in inhibits {
         if !all_match(&rule.target, &a.labels) {
             continue;
         }
         let source = all.iter().any(|s| {
-            s.state == "firing"
+            s.state == AlertState::Firing
                 && s.id != a.id
                 && all_match(&rule.source, &s.labels)
                 && rule

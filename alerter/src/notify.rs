@@ -10,36 +10,23 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
+use tokio_postgres::types::Json;
 use tokio_postgres::GenericClient;
 
 use crate::error::{q, Result};
-use crate::rule::{Channel, Rule};
+use crate::record::Alert;
+use crate::rule::{Channel, Rule, Severity, WebhookFilters};
 use crate::series::Labels;
+use crate::store::{json, skip};
 use crate::AlerterConfig;
 
-/// An alert that is, or must be told it no longer is, firing.
-pub(crate) struct Alert {
-    pub(crate) id: i64,
-    rule_id: i64,
-    fingerprint: String,
-    pub(crate) state: String,
-    pub(crate) labels: Labels,
-    annotations: BTreeMap<String, String>,
-    started_at: DateTime<Utc>,
-    resolved_at: Option<DateTime<Utc>>,
-    group_key: String,
-    notified_status: Option<String>,
-    pub(crate) muted_by: Option<String>,
-}
-
-impl Alert {
-    fn firing(&self) -> bool {
-        self.state != "resolved"
-    }
-}
-
-/// A group's next flush, last notification and stored channels.
-type GroupState = (DateTime<Utc>, Option<DateTime<Utc>>, Value);
+/// A group's next flush, last notification and stored channels (or why
+/// they do not parse).
+type GroupState = (
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+    std::result::Result<Vec<Channel>, String>,
+);
 
 /// What every group's flush of one cycle shares.
 struct Flush<'a> {
@@ -58,22 +45,19 @@ enum Target {
 struct Webhook {
     id: i64,
     name: String,
-    filters: serde_json::Map<String, Value>,
+    /// None: the stored filters do not parse, so no group is sent by them.
+    filters: Option<WebhookFilters>,
 }
 
-pub(crate) fn json_map<T: serde::de::DeserializeOwned + Default>(v: Value) -> T {
-    serde_json::from_value(v).unwrap_or_default()
-}
-
-/// Mutes, groups and flushes; returns the number of outbox rows written.
+/// Groups and flushes the alerts (already muted); returns the number of
+/// outbox rows written.
 pub(crate) async fn flush<C: GenericClient>(
     c: &C,
     cfg: &AlerterConfig,
     rules: &[Rule],
+    alerts: &[Alert],
     now: DateTime<Utc>,
 ) -> Result<usize> {
-    let mut alerts = load_alerts(c).await?;
-    crate::mute::mute(c, &mut alerts, now).await?;
     let rules: HashMap<i64, &Rule> = rules.iter().map(|r| (r.id, r)).collect();
     let mut groups: BTreeMap<String, Vec<&Alert>> = BTreeMap::new();
     let all_keys: Vec<String> = alerts.iter().map(|a| a.group_key.clone()).collect();
@@ -93,8 +77,8 @@ pub(crate) async fn flush<C: GenericClient>(
         )
         .await
         .map_err(q("loading alert groups"))?
-        .into_iter()
-        .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3))))
+        .iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2), json(r, 3))))
         .collect();
     let webhooks = load_webhooks(c).await?;
     let ctx = Flush {
@@ -115,44 +99,29 @@ pub(crate) async fn flush<C: GenericClient>(
             })
             .unwrap_or_default();
         let Some((next, last, stored_channels)) = state.get(&key).cloned() else {
-            let channels =
-                serde_json::to_value(rule.map(|r| r.channels.clone()).unwrap_or_default())
-                    .unwrap_or(json!([]));
+            let channels = rule.map(|r| r.channels.clone()).unwrap_or_default();
             let next = now + chrono::Duration::from_std(cfg.group_wait()).unwrap_or_default();
             c.execute(
                 "INSERT INTO alert_groups (group_key, group_labels, channels, next_flush_at) VALUES ($1, $2, $3, $4)",
-                &[&key, &serde_json::to_value(&group_labels).unwrap_or(json!({})), &channels, &next],
+                &[&key, &Json(&group_labels), &Json(&channels), &next],
             )
             .await
             .map_err(q("creating an alert group"))?;
             if cfg.group_wait_secs > 0.0 {
                 continue;
             }
-            written += flush_group(
-                c,
-                &ctx,
-                &key,
-                &group_labels,
-                &members,
-                &json_map::<Vec<Channel>>(channels),
-                None,
-            )
-            .await?;
+            written += flush_group(c, &ctx, &key, &group_labels, &members, &channels, None).await?;
             continue;
         };
         if now < next {
             continue;
         }
-        written += flush_group(
-            c,
-            &ctx,
-            &key,
-            &group_labels,
-            &members,
-            &json_map::<Vec<Channel>>(stored_channels),
-            last,
-        )
-        .await?;
+        // Stored channels that do not parse would read as "every webhook":
+        // the group waits instead, and the log says which one.
+        let Some(channels) = skip_group(&key, stored_channels) else {
+            continue;
+        };
+        written += flush_group(c, &ctx, &key, &group_labels, &members, &channels, last).await?;
     }
     Ok(written)
 }
@@ -247,16 +216,8 @@ fn targets(
     if channels.is_empty() {
         let common = common(alerts.iter().map(|a| &a.labels));
         for w in webhooks {
-            let ok = w.filters.iter().all(|(k, allowed)| {
-                let v = common
-                    .get(k)
-                    .or_else(|| group_labels.get(k))
-                    .map_or("", String::as_str);
-                match allowed {
-                    Value::String(s) => s == v,
-                    Value::Array(a) => a.iter().any(|x| x.as_str() == Some(v)),
-                    _ => false,
-                }
+            let ok = w.filters.as_ref().is_some_and(|f| {
+                f.pass(|k| common.get(k).or_else(|| group_labels.get(k)).cloned())
             });
             if ok {
                 out.push(Target::Webhook {
@@ -360,10 +321,10 @@ async fn in_app<C: GenericClient>(c: &C, alerts: &[&Alert]) -> Result<()> {
         else {
             continue;
         };
-        let severity = a.labels.get("severity").map_or("warning", String::as_str);
+        let severity = a.labels.get("severity").and_then(|s| Severity::parse(s));
         let level = match severity {
-            "critical" => "error",
-            "info" => "info",
+            Some(Severity::Critical) => "error",
+            Some(Severity::Info) => "info",
             _ => "warning",
         };
         let name = a.labels.get("alertname").map_or("alert", String::as_str);
@@ -385,48 +346,38 @@ async fn in_app<C: GenericClient>(c: &C, alerts: &[&Alert]) -> Result<()> {
     Ok(())
 }
 
-async fn load_alerts<C: GenericClient>(c: &C) -> Result<Vec<Alert>> {
+async fn load_webhooks<C: GenericClient>(c: &C) -> Result<Vec<Webhook>> {
     let rows = c
         .query(
-            "SELECT id, rule_id, fingerprint, state, labels, annotations, started_at, resolved_at,
-                    group_key, notified_status, muted_by
-             FROM alert_records
-             WHERE (state IN ('firing', 'nodata') AND fired_at IS NOT NULL)
-                OR (state = 'resolved' AND notified_status = 'firing')",
+            "SELECT id, name, filters FROM webhooks WHERE enabled AND deleted_at IS NULL ORDER BY id",
             &[],
         )
         .await
-        .map_err(q("loading alerts to notify"))?;
+        .map_err(q("loading webhooks"))?;
     Ok(rows
-        .into_iter()
-        .map(|r| Alert {
-            id: r.get(0),
-            rule_id: r.get(1),
-            fingerprint: r.get(2),
-            state: r.get(3),
-            labels: json_map(r.get(4)),
-            annotations: json_map(r.get(5)),
-            started_at: r.get(6),
-            resolved_at: r.get(7),
-            group_key: r.get::<_, Option<String>>(8).unwrap_or_default(),
-            notified_status: r.get(9),
-            muted_by: r.get(10),
+        .iter()
+        .map(|r| {
+            let id: i64 = r.get(0);
+            let filters = json::<Value>(r, 2).and_then(|v| {
+                WebhookFilters::from_json(&v).map_err(|e| format!("filters: {}", e.join("; ")))
+            });
+            Webhook {
+                id,
+                name: r.get(1),
+                // Still a target of rules that name it; never one chosen by filters.
+                filters: skip("webhook", id, filters),
+            }
         })
         .collect())
 }
 
-async fn load_webhooks<C: GenericClient>(c: &C) -> Result<Vec<Webhook>> {
-    Ok(c.query(
-        "SELECT id, name, filters FROM webhooks WHERE enabled AND deleted_at IS NULL ORDER BY id",
-        &[],
-    )
-    .await
-    .map_err(q("loading webhooks"))?
-    .into_iter()
-    .map(|r| Webhook {
-        id: r.get(0),
-        name: r.get(1),
-        filters: json_map(r.get(2)),
-    })
-    .collect())
+fn skip_group(
+    key: &str,
+    channels: std::result::Result<Vec<Channel>, String>,
+) -> Option<Vec<Channel>> {
+    channels
+        .map_err(|e| {
+            tracing::error!(group.key = key, error = %e, "alert group not flushed: its stored channels do not parse")
+        })
+        .ok()
 }

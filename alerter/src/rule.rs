@@ -70,48 +70,189 @@ pub fn metric_names() -> Vec<String> {
     v
 }
 
-/// One label matcher: `name op value`, op `=` (default) or `!=`. A missing
-/// label reads as "", as in Alertmanager.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Matcher {
-    /// Label name.
-    pub name: String,
-    /// "=" or "!=".
-    #[serde(default = "eq")]
-    pub op: String,
-    /// Value compared with.
-    pub value: String,
+pub use gpuwatch_store::matcher::{all_match, MatchOp, Matcher};
+
+/// Declares a closed set of names: an enum that serialises as its names,
+/// parses from them once at the edge, and lists them for error messages.
+macro_rules! closed_set {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident = $s:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
+        pub enum $name {
+            $($(#[$vm])* #[serde(rename = $s)] $v),+
+        }
+
+        impl $name {
+            /// Every member, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$v),+];
+
+            /// The name as stored and sent.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$v => $s),+
+                }
+            }
+
+            /// The member named `s`, if any.
+            pub fn parse(s: &str) -> Option<Self> {
+                Self::ALL.iter().copied().find(|x| x.as_str() == s)
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+    };
 }
 
-fn eq() -> String {
-    "=".into()
+closed_set! {
+    /// How a rule's window of samples is reduced to one value.
+    Reduction {
+        /// Mean.
+        Avg = "avg",
+        /// Smallest.
+        Min = "min",
+        /// Largest.
+        Max = "max",
+        /// Newest non-null sample.
+        Last = "last",
+    }
 }
 
-impl Matcher {
-    /// Whether a label set satisfies this matcher.
-    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        let v = labels.get(&self.name).map_or("", String::as_str);
-        (v == self.value) == (self.op == "=")
+closed_set! {
+    /// How the reduced value is compared with the threshold.
+    Comparison {
+        /// `>`
+        Gt = ">",
+        /// `>=`
+        Ge = ">=",
+        /// `<`
+        Lt = "<",
+        /// `<=`
+        Le = "<=",
+        /// `==`
+        Eq = "==",
+        /// `!=`
+        Ne = "!=",
+    }
+}
+
+closed_set! {
+    /// How urgent a rule's alerts are.
+    Severity {
+        /// For the record.
+        Info = "info",
+        /// Look soon.
+        Warning = "warning",
+        /// Act now.
+        Critical = "critical",
+    }
+}
+
+closed_set! {
+    /// The state of an alert in `alert_records`.
+    AlertState {
+        /// The condition holds, not yet for `for`.
+        Pending = "pending",
+        /// Firing.
+        Firing = "firing",
+        /// The series returned nothing.
+        Nodata = "nodata",
+        /// Over.
+        Resolved = "resolved",
+    }
+}
+
+/// The filters of a webhook that receives the groups of rules without
+/// channels: matchers on the group's common labels. Stored as given: a list
+/// of matchers (or Alertmanager's text), or the older object of
+/// label → value or [values], read as `label="value"` / `label=~"v1|v2"`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WebhookFilters(pub Vec<Matcher>);
+
+impl WebhookFilters {
+    /// Reads filters as JSON gives them; every problem names its filter.
+    pub fn from_json(v: &serde_json::Value) -> std::result::Result<Self, Vec<String>> {
+        use serde_json::Value;
+        let mut e = Vec::new();
+        let mut out = Vec::new();
+        match v {
+            Value::Object(m) => {
+                for (k, allowed) in m {
+                    let built = match allowed {
+                        Value::String(s) => Matcher::eq(k.as_str(), s.as_str()),
+                        Value::Array(a) if a.iter().all(Value::is_string) => {
+                            let alts: Vec<String> = a
+                                .iter()
+                                .filter_map(Value::as_str)
+                                .map(gpuwatch_store::matcher::escape)
+                                .collect();
+                            if alts.is_empty() {
+                                // No value is allowed: the filter never matches.
+                                Matcher::new(k.as_str(), MatchOp::NotRe, ".*")
+                            } else {
+                                Matcher::new(k.as_str(), MatchOp::Re, alts.join("|"))
+                            }
+                        }
+                        _ => {
+                            e.push(format!("filters.{k}: must be a string or a list of strings"));
+                            continue;
+                        }
+                    };
+                    match built {
+                        Ok(m) => out.push(m),
+                        Err(err) => e.push(format!("filters.{k}: {err}")),
+                    }
+                }
+            }
+            Value::String(text) => match gpuwatch_store::matcher::parse_matchers(text) {
+                Ok(m) => out = m,
+                Err(err) => e.push(format!("filters: {err}")),
+            },
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    match serde_json::from_value::<Matcher>(item.clone()) {
+                        Ok(m) => out.push(m),
+                        Err(err) => e.push(format!("filters[{i}]: {err}")),
+                    }
+                }
+            }
+            _ => e.push(
+                "filters: must be a list of matchers, matcher text, or an object of label -> value(s)"
+                    .into(),
+            ),
+        }
+        if e.is_empty() {
+            Ok(WebhookFilters(out))
+        } else {
+            Err(e)
+        }
     }
 
-    /// Problems with this matcher, naming `field`.
-    pub fn check(&self, field: &str, errors: &mut Vec<String>) {
-        if self.name.is_empty() {
-            errors.push(format!("{field}.name: must not be empty"));
-        }
-        if self.op != "=" && self.op != "!=" {
-            errors.push(format!(
-                "{field}.op: must be \"=\" or \"!=\", got {:?}",
-                self.op
-            ));
+    /// The JSON stored for filters given as `v`: an object is kept as it is
+    /// (older clients read it back unchanged), anything else is stored as
+    /// the list of matchers it parsed to.
+    pub fn stored(&self, v: serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Object(_) => v,
+            _ => serde_json::to_value(&self.0).unwrap_or_else(|_| serde_json::json!([])),
         }
     }
-}
 
-/// Whether every matcher holds.
-pub fn all_match(matchers: &[Matcher], labels: &BTreeMap<String, String>) -> bool {
-    matchers.iter().all(|m| m.matches(labels))
+    /// Whether the group's labels (a label missing reads as "") pass.
+    pub fn pass(&self, label: impl Fn(&str) -> Option<String>) -> bool {
+        self.0
+            .iter()
+            .all(|m| m.matches_value(label(m.name()).as_deref()))
+    }
 }
 
 /// Where a rule's notifications go.
@@ -144,13 +285,14 @@ pub struct Rule {
     /// e.g. "gpu.temperature"; see [`metric_names`].
     pub metric: String,
     /// Label matchers selecting the series.
+    #[serde(deserialize_with = "gpuwatch_store::matcher::deserialize_list")]
     pub scope: Vec<Matcher>,
     /// avg, min, max or last over the window.
-    pub reduction: String,
+    pub reduction: Reduction,
     /// Window of samples reduced, seconds.
     pub window_seconds: i32,
     /// >, >=, <, <=, == or !=.
-    pub comparison: String,
+    pub comparison: Comparison,
     /// Compared with the reduced value.
     pub threshold: f64,
     /// The condition must hold this long before firing.
@@ -158,7 +300,7 @@ pub struct Rule {
     /// A firing alert stays firing this long after the condition clears.
     pub keep_firing_for_seconds: i32,
     /// info, warning or critical.
-    pub severity: String,
+    pub severity: Severity,
     /// Extra labels on every alert of the rule.
     pub labels: BTreeMap<String, String>,
     /// Annotation templates.
@@ -177,19 +319,18 @@ impl Rule {
     /// Whether `value` satisfies the comparison.
     pub fn holds(&self, value: f64) -> bool {
         let t = self.threshold;
-        match self.comparison.as_str() {
-            ">" => value > t,
-            ">=" => value >= t,
-            "<" => value < t,
-            "<=" => value <= t,
-            "==" => value == t,
-            "!=" => value != t,
-            _ => false,
+        match self.comparison {
+            Comparison::Gt => value > t,
+            Comparison::Ge => value >= t,
+            Comparison::Lt => value < t,
+            Comparison::Le => value <= t,
+            Comparison::Eq => value == t,
+            Comparison::Ne => value != t,
         }
     }
 
-    /// Every problem with the rule's fields, each naming the field. Also
-    /// parses every annotation template and renders it against sample labels.
+    /// Every problem with the fields that parsing did not already settle,
+    /// each naming the field. Also parses every annotation template.
     pub fn validate(&self) -> Vec<String> {
         let mut e = Vec::new();
         if self.name.trim().is_empty() || self.name.len() > 128 {
@@ -202,22 +343,9 @@ impl Rule {
             ));
         }
         for (i, m) in self.scope.iter().enumerate() {
-            m.check(&format!("scope[{i}]"), &mut e);
-        }
-        if !matches!(self.reduction.as_str(), "avg" | "min" | "max" | "last") {
-            e.push(format!(
-                "reduction: must be avg, min, max or last, got {:?}",
-                self.reduction
-            ));
-        }
-        if !matches!(
-            self.comparison.as_str(),
-            ">" | ">=" | "<" | "<=" | "==" | "!="
-        ) {
-            e.push(format!(
-                "comparison: must be one of > >= < <= == !=, got {:?}",
-                self.comparison
-            ));
+            if m.name().is_empty() {
+                e.push(format!("scope[{i}].name: must not be empty"));
+            }
         }
         if !self.threshold.is_finite() {
             e.push("threshold: must be a finite number".into());
@@ -240,12 +368,6 @@ impl Rule {
             e.push(format!(
                 "repeat_interval_seconds: must be between 1 and 2592000, got {}",
                 self.repeat_interval_seconds
-            ));
-        }
-        if !matches!(self.severity.as_str(), "info" | "warning" | "critical") {
-            e.push(format!(
-                "severity: must be info, warning or critical, got {:?}",
-                self.severity
             ));
         }
         for k in self.labels.keys() {
@@ -271,6 +393,21 @@ impl Rule {
     }
 }
 
+/// Parses a closed-set field given as text, pushing `problem` (which names
+/// the field) when it is not a member.
+pub(crate) fn parse_field<T: Copy>(
+    parse: fn(&str) -> Option<T>,
+    text: &str,
+    fallback: T,
+    problem: impl FnOnce() -> String,
+    errors: &mut Vec<String>,
+) -> T {
+    parse(text).unwrap_or_else(|| {
+        errors.push(problem());
+        fallback
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,13 +419,13 @@ mod tests {
             description: None,
             metric: "gpu.temperature".into(),
             scope: vec![],
-            reduction: "avg".into(),
+            reduction: Reduction::Avg,
             window_seconds: 60,
-            comparison: ">=".into(),
+            comparison: Comparison::Ge,
             threshold: 85.0,
             for_seconds: 0,
             keep_firing_for_seconds: 0,
-            severity: "critical".into(),
+            severity: Severity::Critical,
             labels: BTreeMap::new(),
             annotations: BTreeMap::new(),
             repeat_interval_seconds: 3600,
@@ -322,29 +459,19 @@ mod tests {
     }
 
     #[test]
-    fn validation_names_every_bad_field() {
+    fn closed_sets_parse_their_names_only() {
+        assert_eq!(Reduction::parse("last"), Some(Reduction::Last));
+        assert_eq!(Comparison::parse("=>"), None);
+        assert_eq!(
+            Severity::parse("critical").map(Severity::as_str),
+            Some("critical")
+        );
+        assert_eq!(
+            serde_json::to_value(AlertState::Nodata).unwrap(),
+            serde_json::json!("nodata")
+        );
         let mut r = rule();
-        r.metric = "gpu.nope".into();
-        r.comparison = "=>".into();
-        r.annotations
-            .insert("summary".into(), "{{ $labels.host".into());
-        let e = r.validate();
-        assert_eq!(e.len(), 3, "{e:?}");
-        assert!(e
-            .iter()
-            .any(|m| m.starts_with("annotations.summary: template")));
-    }
-
-    #[test]
-    fn matchers_treat_missing_labels_as_empty() {
-        let l: BTreeMap<String, String> = [("host".to_string(), "h1".to_string())].into();
-        let m = |op: &str, v: &str| Matcher {
-            name: "gpu".into(),
-            op: op.into(),
-            value: v.into(),
-        };
-        assert!(m("=", "").matches(&l));
-        assert!(m("!=", "0").matches(&l));
-        assert!(!m("=", "0").matches(&l));
+        r.comparison = Comparison::Lt;
+        assert!(r.holds(84.0) && !r.holds(85.0));
     }
 }

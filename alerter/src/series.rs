@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::GenericClient;
 
 use crate::error::{q, Result};
-use crate::rule::{Rule, Source};
+use crate::rule::{Reduction, Rule, Source};
 
 /// Labels of one series.
 pub type Labels = BTreeMap<String, String>;
@@ -19,7 +19,7 @@ pub type Labels = BTreeMap<String, String>;
 pub type Values = Vec<(Arc<Labels>, f64)>;
 
 /// (metric, reduction, window seconds): what a rule reads.
-pub type Want = (Source, String, i32);
+pub type Want = (Source, Reduction, i32);
 
 /// Labels of the inventory, loaded once per cycle.
 #[derive(Default)]
@@ -147,19 +147,19 @@ pub fn wants(rules: &[Rule]) -> BTreeSet<Want> {
         .iter()
         .filter_map(|r| {
             let s = crate::rule::source(&r.metric)?;
-            Some((s, r.reduction.clone(), r.window_seconds))
+            Some((s, r.reduction, r.window_seconds))
         })
         .collect()
 }
 
-fn agg(col: &str, reduction: &str) -> String {
+fn agg(col: &str, reduction: Reduction) -> String {
     match reduction {
-        "min" => format!("min({col})::float8"),
-        "max" => format!("max({col})::float8"),
-        "last" => format!(
+        Reduction::Min => format!("min({col})::float8"),
+        Reduction::Max => format!("max({col})::float8"),
+        Reduction::Last => format!(
             "(array_agg({col}::float8 ORDER BY collected_at DESC) FILTER (WHERE {col} IS NOT NULL))[1]"
         ),
-        _ => format!("avg({col})::float8"),
+        Reduction::Avg => format!("avg({col})::float8"),
     }
 }
 
@@ -179,11 +179,11 @@ pub async fn load<C: GenericClient>(
             Source::Host(_) => "host_metrics",
             Source::Env(_) => "environment_metrics",
             Source::HeartbeatAge => {
-                out.insert(w.clone(), heartbeat(c, inv, now).await?);
+                out.insert(*w, heartbeat(c, inv, now).await?);
                 continue;
             }
             Source::QuotaUsedPct => {
-                out.insert(w.clone(), quota(c).await?);
+                out.insert(*w, quota(c).await?);
                 continue;
             }
         };
@@ -193,7 +193,7 @@ pub async fn load<C: GenericClient>(
         let exprs: Vec<String> = ws
             .iter()
             .map(|w| match w.0 {
-                Source::Gpu(col) | Source::Host(col) | Source::Env(col) => agg(col, &w.1),
+                Source::Gpu(col) | Source::Host(col) | Source::Env(col) => agg(col, w.1),
                 _ => "(count(*) FILTER (WHERE xid_last IS NOT NULL))::float8".into(),
             })
             .collect();
@@ -230,9 +230,7 @@ pub async fn load<C: GenericClient>(
             });
             for (i, w) in ws.iter().enumerate() {
                 if let Some(v) = r.get::<_, Option<f64>>(i + 2) {
-                    out.entry((*w).clone())
-                        .or_default()
-                        .push((labels.clone(), v));
+                    out.entry(**w).or_default().push((labels.clone(), v));
                 }
             }
         }

@@ -27,6 +27,10 @@ impl From<AlerterError> for ApiError {
                 ApiError::new(StatusCode::NOT_FOUND, format!("{what} not found"))
             }
             AlerterError::Conflict(what) => ApiError::new(StatusCode::CONFLICT, what),
+            AlerterError::Unreadable(what) => {
+                tracing::error!(error = %what, "a stored row does not parse");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, what)
+            }
             AlerterError::Store(e) => e.into(),
         }
     }

@@ -7,8 +7,68 @@ use sha2::{Digest, Sha256};
 
 use crate::ApiError;
 
-/// Roles a token can have.
-pub const ROLES: [&str; 5] = ["admin", "operator", "finance", "viewer", "agent"];
+/// The role of a token: what its caller may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Everything.
+    Admin,
+    /// Rules, silences, webhooks and the fleet.
+    Operator,
+    /// Reports, invoices and prices.
+    Finance,
+    /// Read only.
+    Viewer,
+    /// A collector pushing samples.
+    Agent,
+}
+
+impl Role {
+    /// Every role, in the order they are listed to users.
+    pub const ALL: [Role; 5] = [
+        Role::Admin,
+        Role::Operator,
+        Role::Finance,
+        Role::Viewer,
+        Role::Agent,
+    ];
+
+    /// The role's name, as stored in `api_tokens.role`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Operator => "operator",
+            Role::Finance => "finance",
+            Role::Viewer => "viewer",
+            Role::Agent => "agent",
+        }
+    }
+
+    /// The role named `s`, if any.
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for Role {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// The names of the roles a token can have, derived from [`Role`].
+pub const ROLES: [&str; 5] = [
+    Role::ALL[0].as_str(),
+    Role::ALL[1].as_str(),
+    Role::ALL[2].as_str(),
+    Role::ALL[3].as_str(),
+    Role::ALL[4].as_str(),
+];
 
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,7 +76,7 @@ pub struct Caller {
     /// `api_tokens.id`
     pub token_id: i64,
     /// The token's role.
-    pub role: String,
+    pub role: Role,
     /// For agent tokens bound to a host: that host.
     pub host_id: Option<String>,
 }
@@ -35,6 +95,9 @@ pub async fn create(
     role: &str,
     host_id: Option<&str>,
 ) -> Result<(i64, String), StoreError> {
+    let role = Role::parse(role).ok_or_else(|| {
+        StoreError::Unsupported(format!("role {role:?} is not one of {}", ROLES.join(", ")))
+    })?;
     let mut raw = [0u8; 32];
     getrandom::fill(&mut raw)
         .map_err(|e| StoreError::Unsupported(format!("no randomness for a token: {e}")))?;
@@ -46,7 +109,7 @@ pub async fn create(
     let row = client
         .query_one(
             "INSERT INTO api_tokens (name, role, host_id, token_hash, token_prefix) VALUES ($1, $2, $3, $4, $5) RETURNING id",
-            &[&name, &role, &host_id, &hash(&token), &&token[..12]],
+            &[&name, &role.as_str(), &host_id, &hash(&token), &&token[..12]],
         )
         .await
         .map_err(|e| StoreError::query("creating the token", e))?;
@@ -96,16 +159,35 @@ pub async fn caller(pool: &Pool, headers: &HeaderMap) -> Result<Caller, ApiError
         .await
         .map_err(|e| ApiError::from(StoreError::query("looking up the token", e)))?
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unknown or revoked token"))?;
+    let token_id: i64 = row.get(0);
+    let stored: String = row.get(1);
+    // A role this version does not know grants nothing.
+    let role = Role::parse(&stored).ok_or_else(|| {
+        tracing::error!(token.id = token_id, role = %stored, "token refused: its role is not one gpuwatch knows");
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("token {token_id} has role {stored:?}, which is not one of {}; create a new token", ROLES.join(", ")),
+        )
+    })?;
     Ok(Caller {
-        token_id: row.get(0),
-        role: row.get(1),
+        token_id,
+        role,
         host_id: row.get(2),
     })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::hash;
+    use super::{hash, Role, ROLES};
+
+    #[test]
+    fn roles_parse_their_names_only() {
+        assert_eq!(ROLES, ["admin", "operator", "finance", "viewer", "agent"]);
+        assert!(ROLES
+            .iter()
+            .all(|r| Role::parse(r).is_some_and(|x| x == *r)));
+        assert_eq!(Role::parse("root"), None);
+    }
 
     #[test]
     fn hash_is_sha256_hex() {

@@ -28,7 +28,7 @@ pub struct HostQuery {
     pub status: Option<String>,
     /// healthy, degraded, unhealthy or unknown.
     pub health_status: Option<String>,
-    /// Label matchers `k=v[,k=v]`, all must match.
+    /// Label matchers, all must match: `k=v,k!=v,k=~re,k!~re` (Alertmanager's syntax).
     pub label: Option<String>,
     /// Substring of the name or hostname.
     pub q: Option<String>,
@@ -135,7 +135,7 @@ pub async fn list_hosts(
             &["healthy", "degraded", "unhealthy", "unknown"],
         )?,
     );
-    f.opt("h.labels @> $?", labels(q.label.as_deref())?);
+    labels(&mut f, "h.labels", q.label.as_deref())?;
     f.opt(
         "(h.name ILIKE $? OR h.hostname ILIKE $?)",
         q.q.map(|s| format!("%{}%", s.replace(['%', '_'], ""))),
@@ -200,7 +200,7 @@ pub struct GpuQuery {
     pub status: Option<String>,
     /// Only GPUs allocated to this environment.
     pub environment: Option<String>,
-    /// Label matchers `k=v[,k=v]`.
+    /// Label matchers, all must match: `k=v,k!=v,k=~re,k!~re` (Alertmanager's syntax).
     pub label: Option<String>,
 }
 
@@ -290,7 +290,7 @@ pub async fn list_gpus(
         )?,
     );
     f.opt("g.allocated_to = $?", q.environment);
-    f.opt("g.labels @> $?", labels(q.label.as_deref())?);
+    labels(&mut f, "g.labels", q.label.as_deref())?;
     Ok(Json(
         fetch(state.pool(), &GPUS, &f, &order, win, gpu).await?,
     ))

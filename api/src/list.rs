@@ -3,50 +3,33 @@
 //! A list answers `{"items": [...], "total", "limit", "offset"}`; `limit`
 //! defaults to 50 (at most 1000), `sort` names a column, `-column` for
 //! descending. A sort key or filter that is not allowed is a 400 that lists
-//! the allowed ones.
+//! the allowed ones. The paging itself is the store's
+//! [`gpuwatch_store::listing`], shared with the alerter and billing; this
+//! module only turns its problems into 400s.
 
 use axum::http::StatusCode;
-use schemars::JsonSchema;
-use serde::Serialize;
-use tokio_postgres::types::ToSql;
+use gpuwatch_store::listing;
+use gpuwatch_store::matcher::{parse_matchers, MatchOp};
+
+pub use gpuwatch_store::listing::{Filter, Page, Source, DEFAULT_LIMIT, MAX_LIMIT};
 
 use crate::ApiError;
 
-/// Default page size.
-pub const DEFAULT_LIMIT: i64 = 50;
-/// Largest page size.
-pub const MAX_LIMIT: i64 = 1000;
-
-/// One page of a collection.
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct Page<T> {
-    /// This page.
-    pub items: Vec<T>,
-    /// All matching items.
-    pub total: i64,
-    /// Page size asked for.
-    pub limit: i64,
-    /// Items skipped.
-    pub offset: i64,
+fn bad_request(problems: Vec<String>) -> Result<(), ApiError> {
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let mut e = ApiError::new(StatusCode::BAD_REQUEST, problems.join("; "));
+    e.details = problems;
+    Err(e)
 }
 
 /// Checked `limit` and `offset`.
 pub fn window(limit: Option<i64>, offset: Option<i64>) -> Result<(i64, i64), ApiError> {
-    let limit = limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("limit must be between 1 and {MAX_LIMIT}, got {limit}"),
-        ));
-    }
-    let offset = offset.unwrap_or(0);
-    if offset < 0 {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("offset must not be negative, got {offset}"),
-        ));
-    }
-    Ok((limit, offset))
+    let mut p = Vec::new();
+    let w = listing::bounds(limit, offset, &mut p);
+    bad_request(p)?;
+    Ok(w)
 }
 
 /// `ORDER BY` for `sort` (`col` or `-col`), from the allowed `(key, sql)`
@@ -57,144 +40,56 @@ pub fn order_by(
     default: &str,
     tiebreak: &str,
 ) -> Result<String, ApiError> {
-    let spec = sort.unwrap_or(default);
-    let (key, dir) = match spec.strip_prefix('-') {
-        Some(k) => (k, "DESC"),
-        None => (spec, "ASC"),
-    };
-    let Some((_, sql)) = allowed.iter().find(|(k, _)| *k == key) else {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "cannot sort by {key:?}; sort by one of {} (prefix - for descending)",
-                allowed
-                    .iter()
-                    .map(|(k, _)| *k)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        ));
-    };
-    Ok(format!("ORDER BY {sql} {dir} NULLS LAST, {tiebreak} {dir}"))
-}
-
-/// A WHERE clause and its parameters, built one condition at a time.
-#[derive(Default)]
-pub struct Filter {
-    conds: Vec<String>,
-    params: Vec<Box<dyn ToSql + Sync + Send>>,
-}
-
-impl Filter {
-    /// Adds `cond`, where every `$?` stands for the value's placeholder.
-    pub fn add<T: ToSql + Sync + Send + 'static>(&mut self, cond: &str, value: T) {
-        self.params.push(Box::new(value));
-        self.conds
-            .push(cond.replace("$?", &format!("${}", self.params.len())));
-    }
-
-    /// Adds `cond` when `value` is given.
-    pub fn opt<T: ToSql + Sync + Send + 'static>(&mut self, cond: &str, value: Option<T>) {
-        if let Some(v) = value {
-            self.add(cond, v);
-        }
-    }
-
-    /// Adds a condition without a parameter.
-    pub fn raw(&mut self, cond: &str) {
-        self.conds.push(cond.to_string());
-    }
-
-    /// `WHERE …` or nothing.
-    pub fn clause(&self) -> String {
-        if self.conds.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", self.conds.join(" AND "))
-        }
-    }
-
-    /// The parameters, for tokio-postgres.
-    pub fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
-        self.params
-            .iter()
-            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-            .collect()
-    }
-
-    /// The placeholder the next parameter will take.
-    pub fn next(&self) -> usize {
-        self.params.len() + 1
-    }
-}
-
-/// What a list reads: `SELECT {columns} FROM {from}`.
-pub struct Source {
-    /// For error messages, e.g. "hosts".
-    pub what: &'static str,
-    /// Table with alias, joins allowed.
-    pub from: &'static str,
-    /// Select list, in the order the row mapper reads.
-    pub columns: &'static str,
+    let mut p = Vec::new();
+    let o = listing::order_by(sort, allowed, default, tiebreak, &mut p);
+    bad_request(p)?;
+    Ok(o)
 }
 
 /// One page of `source` under `filter`, with the total count.
 pub async fn fetch<T>(
     pool: &gpuwatch_store::Pool,
-    source: &Source,
+    source: &Source<'_>,
     filter: &Filter,
     order: &str,
-    (limit, offset): (i64, i64),
+    win: (i64, i64),
     map: fn(&tokio_postgres::Row) -> T,
 ) -> Result<Page<T>, ApiError> {
-    use gpuwatch_store::StoreError;
-    let client = pool.get().await?;
-    let params = filter.params();
-    let total: i64 = client
-        .query_one(
-            &format!("SELECT count(*) FROM {} {}", source.from, filter.clause()),
-            &params,
-        )
-        .await
-        .map_err(|e| StoreError::query(format!("counting {}", source.what), e))?
-        .get(0);
-    let rows = client
-        .query(
-            &format!(
-                "SELECT {} FROM {} {} {order} LIMIT {limit} OFFSET {offset}",
-                source.columns,
-                source.from,
-                filter.clause()
-            ),
-            &params,
-        )
-        .await
-        .map_err(|e| StoreError::query(format!("listing {}", source.what), e))?;
-    Ok(Page {
-        items: rows.iter().map(map).collect(),
-        total,
-        limit,
-        offset,
-    })
+    Ok(listing::fetch(pool, source, filter, order, win, map).await?)
 }
 
-/// `key=value` label filters as a JSON object for `labels @> $n`.
-pub fn labels(spec: Option<&str>) -> Result<Option<serde_json::Value>, ApiError> {
-    let Some(spec) = spec else { return Ok(None) };
-    let mut m = serde_json::Map::new();
-    for part in spec.split(',').filter(|p| !p.is_empty()) {
-        let Some((k, v)) = part.split_once('=') else {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                format!("label filter {part:?} must be key=value (several: k1=v1,k2=v2)"),
-            ));
-        };
-        m.insert(
-            k.trim().to_string(),
-            serde_json::Value::String(v.trim().to_string()),
-        );
+/// Adds the `label=` filter on the JSONB label column `column`: matchers in
+/// the language of rules and silences (`rack=r1,zone!=b,gpu=~"0|1"`, braces
+/// optional). `=` with a value uses `@>` (the GIN index); the other
+/// operators compare `column->>name`, a missing label reading as "".
+pub fn labels(f: &mut Filter, column: &str, spec: Option<&str>) -> Result<(), ApiError> {
+    let Some(spec) = spec else { return Ok(()) };
+    let matchers = parse_matchers(spec).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("label filter {spec:?}: {e} (several: k1=v1,k2=v2)"),
+        )
+    })?;
+    for m in matchers {
+        let (name, value) = (m.name().to_string(), m.value().to_string());
+        let text = format!("COALESCE({column}->>$1?, '')");
+        match m.op() {
+            MatchOp::Eq if !value.is_empty() => f.add(
+                &format!("{column} @> $?"),
+                serde_json::json!({ name: value }),
+            ),
+            MatchOp::Eq => f.add_many(&format!("{text} = ''"), vec![Box::new(name)]),
+            MatchOp::NotEq => f.add_many(
+                &format!("{text} <> $2?"),
+                vec![Box::new(name), Box::new(value)],
+            ),
+            op => f.add_many(
+                &format!("{text} {} $2?", if op == MatchOp::Re { "~" } else { "!~" }),
+                vec![Box::new(name), Box::new(format!("^(?:{value})$"))],
+            ),
+        }
     }
-    Ok(Some(serde_json::Value::Object(m)))
+    Ok(())
 }
 
 #[cfg(test)]
@@ -234,10 +129,23 @@ mod tests {
 
     #[test]
     fn label_filters() {
+        let mut f = Filter::default();
+        labels(&mut f, "h.labels", Some("rack=r1,zone=a")).unwrap();
+        assert_eq!(f.clause(), "WHERE h.labels @> $1 AND h.labels @> $2");
+        let mut f = Filter::default();
+        labels(
+            &mut f,
+            "h.labels",
+            Some(r#"{zone!="b", gpu=~"0|1", os!~win.*, spare=""}"#),
+        )
+        .unwrap();
         assert_eq!(
-            labels(Some("rack=r1,zone=a")).unwrap().unwrap(),
-            serde_json::json!({"rack": "r1", "zone": "a"})
+            f.clause(),
+            "WHERE COALESCE(h.labels->>$1, '') <> $2 AND COALESCE(h.labels->>$3, '') ~ $4 \
+             AND COALESCE(h.labels->>$5, '') !~ $6 AND COALESCE(h.labels->>$7, '') = ''"
         );
-        assert!(labels(Some("rack")).is_err());
+        let e = labels(&mut Filter::default(), "h.labels", Some("rack")).unwrap_err();
+        assert!(e.message.contains("key=value"), "{}", e.message);
+        assert!(labels(&mut Filter::default(), "h.labels", Some("rack=~(")).is_err());
     }
 }

@@ -9,6 +9,7 @@
 //! not invoiced yet and land on the customer's next invoice.
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
+use gpuwatch_store::listing::{self, Filter, Page, Source};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Transaction;
@@ -109,18 +110,8 @@ pub struct InvoiceQuery {
     pub offset: Option<i64>,
 }
 
-/// A page of invoices.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
-pub struct InvoicePage {
-    /// The invoices of this page, newest month first.
-    pub items: Vec<Invoice>,
-    /// Invoices matching the filters, all pages.
-    pub total: i64,
-    /// Page size asked for.
-    pub limit: i64,
-    /// Invoices skipped.
-    pub offset: i64,
-}
+/// A page of invoices, newest month first.
+pub type InvoicePage = Page<Invoice>;
 
 /// `[start, end)` of a month given as "YYYY-MM"; the error names the field.
 pub fn month_range(
@@ -366,44 +357,21 @@ pub async fn list_invoices(pool: &gpuwatch_store::Pool, q: &InvoiceQuery) -> Res
         }
         None => None,
     };
-    let limit = q.limit.unwrap_or(50);
-    let offset = q.offset.unwrap_or(0);
-    if !(1..=1000).contains(&limit) {
-        problems.push(format!("limit: must be between 1 and 1000, got {limit}"));
-    }
-    if offset < 0 {
-        problems.push(format!("offset: must not be negative, got {offset}"));
-    }
+    let bounds = listing::bounds(q.limit, q.offset, &mut problems);
     if !problems.is_empty() {
         return Err(BillingError::Invalid(problems));
     }
-    let client = pool.get().await?;
-    let filter = "($1::bigint IS NULL OR customer_id = $1) AND ($2::text IS NULL OR status = $2)
-                  AND ($3::timestamptz IS NULL OR period_start = $3)";
-    let total: i64 = client
-        .query_one(
-            &format!("SELECT count(*) FROM invoices WHERE {filter}"),
-            &[&q.customer_id, &q.status, &month],
-        )
-        .await
-        .map_err(db("counting invoices"))?
-        .get(0);
-    let rows = client
-        .query(
-            &format!(
-                "SELECT {INVOICE_COLUMNS} FROM invoices WHERE {filter}
-                 ORDER BY period_start DESC, customer_id, currency LIMIT $4 OFFSET $5"
-            ),
-            &[&q.customer_id, &q.status, &month, &limit, &offset],
-        )
-        .await
-        .map_err(db("listing invoices"))?;
-    Ok(InvoicePage {
-        items: rows.iter().map(invoice_row).collect(),
-        total,
-        limit,
-        offset,
-    })
+    let mut f = Filter::default();
+    f.opt("customer_id = $?", q.customer_id);
+    f.opt("status = $?", q.status.clone());
+    f.opt("period_start = $?", month);
+    let source = Source {
+        what: "invoices",
+        from: "invoices",
+        columns: INVOICE_COLUMNS,
+    };
+    let order = "ORDER BY period_start DESC, customer_id, currency";
+    Ok(listing::fetch(pool, &source, &f, order, bounds, invoice_row).await?)
 }
 
 /// One invoice with its lines.

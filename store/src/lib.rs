@@ -24,6 +24,8 @@ pub mod catalogue;
 mod config;
 mod error;
 pub mod inventory;
+pub mod listing;
+pub mod matcher;
 pub mod metrics;
 mod migrate;
 mod payload;

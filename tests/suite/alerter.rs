@@ -308,3 +308,62 @@ both_backends! {
         ]);
     }
 }
+
+both_backends! {
+    async fn malformed_silence_inhibition_and_scope_rows_are_skipped_not_matching_everything(db) {
+        // Rows edited by hand past the API: matchers that do not parse. Each
+        // must be skipped (and logged), never read as "no matchers", which
+        // matches every alert.
+        let (pool, w) = setup(&db, 2).await;
+        let rx = Receiver::start().await;
+        let hook = webhook(&pool, &rx.url, 5, 2000).await;
+        hot_rule(&pool, "GpuHot", 85.0, 0, json!([{"type": "webhook", "webhook_id": hook}]), json!(["alertname", "host", "gpu"])).await;
+        let bad = hot_rule(&pool, "BadScope", 0.0, 0, json!([{"type": "webhook", "webhook_id": hook}]), json!(["alertname"])).await;
+        let c = pool.get().await.unwrap();
+        c.execute("UPDATE alert_rules SET scope = '[{\"nme\": \"gpu\", \"value\": \"0\"}]' WHERE id = $1", &[&bad]).await.unwrap();
+        c.batch_execute(
+            "INSERT INTO silences (matchers, starts_at, ends_at, created_by, comment) VALUES
+               ('[{\"label\": \"gpu\", \"value\": \"0\"}]', now() - interval '1 minute', now() + interval '1 hour', 'mallory', 'typo'),
+               ('[{\"name\": \"gpu\", \"op\": \"=~\", \"value\": \"(\"}]', now() - interval '1 minute', now() + interval '1 hour', 'mallory', 'bad regex');
+             INSERT INTO inhibit_rules (name, source_matchers, target_matchers, equal)
+             VALUES ('broken', '[{\"nam\": \"x\"}]', '[{\"nam\": \"x\"}]', '[]');",
+        ).await.unwrap();
+        temps(&w, &[90.0, 91.0]).await;
+        run(fast_config(), pool.clone(), true, CancellationToken::new()).await.unwrap();
+
+        let mut gpus: Vec<String> = rx.delivered().values()
+            .flat_map(|b| alerts(&b[0]).iter().map(|a| format!("{}/{}", a["labels"]["alertname"].as_str().unwrap(), a["labels"]["gpu"].as_str().unwrap())).collect::<Vec<_>>())
+            .collect();
+        gpus.sort();
+        assert_eq!(gpus, ["GpuHot/0", "GpuHot/1"], "both hot GPUs notify; the bad rule is not evaluated");
+        let muted: i64 = c.query_one("SELECT count(*) FROM alert_records WHERE muted_by IS NOT NULL", &[]).await.unwrap().get(0);
+        assert_eq!(muted, 0, "a silence or inhibition that does not parse mutes nothing");
+        let of_bad: i64 = c.query_one("SELECT count(*) FROM alert_records WHERE rule_id = $1", &[&bad]).await.unwrap().get(0);
+        assert_eq!(of_bad, 0, "a rule whose scope does not parse is not evaluated");
+    }
+}
+
+both_backends! {
+    async fn webhook_filters_are_matchers_and_one_that_does_not_parse_receives_nothing(db) {
+        let (pool, w) = setup(&db, 1).await;
+        let c = pool.get().await.unwrap();
+        let mut hooks = Vec::new();
+        for filters in [
+            r#"[{"name": "severity", "op": "=~", "value": "crit.*"}]"#,
+            r#"[{"name": "host", "op": "!=", "value": "h1"}]"#,
+            r#"[{"name": "host", "op": "=~", "value": "("}]"#,
+            r#"{"severity": ["warning", "critical"]}"#,
+        ] {
+            let rx = Receiver::start().await;
+            let id = webhook(&pool, &rx.url, 5, 2000).await;
+            c.execute("UPDATE webhooks SET filters = $1::text::jsonb WHERE id = $2", &[&filters, &id]).await.unwrap();
+            hooks.push(rx);
+        }
+        // No channels: every enabled webhook whose filters match the group.
+        hot_rule(&pool, "GpuHot", 85.0, 0, json!([]), json!(["alertname", "host"])).await;
+        temps(&w, &[95.0]).await;
+        run(fast_config(), pool.clone(), true, CancellationToken::new()).await.unwrap();
+        let got: Vec<usize> = hooks.iter().map(|rx| rx.delivered().len()).collect();
+        assert_eq!(got, [1, 0, 0, 1], "regex and legacy filters match; != h1 does not; the broken one gets nothing");
+    }
+}

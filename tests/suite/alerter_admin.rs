@@ -173,3 +173,31 @@ both_backends! {
         assert_eq!((status.as_str(), attempts), ("pending", 1));
     }
 }
+
+both_backends! {
+    async fn a_stored_row_that_does_not_parse_is_named_not_shown_with_defaults(db) {
+        let (pool, _w) = setup(&db, 1).await;
+        let c = pool.get().await.unwrap();
+        let bad: i64 = c.query_one(
+            "INSERT INTO silences (matchers, starts_at, ends_at, created_by) VALUES
+               ('[{\"label\": \"gpu\"}]', now() - interval '1 minute', now() + interval '1 hour', 'mallory') RETURNING id",
+            &[],
+        ).await.unwrap().get(0);
+        let good: SilenceInput = serde_json::from_value(json!({
+            "matchers": "{host=~\"h1|h2\"}", "ends_at": chrono::Utc::now() + chrono::Duration::hours(1), "created_by": "alice"})).unwrap();
+        let good = create_silence(&pool, good).await.unwrap();
+        match get_silence(&pool, bad).await {
+            Err(AlerterError::Unreadable(m)) => assert!(m.contains(&format!("silence {bad}")) && m.contains("matchers"), "{m}"),
+            other => panic!("expected Unreadable, got {other:?}"),
+        }
+        let page = list_silences(&pool, SilenceQuery::default()).await.unwrap();
+        assert_eq!(page.items.iter().map(|s| s.id).collect::<Vec<_>>(), [good.id], "the bad row is left out, not shown empty");
+
+        let rule: i64 = c.query_one("SELECT id FROM alert_rules ORDER BY id LIMIT 1", &[]).await.unwrap().get(0);
+        c.execute("UPDATE alert_rules SET scope = '[{\"name\": \"gpu\", \"op\": \"~\", \"value\": \"0\"}]' WHERE id = $1", &[&rule]).await.unwrap();
+        assert!(matches!(get_rule(&pool, rule).await, Err(AlerterError::Unreadable(m)) if m.contains(&format!("alert rule {rule}"))));
+        let rules = list_rules(&pool, RuleQuery { limit: Some(1000), ..Default::default() }).await.unwrap();
+        assert!(rules.items.iter().all(|r| r.id != rule));
+        assert_eq!(rules.items.len() as i64, rules.total - 1);
+    }
+}

@@ -376,3 +376,78 @@ both_backends! {
         assert_eq!(st, StatusCode::NOT_FOUND);
     }
 }
+
+both_backends! {
+    async fn one_matcher_language_for_silences_rules_webhooks_and_label_filters(db) {
+        use reqwest::Method;
+        let s = start(&db).await;
+        seed(&s.pool).await;
+        let op = s.token("operator").await;
+        let msg = |b: &Value| b["error"]["message"].as_str().unwrap_or_default().to_string();
+
+        // A silence exactly as Alertmanager's API takes it.
+        let am = serde_json::json!({
+            "matchers": [
+                {"name": "alertname", "value": "GpuHot", "isRegex": false},
+                {"name": "host", "value": "h1|h2", "isRegex": true},
+                {"name": "gpu", "value": "3", "isRegex": false, "isEqual": false}
+            ],
+            "startsAt": "2026-01-01T00:00:00Z", "endsAt": "2036-01-01T00:00:00Z",
+            "createdBy": "alice", "comment": "maintenance"
+        });
+        let (st, body) = s.send(Method::POST, "/api/v1/silences", &op, Some(am)).await;
+        assert_eq!(st, StatusCode::CREATED, "{body}");
+        let ops: Vec<&str> = body["matchers"].as_array().unwrap().iter().map(|m| m["op"].as_str().unwrap()).collect();
+        assert_eq!(ops, ["=", "=~", "!="], "{body}");
+        // Alertmanager's text form, and today's form, are accepted too.
+        for matchers in [serde_json::json!("{alertname=\"GpuHot\", severity=~\"warning|critical\"}"),
+                         serde_json::json!([{"name": "gpu", "value": "1"}])] {
+            let (st, body) = s.send(Method::POST, "/api/v1/silences", &op, Some(serde_json::json!({
+                "matchers": matchers, "ends_at": "2036-01-01T00:00:00Z", "created_by": "bob"
+            }))).await;
+            assert_eq!(st, StatusCode::CREATED, "{body}");
+        }
+        // A regex that does not compile is refused, naming the field.
+        let (st, body) = s.send(Method::POST, "/api/v1/silences", &op, Some(serde_json::json!({
+            "matchers": [{"name": "host", "op": "=~", "value": "h(1"}], "ends_at": "2036-01-01T00:00:00Z", "created_by": "bob"
+        }))).await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert!(msg(&body).contains("matchers") && msg(&body).contains("does not compile"), "{body}");
+
+        // A rule's scope in the same language; a bad regex names scope.
+        let mut r = rule("scoped");
+        r["scope"] = "{host=~\"h[12]\", gpu!=\"1\"}".into();
+        let (st, body) = s.send(Method::POST, "/api/v1/alert-rules", &op, Some(r)).await;
+        assert_eq!(st, StatusCode::CREATED, "{body}");
+        assert_eq!(body["scope"][0], serde_json::json!({"name": "host", "op": "=~", "value": "h[12]"}));
+        let mut r = rule("badly-scoped");
+        r["scope"] = serde_json::json!([{"name": "host", "op": "!~", "value": "["}]);
+        let (st, body) = s.send(Method::POST, "/api/v1/alert-rules", &op, Some(r)).await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert!(msg(&body).contains("scope"), "{body}");
+
+        // Webhook filters: matchers too; the older object form is kept as given.
+        let hook = |filters: Value| serde_json::json!({"name": "pager", "url": "https://pager.example/hook", "filters": filters});
+        let (st, body) = s.send(Method::POST, "/api/v1/webhooks", &op, Some(hook("{severity=~\"warning|critical\"}".into()))).await;
+        assert_eq!(st, StatusCode::CREATED, "{body}");
+        assert_eq!(body["filters"], serde_json::json!([{"name": "severity", "op": "=~", "value": "warning|critical"}]));
+        let (st, body) = s.send(Method::POST, "/api/v1/webhooks", &op, Some(hook(serde_json::json!({"severity": ["critical"]})))).await;
+        assert_eq!(st, StatusCode::CREATED, "{body}");
+        assert_eq!(body["filters"], serde_json::json!({"severity": ["critical"]}));
+        let (st, body) = s.send(Method::POST, "/api/v1/webhooks", &op, Some(hook(serde_json::json!([{"name": "severity", "op": "=~", "value": "*"}])))).await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert!(msg(&body).contains("filters[0]"), "{body}");
+
+        // Host label filters: every operator, paged correctly.
+        for (q, total, first) in [("rack%3Dr1", 2, "h1"), ("rack!%3Dr1", 3, "h3"), ("rack%3D~%22r%5B12%5D%22", 5, "h1"),
+                                  ("rack!~r2,rack%3D~r.*", 2, "h1"), ("zone%3D", 5, "h1"), ("zone!%3D", 0, "")] {
+            let (st, body) = s.get(&format!("/api/v1/hosts?label={q}&limit=1&sort=id"), Some(&op)).await;
+            assert_eq!(st, StatusCode::OK, "{q}: {body}");
+            assert_eq!(body["total"], total, "{q}: {body}");
+            assert_eq!(body["items"][0]["id"].as_str().unwrap_or(""), first, "{q}: {body}");
+        }
+        let (st, body) = s.get("/api/v1/hosts?label=rack%3D~(", Some(&op)).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
+        assert!(msg(&body).contains("does not compile"), "{body}");
+    }
+}

@@ -3,8 +3,11 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{invalid, page, page_bounds, Filter, Page, Sql};
+use gpuwatch_store::listing::{self, Filter, Source};
+
+use super::{invalid, skip_unreadable, Page};
 use crate::error::{q, AlerterError, Result};
+use crate::rule::{AlertState, Severity};
 
 /// Filters and paging of [`list_active_alerts`] and [`alert_history`].
 #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
@@ -40,9 +43,9 @@ pub struct AlertRecord {
     /// Label hash.
     pub fingerprint: String,
     /// pending, firing, nodata, resolved.
-    pub state: String,
+    pub state: AlertState,
     /// Severity.
-    pub severity: String,
+    pub severity: Severity,
     /// Last value.
     pub value: Option<f64>,
     /// Labels.
@@ -65,14 +68,20 @@ const ALERT_COLUMNS: &str =
     "a.id, a.rule_id, r.name, a.fingerprint, a.state, a.severity, a.value, a.labels, \
      a.annotations, a.started_at, a.fired_at, a.resolved_at, a.muted_by, a.notified_status";
 
-fn alert_from_row(r: &tokio_postgres::Row) -> AlertRecord {
-    AlertRecord {
-        id: r.get(0),
+fn alert_from_row(r: &tokio_postgres::Row) -> std::result::Result<AlertRecord, String> {
+    let id: i64 = r.get(0);
+    let text = |i: usize| r.get::<_, String>(i);
+    let state = AlertState::parse(&text(4))
+        .ok_or_else(|| format!("alert record {id}: state {:?} is unknown", text(4)))?;
+    let severity = Severity::parse(&text(5))
+        .ok_or_else(|| format!("alert record {id}: severity {:?} is unknown", text(5)))?;
+    Ok(AlertRecord {
+        id,
         rule_id: r.get(1),
         rule_name: r.get(2),
         fingerprint: r.get(3),
-        state: r.get(4),
-        severity: r.get(5),
+        state,
+        severity,
         value: r.get(6),
         labels: r.get(7),
         annotations: r.get(8),
@@ -81,7 +90,7 @@ fn alert_from_row(r: &tokio_postgres::Row) -> AlertRecord {
         resolved_at: r.get(11),
         muted_by: r.get(12),
         notified_status: r.get(13),
-    }
+    })
 }
 
 async fn alerts(
@@ -90,48 +99,43 @@ async fn alerts(
     active_only: bool,
 ) -> Result<Page<AlertRecord>> {
     let mut e = Vec::new();
-    let bounds = page_bounds(query.limit, query.offset, &mut e);
+    let bounds = listing::bounds(query.limit, query.offset, &mut e);
     let mut f = Filter::default();
     if active_only {
-        f.fixed("a.state IN ('pending', 'firing', 'nodata')");
+        f.raw("a.state IN ('pending', 'firing', 'nodata')");
     }
     if let Some(s) = query.state {
-        if !matches!(s.as_str(), "pending" | "firing" | "nodata" | "resolved") {
+        if AlertState::parse(&s).is_none() {
             e.push(format!(
                 "state: must be pending, firing, nodata or resolved, got {s:?}"
             ));
         }
-        f.add("a.state = ?", s);
+        f.add("a.state = $?", s);
     }
-    if let Some(s) = query.severity {
-        f.add("a.severity = ?", s);
+    if let Some(s) = &query.severity {
+        if Severity::parse(s).is_none() {
+            e.push(format!(
+                "severity: must be info, warning or critical, got {s:?}"
+            ));
+        }
     }
-    if let Some(v) = query.rule_id {
-        f.add("a.rule_id = ?", v);
-    }
-    if let Some(h) = query.host {
-        f.add("a.labels @> jsonb_build_object('host', ?::text)", h);
-    }
-    if let Some(t) = query.since {
-        f.add("a.started_at >= ?", t);
-    }
-    if let Some(t) = query.until {
-        f.add("a.started_at < ?", t);
-    }
-    invalid(e)?;
-    let from = format!(
-        "alert_records a JOIN alert_rules r ON r.id = a.rule_id WHERE {}",
-        f.sql()
+    f.opt("a.severity = $?", query.severity);
+    f.opt("a.rule_id = $?", query.rule_id);
+    f.opt(
+        "a.labels @> jsonb_build_object('host', $?::text)",
+        query.host,
     );
-    page(
-        pool,
-        Sql(ALERT_COLUMNS, &from, "a.started_at DESC, a.id"),
-        &f,
-        bounds,
-        alert_from_row,
-        "listing alerts",
-    )
-    .await
+    f.opt("a.started_at >= $?", query.since);
+    f.opt("a.started_at < $?", query.until);
+    invalid(e)?;
+    let source = Source {
+        what: "alerts",
+        from: "alert_records a JOIN alert_rules r ON r.id = a.rule_id",
+        columns: ALERT_COLUMNS,
+    };
+    let order = "ORDER BY a.started_at DESC, a.id";
+    let page = listing::fetch(pool, &source, &f, order, bounds, alert_from_row).await?;
+    Ok(skip_unreadable(page, "alert record"))
 }
 
 /// Open alerts (pending, firing, no data), newest first.
@@ -189,7 +193,7 @@ pub async fn list_notifications(
     query: NotificationQuery,
 ) -> Result<Page<Notification>> {
     let mut e = Vec::new();
-    let bounds = page_bounds(query.limit, query.offset, &mut e);
+    let bounds = listing::bounds(query.limit, query.offset, &mut e);
     let mut f = Filter::default();
     if let Some(s) = query.status {
         if !matches!(s.as_str(), "pending" | "delivered" | "dead") {
@@ -197,18 +201,20 @@ pub async fn list_notifications(
                 "status: must be pending, delivered or dead, got {s:?}"
             ));
         }
-        f.add("status = ?", s);
+        f.add("status = $?", s);
     }
     invalid(e)?;
-    let from = format!("alert_outbox WHERE {}", f.sql());
-    page(
-        pool,
-        Sql(
+    let source = Source {
+        what: "notifications",
+        from: "alert_outbox",
+        columns:
             "id::text, channel, webhook_id, status, attempts, last_error, created_at, delivered_at",
-            &from,
-            "created_at DESC, id",
-        ),
+    };
+    let page = listing::fetch(
+        pool,
+        &source,
         &f,
+        "ORDER BY created_at DESC, id",
         bounds,
         |r| Notification {
             id: r.get(0),
@@ -220,9 +226,9 @@ pub async fn list_notifications(
             created_at: r.get(6),
             delivered_at: r.get(7),
         },
-        "listing notifications",
     )
-    .await
+    .await?;
+    Ok(page)
 }
 
 /// Puts a dead-lettered notification back in the queue with a fresh attempt

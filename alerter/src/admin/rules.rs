@@ -2,13 +2,13 @@
 
 use std::collections::BTreeMap;
 
+use gpuwatch_store::listing::{self, Filter, Param, Source};
 use serde::Deserialize;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{Json, ToSql};
 
-use super::{invalid, page, page_bounds, Filter, Page, Sql};
-use super::{sort_clause, Param};
+use super::{invalid, skip_unreadable, Page};
 use crate::error::{q, AlerterError, Result};
-use crate::rule::{Channel, Matcher, Rule};
+use crate::rule::{parse_field, Channel, Comparison, Matcher, Reduction, Rule, Severity};
 use crate::store::{rule_from_row, RULE_COLUMNS};
 use crate::template;
 
@@ -42,8 +42,11 @@ pub struct RuleInput {
     pub description: Option<String>,
     /// See [`crate::rule::metric_names`].
     pub metric: String,
-    /// Label matchers.
-    #[serde(default)]
+    /// Label matchers: a list, or Alertmanager's text (`{gpu=~"0|1"}`).
+    #[serde(
+        default,
+        deserialize_with = "gpuwatch_store::matcher::deserialize_list"
+    )]
     pub scope: Vec<Matcher>,
     /// avg (default), min, max, last.
     #[serde(default = "d_reduction")]
@@ -85,27 +88,68 @@ pub struct RuleInput {
 }
 
 impl RuleInput {
-    fn into_rule(self, id: i64) -> Rule {
-        Rule {
+    /// Parses the closed sets once and checks every field; all problems are
+    /// reported together, each naming its field.
+    fn into_rule(self, id: i64) -> (Rule, Vec<String>) {
+        let mut e = Vec::new();
+        let reduction = parse_field(
+            Reduction::parse,
+            &self.reduction,
+            Reduction::Avg,
+            || {
+                format!(
+                    "reduction: must be avg, min, max or last, got {:?}",
+                    self.reduction
+                )
+            },
+            &mut e,
+        );
+        let comparison = parse_field(
+            Comparison::parse,
+            &self.comparison,
+            Comparison::Gt,
+            || {
+                format!(
+                    "comparison: must be one of > >= < <= == !=, got {:?}",
+                    self.comparison
+                )
+            },
+            &mut e,
+        );
+        let severity = parse_field(
+            Severity::parse,
+            &self.severity,
+            Severity::Warning,
+            || {
+                format!(
+                    "severity: must be info, warning or critical, got {:?}",
+                    self.severity
+                )
+            },
+            &mut e,
+        );
+        let rule = Rule {
             id,
             name: self.name,
             description: self.description,
             metric: self.metric,
             scope: self.scope,
-            reduction: self.reduction,
+            reduction,
             window_seconds: self.window_seconds,
-            comparison: self.comparison,
+            comparison,
             threshold: self.threshold,
             for_seconds: self.for_seconds,
             keep_firing_for_seconds: self.keep_firing_for_seconds,
-            severity: self.severity,
+            severity,
             labels: self.labels,
             annotations: self.annotations,
             repeat_interval_seconds: self.repeat_interval_seconds,
             channels: self.channels,
             group_by: self.group_by,
             enabled: self.enabled,
-        }
+        };
+        e.extend(rule.validate());
+        (rule, e)
     }
 }
 
@@ -131,8 +175,9 @@ pub struct RuleQuery {
 
 /// Checks a rule completely: fields, templates (parsed and rendered against
 /// sample labels) and that named webhooks exist.
-async fn check_rule(c: &tokio_postgres::Client, r: &Rule) -> Result<()> {
-    let mut e = r.validate();
+async fn check_rule(c: &tokio_postgres::Client, input: RuleInput, id: i64) -> Result<Rule> {
+    let (rule, mut e) = input.into_rule(id);
+    let r = &rule;
     if e.is_empty() {
         let mut sample: BTreeMap<String, String> = [
             "host",
@@ -153,7 +198,7 @@ async fn check_rule(c: &tokio_postgres::Client, r: &Rule) -> Result<()> {
         sample.insert("alertname".into(), r.name.clone());
         for (k, t) in &r.annotations {
             // Labels outside the sample (e.g. a host's own labels) are fine at save time.
-            if let Err(err) = template::render(t, &sample, Some(r.threshold), &r.severity) {
+            if let Err(err) = template::render(t, &sample, Some(r.threshold), r.severity.as_str()) {
                 if !err.starts_with("the alert has no label") {
                     e.push(format!("annotations.{k}: template does not render: {err}"));
                 }
@@ -175,28 +220,28 @@ async fn check_rule(c: &tokio_postgres::Client, r: &Rule) -> Result<()> {
             }
         }
     }
-    invalid(e)
+    invalid(e)?;
+    Ok(rule)
 }
 
 fn rule_params(r: &Rule) -> Vec<Param> {
-    let j = |v: serde_json::Value| -> Param { Box::new(v) };
     vec![
         Box::new(r.name.clone()),
         Box::new(r.description.clone()),
         Box::new(r.metric.clone()),
-        j(serde_json::to_value(&r.scope).unwrap_or_default()),
-        Box::new(r.reduction.clone()),
+        Box::new(Json(r.scope.clone())),
+        Box::new(r.reduction.as_str()),
         Box::new(r.window_seconds),
-        Box::new(r.comparison.clone()),
+        Box::new(r.comparison.as_str()),
         Box::new(r.threshold),
         Box::new(r.for_seconds),
         Box::new(r.keep_firing_for_seconds),
-        Box::new(r.severity.clone()),
-        j(serde_json::to_value(&r.labels).unwrap_or_default()),
-        j(serde_json::to_value(&r.annotations).unwrap_or_default()),
+        Box::new(r.severity.as_str()),
+        Box::new(Json(r.labels.clone())),
+        Box::new(Json(r.annotations.clone())),
         Box::new(r.repeat_interval_seconds),
-        j(serde_json::to_value(&r.channels).unwrap_or_default()),
-        j(serde_json::to_value(&r.group_by).unwrap_or_default()),
+        Box::new(Json(r.channels.clone())),
+        Box::new(Json(r.group_by.clone())),
         Box::new(r.enabled),
     ]
 }
@@ -207,15 +252,10 @@ pub async fn create_rule(
     input: RuleInput,
     created_by: Option<&str>,
 ) -> Result<Rule> {
-    let rule = input.into_rule(0);
     let c = pool.get().await?;
-    check_rule(&c, &rule).await?;
+    let rule = check_rule(&c, input, 0).await?;
     let mut p = rule_params(&rule);
     p.push(Box::new(created_by.map(str::to_string)));
-    let refs: Vec<&(dyn ToSql + Sync)> = p
-        .iter()
-        .map(|x| x.as_ref() as &(dyn ToSql + Sync))
-        .collect();
     let row = c
         .query_one(
             &format!(
@@ -224,24 +264,19 @@ pub async fn create_rule(
                      repeat_interval_seconds, channels, group_by, enabled, created_by)
                  VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18) RETURNING {RULE_COLUMNS}"
             ),
-            &refs,
+            &refs(&p),
         )
         .await
         .map_err(q("creating an alert rule"))?;
-    Ok(rule_from_row(&row))
+    readable(&row)
 }
 
 /// Replaces a live rule.
 pub async fn update_rule(pool: &gpuwatch_store::Pool, id: i64, input: RuleInput) -> Result<Rule> {
-    let rule = input.into_rule(id);
     let c = pool.get().await?;
-    check_rule(&c, &rule).await?;
+    let rule = check_rule(&c, input, id).await?;
     let mut p = rule_params(&rule);
     p.push(Box::new(id));
-    let refs: Vec<&(dyn ToSql + Sync)> = p
-        .iter()
-        .map(|x| x.as_ref() as &(dyn ToSql + Sync))
-        .collect();
     let row = c
         .query_opt(
             &format!(
@@ -251,12 +286,24 @@ pub async fn update_rule(pool: &gpuwatch_store::Pool, id: i64, input: RuleInput)
                      group_by=$16, enabled=$17
                  WHERE id = $18 AND deleted_at IS NULL RETURNING {RULE_COLUMNS}"
             ),
-            &refs,
+            &refs(&p),
         )
         .await
         .map_err(q("updating an alert rule"))?;
-    row.map(|r| rule_from_row(&r))
-        .ok_or_else(|| AlerterError::NotFound(format!("alert rule {id}")))
+    row.map(|r| readable(&r))
+        .ok_or_else(|| AlerterError::NotFound(format!("alert rule {id}")))?
+}
+
+fn refs(p: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
+    p.iter()
+        .map(|x| x.as_ref() as &(dyn ToSql + Sync))
+        .collect()
+}
+
+/// A rule row read back; one edited by hand past the API into a shape that
+/// does not parse is an error that names it, never a rule with defaults.
+fn readable(r: &tokio_postgres::Row) -> Result<Rule> {
+    rule_from_row(r).map_err(AlerterError::Unreadable)
 }
 
 /// One live rule.
@@ -268,8 +315,8 @@ pub async fn get_rule(pool: &gpuwatch_store::Pool, id: i64) -> Result<Rule> {
     )
     .await
     .map_err(q("reading an alert rule"))?
-    .map(|r| rule_from_row(&r))
-    .ok_or_else(|| AlerterError::NotFound(format!("alert rule {id}")))
+    .map(|r| readable(&r))
+    .ok_or_else(|| AlerterError::NotFound(format!("alert rule {id}")))?
 }
 
 /// Soft-deletes a rule; its open alerts resolve at the next evaluation.
@@ -285,25 +332,27 @@ pub async fn delete_rule(pool: &gpuwatch_store::Pool, id: i64) -> Result<()> {
     Ok(())
 }
 
-/// Live rules, filtered, sorted and paged.
+/// Live rules, filtered, sorted and paged. A row that does not parse is
+/// logged and left out of the page (it still counts in `total`).
 pub async fn list_rules(pool: &gpuwatch_store::Pool, query: RuleQuery) -> Result<Page<Rule>> {
     let mut e = Vec::new();
-    let bounds = page_bounds(query.limit, query.offset, &mut e);
-    let order = sort_clause(
+    let bounds = listing::bounds(query.limit, query.offset, &mut e);
+    let order = listing::order_by(
         query.sort.as_deref(),
         &[
-            "id",
-            "name",
-            "severity",
-            "metric",
-            "created_at",
-            "updated_at",
+            ("id", "id"),
+            ("name", "name"),
+            ("severity", "severity"),
+            ("metric", "metric"),
+            ("created_at", "created_at"),
+            ("updated_at", "updated_at"),
         ],
         "name",
+        "id",
         &mut e,
     );
     if let Some(s) = &query.severity {
-        if !matches!(s.as_str(), "info" | "warning" | "critical") {
+        if Severity::parse(s).is_none() {
             e.push(format!(
                 "severity: must be info, warning or critical, got {s:?}"
             ));
@@ -311,16 +360,10 @@ pub async fn list_rules(pool: &gpuwatch_store::Pool, query: RuleQuery) -> Result
     }
     invalid(e)?;
     let mut f = Filter::default();
-    f.fixed("deleted_at IS NULL");
-    if let Some(v) = query.enabled {
-        f.add("enabled = ?", v);
-    }
-    if let Some(v) = query.severity {
-        f.add("severity = ?", v);
-    }
-    if let Some(v) = query.metric {
-        f.add("metric = ?", v);
-    }
+    f.raw("deleted_at IS NULL");
+    f.opt("enabled = $?", query.enabled);
+    f.opt("severity = $?", query.severity);
+    f.opt("metric = $?", query.metric);
     if let Some(v) = query.name {
         let pattern = format!(
             "%{}%",
@@ -328,16 +371,32 @@ pub async fn list_rules(pool: &gpuwatch_store::Pool, query: RuleQuery) -> Result
                 .replace('%', "\\%")
                 .replace('_', "\\_")
         );
-        f.add("name ILIKE ?", pattern);
+        f.add("name ILIKE $?", pattern);
     }
-    let from = format!("alert_rules WHERE {}", f.sql());
-    page(
-        pool,
-        Sql(RULE_COLUMNS, &from, &order),
-        &f,
-        bounds,
-        rule_from_row,
-        "listing alert rules",
-    )
-    .await
+    let source = Source {
+        what: "alert rules",
+        from: "alert_rules",
+        columns: RULE_COLUMNS,
+    };
+    let page = listing::fetch(pool, &source, &f, &order, bounds, rule_from_row).await?;
+    Ok(skip_unreadable(page, "alert rule"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_names_every_bad_field() {
+        let input: RuleInput = serde_json::from_value(serde_json::json!({
+            "name": "Hot", "metric": "gpu.nope", "comparison": "=>", "threshold": 85,
+            "annotations": {"summary": "{{ $labels.host"}
+        }))
+        .unwrap();
+        let (_, e) = input.into_rule(1);
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert!(e
+            .iter()
+            .any(|m| m.starts_with("annotations.summary: template")));
+    }
 }

@@ -1,28 +1,43 @@
-//! Silences: create, replace, read, delete, list by state.
+//! Silences: create, replace, read, delete, list by state. A silence
+//! written for Alertmanager (`startsAt`, `endsAt`, `createdBy`, matchers
+//! with `isRegex`/`isEqual`) is accepted as it is.
 
 use chrono::{DateTime, Utc};
+use gpuwatch_store::listing::{self, Filter, Source};
 use serde::{Deserialize, Serialize};
+use tokio_postgres::types::Json;
 
-use super::{invalid, page, page_bounds, Filter, Page, Sql};
+use super::{invalid, skip_unreadable, Page};
 use crate::error::{q, AlerterError, Result};
 use crate::rule::Matcher;
+use crate::store::json;
 
-/// A silence as the API accepts it.
+/// A silence as the API accepts it: gpuwatch's snake_case fields or
+/// Alertmanager's camelCase ones.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SilenceInput {
-    /// Alerts matching all of these are silenced.
+    /// Alerts matching all of these are silenced: a list of matchers, or
+    /// Alertmanager's text (`{alertname="X", gpu=~"0|1"}`).
+    #[serde(deserialize_with = "gpuwatch_store::matcher::deserialize_list")]
+    #[schemars(with = "Vec<Matcher>")]
     pub matchers: Vec<Matcher>,
     /// Default now.
-    #[serde(default)]
+    #[serde(default, alias = "startsAt")]
     pub starts_at: Option<DateTime<Utc>>,
     /// Must be after starts_at.
+    #[serde(alias = "endsAt")]
     pub ends_at: DateTime<Utc>,
     /// Who silenced.
+    #[serde(alias = "createdBy")]
     pub created_by: String,
     /// Why.
     #[serde(default)]
     pub comment: String,
+    /// Alertmanager's silence id: empty or absent (gpuwatch numbers its
+    /// silences; replace one with PUT /api/v1/silences/{id}).
+    #[serde(default)]
+    pub id: Option<String>,
 }
 
 /// A stored silence.
@@ -59,16 +74,22 @@ pub struct SilenceQuery {
 const SILENCE_COLUMNS: &str = "id, matchers, starts_at, ends_at, created_by, comment, \
      CASE WHEN now() < starts_at THEN 'pending' WHEN now() < ends_at THEN 'active' ELSE 'expired' END";
 
-fn silence_from_row(r: &tokio_postgres::Row) -> Silence {
-    Silence {
-        id: r.get(0),
-        matchers: serde_json::from_value(r.get(1)).unwrap_or_default(),
+fn silence_from_row(r: &tokio_postgres::Row) -> std::result::Result<Silence, String> {
+    let id: i64 = r.get(0);
+    Ok(Silence {
+        id,
+        matchers: json(r, 1)
+            .map_err(|e| format!("silence {id}: {e}; replace it with PUT /api/v1/silences/{id}"))?,
         starts_at: r.get(2),
         ends_at: r.get(3),
         created_by: r.get(4),
         comment: r.get(5),
         state: r.get(6),
-    }
+    })
+}
+
+fn readable(r: &tokio_postgres::Row) -> Result<Silence> {
+    silence_from_row(r).map_err(AlerterError::Unreadable)
 }
 
 fn check_silence(s: &SilenceInput) -> Result<DateTime<Utc>> {
@@ -78,8 +99,8 @@ fn check_silence(s: &SilenceInput) -> Result<DateTime<Utc>> {
             "matchers: at least one matcher is needed (a silence of everything is refused)".into(),
         );
     }
-    for (i, m) in s.matchers.iter().enumerate() {
-        m.check(&format!("matchers[{i}]"), &mut e);
+    if s.id.as_deref().is_some_and(|id| !id.is_empty()) {
+        e.push("id: gpuwatch numbers silences itself; leave id out, or replace a silence with PUT /api/v1/silences/{id}".into());
     }
     let starts = s.starts_at.unwrap_or_else(Utc::now);
     if s.ends_at <= starts {
@@ -99,11 +120,11 @@ pub async fn create_silence(pool: &gpuwatch_store::Pool, s: SilenceInput) -> Res
     let row = c
         .query_one(
             &format!("INSERT INTO silences (matchers, starts_at, ends_at, created_by, comment) VALUES ($1, $2, $3, $4, $5) RETURNING {SILENCE_COLUMNS}"),
-            &[&serde_json::to_value(&s.matchers).unwrap_or_default(), &starts, &s.ends_at, &s.created_by, &s.comment],
+            &[&Json(&s.matchers), &starts, &s.ends_at, &s.created_by, &s.comment],
         )
         .await
         .map_err(q("creating a silence"))?;
-    Ok(silence_from_row(&row))
+    readable(&row)
 }
 
 /// Replaces a silence.
@@ -116,12 +137,12 @@ pub async fn update_silence(
     let c = pool.get().await?;
     c.query_opt(
         &format!("UPDATE silences SET matchers = $1, starts_at = $2, ends_at = $3, created_by = $4, comment = $5 WHERE id = $6 AND deleted_at IS NULL RETURNING {SILENCE_COLUMNS}"),
-        &[&serde_json::to_value(&s.matchers).unwrap_or_default(), &starts, &s.ends_at, &s.created_by, &s.comment, &id],
+        &[&Json(&s.matchers), &starts, &s.ends_at, &s.created_by, &s.comment, &id],
     )
     .await
     .map_err(q("updating a silence"))?
-    .map(|r| silence_from_row(&r))
-    .ok_or_else(|| AlerterError::NotFound(format!("silence {id}")))
+    .map(|r| readable(&r))
+    .ok_or_else(|| AlerterError::NotFound(format!("silence {id}")))?
 }
 
 /// One silence.
@@ -133,8 +154,8 @@ pub async fn get_silence(pool: &gpuwatch_store::Pool, id: i64) -> Result<Silence
     )
     .await
     .map_err(q("reading a silence"))?
-    .map(|r| silence_from_row(&r))
-    .ok_or_else(|| AlerterError::NotFound(format!("silence {id}")))
+    .map(|r| readable(&r))
+    .ok_or_else(|| AlerterError::NotFound(format!("silence {id}")))?
 }
 
 /// Deletes a silence (muted alerts are notified at their group's next flush).
@@ -159,27 +180,25 @@ pub async fn list_silences(
     query: SilenceQuery,
 ) -> Result<Page<Silence>> {
     let mut e = Vec::new();
-    let bounds = page_bounds(query.limit, query.offset, &mut e);
+    let bounds = listing::bounds(query.limit, query.offset, &mut e);
     let mut f = Filter::default();
-    f.fixed("deleted_at IS NULL");
+    f.raw("deleted_at IS NULL");
     match query.state.as_deref() {
         None | Some("all") => {}
-        Some("active") => f.fixed("starts_at <= now() AND ends_at > now()"),
-        Some("pending") => f.fixed("starts_at > now()"),
-        Some("expired") => f.fixed("ends_at <= now()"),
+        Some("active") => f.raw("starts_at <= now() AND ends_at > now()"),
+        Some("pending") => f.raw("starts_at > now()"),
+        Some("expired") => f.raw("ends_at <= now()"),
         Some(s) => e.push(format!(
             "state: must be active, pending, expired or all, got {s:?}"
         )),
     }
     invalid(e)?;
-    let from = format!("silences WHERE {}", f.sql());
-    page(
-        pool,
-        Sql(SILENCE_COLUMNS, &from, "ends_at DESC, id"),
-        &f,
-        bounds,
-        silence_from_row,
-        "listing silences",
-    )
-    .await
+    let source = Source {
+        what: "silences",
+        from: "silences",
+        columns: SILENCE_COLUMNS,
+    };
+    let order = "ORDER BY ends_at DESC, id";
+    let page = listing::fetch(pool, &source, &f, order, bounds, silence_from_row).await?;
+    Ok(skip_unreadable(page, "silence"))
 }

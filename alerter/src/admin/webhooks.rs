@@ -5,9 +5,13 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use gpuwatch_store::listing::{self, Filter, Source};
+use tokio_postgres::types::Json;
+
 use super::rules::d_true;
-use super::{invalid, page, page_bounds, Filter, Page, Sql};
+use super::{invalid, Page};
 use crate::error::{q, AlerterError, Result};
+use crate::rule::WebhookFilters;
 
 /// A webhook as the API accepts it. `secret` is write-only: on update,
 /// absent keeps the stored one and "" removes it.
@@ -24,9 +28,11 @@ pub struct WebhookInput {
     /// Extra request headers.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
-    /// For rules without channels: label → value or [values] the group must have.
-    #[serde(default)]
-    pub filters: serde_json::Map<String, serde_json::Value>,
+    /// For rules without channels: matchers on the group's labels, as a
+    /// list or Alertmanager's text (`{severity=~"warning|critical"}`), or
+    /// an object of label → value or [values] the group must have.
+    #[serde(default = "no_filters")]
+    pub filters: serde_json::Value,
     /// Default true.
     #[serde(default = "d_true")]
     pub enabled: bool,
@@ -83,7 +89,12 @@ fn webhook_from_row(r: &tokio_postgres::Row) -> Webhook {
     }
 }
 
-fn check_webhook(w: &WebhookInput) -> Result<()> {
+fn no_filters() -> serde_json::Value {
+    serde_json::json!({})
+}
+
+/// Checks every field; returns the filters' JSON as it is stored.
+fn check_webhook(w: &WebhookInput) -> Result<serde_json::Value> {
     let mut e = Vec::new();
     if w.name.trim().is_empty() || w.name.len() > 128 {
         e.push("name: must be 1 to 128 characters".into());
@@ -110,22 +121,20 @@ fn check_webhook(w: &WebhookInput) -> Result<()> {
             e.push(format!("max_attempts: must be between 1 and 1000, got {m}"));
         }
     }
-    for (k, v) in &w.filters {
-        let ok = v.is_string()
-            || v.as_array()
-                .is_some_and(|a| a.iter().all(|x| x.is_string()));
-        if !ok {
-            e.push(format!(
-                "filters.{k}: must be a string or a list of strings"
-            ));
+    let filters = match WebhookFilters::from_json(&w.filters) {
+        Ok(f) => f.stored(w.filters.clone()),
+        Err(problems) => {
+            e.extend(problems);
+            serde_json::Value::Null
         }
-    }
+    };
     for k in w.headers.keys() {
         if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err() {
             e.push(format!("headers: {k:?} is not a valid header name"));
         }
     }
-    invalid(e)
+    invalid(e)?;
+    Ok(filters)
 }
 
 /// Creates a webhook; `defaults` gives timeout and attempts when not set.
@@ -135,7 +144,7 @@ pub async fn create_webhook(
     defaults: &crate::WebhookConfig,
     created_by: Option<&str>,
 ) -> Result<Webhook> {
-    check_webhook(&w)?;
+    let filters = check_webhook(&w)?;
     let c = pool.get().await?;
     let timeout = w
         .timeout_ms
@@ -147,8 +156,8 @@ pub async fn create_webhook(
                 "INSERT INTO webhooks (name, url, secret, headers, filters, enabled, timeout_ms, max_attempts, created_by)
                  VALUES ($1, $2, NULLIF($3, ''), $4, $5, $6, $7, $8, $9) RETURNING {WEBHOOK_COLUMNS}"
             ),
-            &[&w.name, &w.url, &w.secret, &serde_json::to_value(&w.headers).unwrap_or_default(),
-              &serde_json::Value::Object(w.filters), &w.enabled, &timeout, &attempts, &created_by],
+            &[&w.name, &w.url, &w.secret, &Json(&w.headers),
+              &filters, &w.enabled, &timeout, &attempts, &created_by],
         )
         .await
         .map_err(q("creating a webhook"))?;
@@ -161,7 +170,7 @@ pub async fn update_webhook(
     id: i64,
     w: WebhookInput,
 ) -> Result<Webhook> {
-    check_webhook(&w)?;
+    let filters = check_webhook(&w)?;
     let c = pool.get().await?;
     c.query_opt(
         &format!(
@@ -175,8 +184,8 @@ pub async fn update_webhook(
             &w.name,
             &w.url,
             &w.secret,
-            &serde_json::to_value(&w.headers).unwrap_or_default(),
-            &serde_json::Value::Object(w.filters),
+            &Json(&w.headers),
+            &filters,
             &w.enabled,
             &w.timeout_ms,
             &w.max_attempts,
@@ -233,21 +242,24 @@ pub async fn list_webhooks(
     query: WebhookQuery,
 ) -> Result<Page<Webhook>> {
     let mut e = Vec::new();
-    let bounds = page_bounds(query.limit, query.offset, &mut e);
+    let bounds = listing::bounds(query.limit, query.offset, &mut e);
     invalid(e)?;
     let mut f = Filter::default();
-    f.fixed("deleted_at IS NULL");
-    if let Some(v) = query.enabled {
-        f.add("enabled = ?", v);
-    }
-    let from = format!("webhooks WHERE {}", f.sql());
-    page(
+    f.raw("deleted_at IS NULL");
+    f.opt("enabled = $?", query.enabled);
+    let source = Source {
+        what: "webhooks",
+        from: "webhooks",
+        columns: WEBHOOK_COLUMNS,
+    };
+    listing::fetch(
         pool,
-        Sql(WEBHOOK_COLUMNS, &from, "name, id"),
+        &source,
         &f,
+        "ORDER BY name, id",
         bounds,
         webhook_from_row,
-        "listing webhooks",
     )
     .await
+    .map_err(Into::into)
 }
