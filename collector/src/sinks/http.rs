@@ -3,12 +3,14 @@
 
 use std::collections::HashMap;
 use std::io::Write;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use flate2::{write::GzEncoder, Compression};
 use gpuwatch_store::{Batch, IngestPayload, PAYLOAD_VERSION};
 use serde::Deserialize;
 
+use super::tls::{explain, TlsFiles};
 use super::{Inventory, SinkError};
 
 /// `[collector.http]`
@@ -21,6 +23,13 @@ pub struct HttpConfig {
     pub token: String,
     /// Seconds before a request is given up (and the batch spooled).
     pub timeout_secs: u64,
+    /// PEM CA bundle that signed serve's certificate; without it an https
+    /// URL is checked against the system's roots.
+    pub ca: Option<PathBuf>,
+    /// PEM client certificate, for a serve that requires one (mTLS).
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of `client_cert`.
+    pub client_key: Option<PathBuf>,
 }
 
 impl Default for HttpConfig {
@@ -29,6 +38,9 @@ impl Default for HttpConfig {
             url: "http://127.0.0.1:9400".into(),
             token: String::new(),
             timeout_secs: 10,
+            ca: None,
+            client_cert: None,
+            client_key: None,
         }
     }
 }
@@ -52,7 +64,17 @@ impl HttpConfig {
                 self.timeout_secs
             ));
         }
+        e.extend(self.tls_files().validate());
         e
+    }
+
+    fn tls_files(&self) -> TlsFiles<'_> {
+        TlsFiles {
+            url: &self.url,
+            ca: self.ca.as_ref(),
+            client_cert: self.client_cert.as_ref(),
+            client_key: self.client_key.as_ref(),
+        }
     }
 }
 
@@ -67,8 +89,14 @@ pub struct HttpSink {
 impl HttpSink {
     /// A sink for `cfg`.
     pub fn new(cfg: &HttpConfig) -> Result<Self, SinkError> {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(cfg.timeout_secs))
+        let builder = reqwest::Client::builder().timeout(Duration::from_secs(cfg.timeout_secs));
+        let client = cfg
+            .tls_files()
+            .apply(builder)
+            .map_err(|message| SinkError {
+                transient: false,
+                message,
+            })?
             .build()
             .map_err(|e| SinkError {
                 transient: false,
@@ -153,7 +181,7 @@ impl HttpSink {
             .await
             .map_err(|e| SinkError {
                 transient: true,
-                message: format!("POST {} failed: {e}", self.endpoint),
+                message: format!("POST {} failed: {}", self.endpoint, explain(&e)),
             })?;
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
