@@ -102,7 +102,7 @@ pub fn split(url: &str) -> Result<(String, DbTls), String> {
             None => url.to_string(),
             Some((base, query)) => {
                 let mut kept = Vec::new();
-                for pair in query.split('&') {
+                for pair in query.split('&').filter(|p| !p.is_empty()) {
                     let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
                     if KEYS.contains(&k) {
                         set(k, percent_decode(v))?;
@@ -256,7 +256,7 @@ fn describe(target: &str, e: &rustls::Error) -> String {
             presented,
         }) => format!(
             "certificate for {} does not name host {}: check the URL's host or use sslmode=verify-ca",
-            presented.join(", "),
+            presented.iter().map(|p| bare_name(p)).collect::<Vec<_>>().join(", "),
             expected.to_str()
         ),
         rustls::Error::InvalidCertificate(CertificateError::NotValidForName) => format!(
@@ -270,6 +270,21 @@ fn describe(target: &str, e: &rustls::Error) -> String {
         }
         other => format!("handshake with {target} failed: {other}"),
     }
+}
+
+/// webpki reports presented names in their Debug form
+/// (`DnsName("db.example")`, `IpAddress(10.0.0.5)`); an operator wants the
+/// name.
+fn bare_name(presented: &str) -> &str {
+    presented
+        .strip_prefix("DnsName(\"")
+        .and_then(|n| n.strip_suffix("\")"))
+        .or_else(|| {
+            presented
+                .strip_prefix("IpAddress(")
+                .and_then(|n| n.strip_suffix(')'))
+        })
+        .unwrap_or(presented)
 }
 
 fn percent_decode(s: &str) -> String {
@@ -572,6 +587,13 @@ mod tests {
         assert!(split("postgres://u@h/db?sslcert=/c.pem")
             .unwrap_err()
             .contains("go together"));
+    }
+
+    #[test]
+    fn presented_names_lose_their_debug_wrapping() {
+        assert_eq!(bare_name("DnsName(\"db.example\")"), "db.example");
+        assert_eq!(bare_name("IpAddress(10.0.0.5)"), "10.0.0.5");
+        assert_eq!(bare_name("DirectoryName"), "DirectoryName");
     }
 
     #[test]
