@@ -243,7 +243,7 @@ pub fn explain(target: &str, e: &tokio_postgres::Error) -> Option<String> {
         }
         src = err.source();
     }
-    let text = e.to_string();
+    let text = crate::error::db_message(e);
     text.contains("server does not support TLS").then(|| {
         format!("the server at {target} does not accept TLS; turn ssl on there or use sslmode=prefer or sslmode=disable")
     })

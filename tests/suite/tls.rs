@@ -198,9 +198,22 @@ fn database_tls_follows_libpqs_sslmodes() {
     let pg = OwnPostgres::init();
     pg.install("server.crt", server.cert.as_bytes());
     pg.install("server.key", server.key.as_bytes());
+    let clients = Ca::new("gpuwatch test database clients CA");
+    pg.install("clients.crt", clients.pem().as_bytes());
     pg.configure(
-        "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\nlog_connections = on",
+        "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\nssl_ca_file = 'clients.crt'\nlog_connections = on",
     );
+    // Database certdb takes a client certificate (CN = the user) instead of
+    // trust; the first matching pg_hba line wins.
+    let hba = pg.data().join("pg_hba.conf");
+    let rules = std::fs::read_to_string(&hba).unwrap();
+    std::fs::write(
+        &hba,
+        format!(
+            "hostssl certdb all 127.0.0.1/32 cert\nhost certdb all 127.0.0.1/32 reject\n{rules}"
+        ),
+    )
+    .unwrap();
     pg.start();
     let files = tempfile::tempdir().unwrap();
     let ca_file = write(files.path(), "ca.pem", &ca.pem());
@@ -266,16 +279,16 @@ fn database_tls_follows_libpqs_sslmodes() {
     ok(&["aggregator", "--once"], &env);
     ok(&["alerter", "--once"], &env);
     ok(&["billing", "--once"], &env);
-    let port = free_port();
+    let api_port = free_port();
     let child = common::gpuwatch_command(&["serve"])
         .env("DATABASE_URL", &full)
-        .env("GPUWATCH_API__LISTEN", format!("127.0.0.1:{port}"))
+        .env("GPUWATCH_API__LISTEN", format!("127.0.0.1:{api_port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let _serve = ChildGuard(child);
-    let hosts_url = format!("http://127.0.0.1:{port}/api/v1/hosts");
+    let hosts_url = format!("http://127.0.0.1:{api_port}/api/v1/hosts");
     let auth = format!("Authorization: Bearer {admin}");
     let mut hosts = None;
     wait_for("serve to list the hosts", Duration::from_secs(30), || {
@@ -319,6 +332,30 @@ fn database_tls_follows_libpqs_sslmodes() {
             "sslmode {mode} connected without TLS: {lines:?}"
         );
     }
+    // A client certificate (sslcert, sslkey) where the server asks for one.
+    psql(&pg.url(), "CREATE DATABASE certdb");
+    let me = clients.leaf(&["postgres"], 3, ExtendedKeyUsagePurpose::ClientAuth);
+    let (cert, key) = (
+        write(files.path(), "me.pem", &me.cert),
+        write(files.path(), "me.key", &me.key),
+    );
+    let certdb = |query: &str| {
+        format!("postgres://postgres@db.test:{port}/certdb?hostaddr=127.0.0.1&sslmode=verify-full&sslrootcert={ca_file}{query}")
+    };
+    let out = gpuwatch(&["migrate"], &[("DATABASE_URL", certdb(""))]);
+    assert_eq!(out.status.code(), Some(69), "{out:?}");
+    assert!(
+        one_line(&out).contains("requires a valid client certificate"),
+        "{out:?}"
+    );
+    ok(
+        &["migrate"],
+        &[(
+            "DATABASE_URL",
+            certdb(&format!("&sslcert={cert}&sslkey={key}")),
+        )],
+    );
+
     let plain = authorized("gw-disable");
     assert!(
         !plain.is_empty(),
