@@ -44,6 +44,11 @@ fn pg_config(cfg: &StoreConfig) -> Result<(Config, MakeRustls)> {
         .parse()
         .map_err(|e: tokio_postgres::Error| StoreError::BadUrl(e.to_string()))?;
     pg.ssl_mode(db_tls.ssl_mode());
+    // libpq ignores sslmode on Unix-domain sockets, where servers refuse TLS.
+    #[cfg(unix)]
+    if !pg.get_hosts().is_empty() && pg.get_hosts().iter().all(|h| matches!(h, Host::Unix(_))) {
+        pg.ssl_mode(tokio_postgres::config::SslMode::Disable);
+    }
     let connector = db_tls.connector().map_err(StoreError::BadUrl)?;
     if pg.get_connect_timeout().is_none() {
         pg.connect_timeout(Duration::from_secs(cfg.connect_timeout_secs));
