@@ -7,6 +7,7 @@ use crate::common::{self, free_port, ChildGuard, OwnPostgres};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gpuwatch_store::testing::{Kind, TestDb};
@@ -21,10 +22,11 @@ struct Ca {
     key: KeyPair,
 }
 
-/// A leaf certificate and its key, as PEM.
+/// A leaf certificate and its key, as PEM, and the certificate's DER.
 struct Leaf {
     cert: String,
     key: String,
+    der: Vec<u8>,
 }
 
 impl Ca {
@@ -58,6 +60,7 @@ impl Ca {
         Leaf {
             cert: cert.pem(),
             key: key.serialize_pem(),
+            der: cert.der().to_vec(),
         }
     }
 }
@@ -528,18 +531,28 @@ async fn serve_can_require_client_certificates() {
     assert_eq!(stored(&db), 1);
 }
 
-/// The serial of the certificate serve presents to a new connection.
-fn presented_serial(base: &str, ca: &str) -> Option<u64> {
-    let addr = base.trim_start_matches("https://");
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "openssl s_client -connect {addr} -CAfile {ca} -verify_return_error </dev/null 2>/dev/null | openssl x509 -noout -serial"
-        ))
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    u64::from_str_radix(text.trim().strip_prefix("serial=")?, 16).ok()
+/// The leaf certificate serve presents to a new connection (DER), checked
+/// against `ca`.
+fn presented(base: &str, ca: &Ca) -> Option<Vec<u8>> {
+    use std::io::Write;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.cert.der().clone()).ok()?;
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .ok()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").ok()?;
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).ok()?;
+    let mut tcp = std::net::TcpStream::connect(base.trim_start_matches("https://")).ok()?;
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    rustls::Stream::new(&mut conn, &mut tcp).flush().ok()?;
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp).ok()?;
+    }
+    Some(conn.peer_certificates()?.first()?.as_ref().to_vec())
 }
 
 #[tokio::test]
@@ -548,19 +561,20 @@ async fn a_renewed_certificate_is_served_without_a_restart() {
     let ca = Ca::new("gpuwatch test serve CA");
     let https = Https::new(&db, &ca, None);
     let (mut serve, base) = serve(&https.env, &https.ca, &[]);
-    assert_eq!(presented_serial(&base, &https.ca), Some(1));
+    let first = presented(&base, &ca).expect("a TLS session with serve");
 
     let renewed = ca.leaf(
         &["127.0.0.1", "localhost"],
         2,
         ExtendedKeyUsagePurpose::ServerAuth,
     );
+    assert_ne!(first, renewed.der);
     // Written in place, one file after the other, as a certificate manager
     // might: a half-renewed pair must not be served.
     std::fs::write(https.path("serve.pem"), &renewed.cert).unwrap();
     std::fs::write(https.path("serve.key"), &renewed.key).unwrap();
     wait_for("the renewed certificate", Duration::from_secs(20), || {
-        presented_serial(&base, &https.ca) == Some(2)
+        presented(&base, &ca).as_ref() == Some(&renewed.der)
     });
     assert!(
         serve.0.try_wait().unwrap().is_none(),
