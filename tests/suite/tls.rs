@@ -582,3 +582,67 @@ async fn a_renewed_certificate_is_served_without_a_restart() {
     );
     assert!(curl(&["--cacert", &https.ca, &format!("{base}/health")]).is_some());
 }
+
+#[test]
+fn unreadable_tls_files_are_config_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = write(dir.path(), "junk.pem", "not PEM\n");
+    let out = gpuwatch(
+        &["serve"],
+        &[
+            ("GPUWATCH_API__TLS__CERT", "/nonexistent/serve.pem".into()),
+            ("GPUWATCH_API__TLS__KEY", junk.clone()),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(64), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("api.tls.cert: /nonexistent/serve.pem"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("api.tls.key: {junk}: no PEM private key")),
+        "{err}"
+    );
+
+    let out = gpuwatch(
+        &["collector", "--once"],
+        &[
+            ("GPUWATCH_COLLECTOR__SINK", "http".into()),
+            (
+                "GPUWATCH_COLLECTOR__HTTP__URL",
+                "https://127.0.0.1:1".into(),
+            ),
+            ("GPUWATCH_COLLECTOR__HTTP__TOKEN", "gwt_x".into()),
+            ("GPUWATCH_COLLECTOR__HTTP__CA", junk.clone()),
+            (
+                "GPUWATCH_COLLECTOR__HTTP__CLIENT_CERT",
+                "/nonexistent/agent.pem".into(),
+            ),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(64), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("collector.http.ca: {junk}: no PEM certificate")),
+        "{err}"
+    );
+    assert!(
+        err.contains("collector.http.client_cert, collector.http.client_key: give both or neither"),
+        "{err}"
+    );
+
+    let out = gpuwatch(
+        &["migrate"],
+        &[(
+            "DATABASE_URL",
+            "postgres://postgres@127.0.0.1:1/x?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem"
+                .into(),
+        )],
+    );
+    assert_eq!(out.status.code(), Some(64), "{out:?}");
+    assert!(
+        one_line(&out).contains("database.url: sslrootcert=/nonexistent/ca.pem:"),
+        "{out:?}"
+    );
+}
