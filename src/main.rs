@@ -98,6 +98,7 @@ fn exit_code(f: &Failure) -> u8 {
     };
     match e {
         StoreError::Unreachable { .. }
+        | StoreError::Tls(_)
         | StoreError::AuthFailed { .. }
         | StoreError::NoSuchDatabase { .. } => EXIT_UNAVAILABLE,
         StoreError::BadUrl(_) => EXIT_CONFIG,

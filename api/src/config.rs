@@ -21,6 +21,8 @@ pub struct ApiConfig {
     pub max_future_secs: i64,
     /// How old a sample may be, days (older data would be dropped by retention anyway).
     pub max_age_days: i64,
+    /// `[api.tls]`: HTTPS (and optionally mTLS); plain HTTP without it.
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 impl Default for ApiConfig {
@@ -32,6 +34,7 @@ impl Default for ApiConfig {
             max_samples: 100_000,
             max_future_secs: 300,
             max_age_days: 30,
+            tls: None,
         }
     }
 }
@@ -63,6 +66,9 @@ impl ApiConfig {
         }
         if self.max_age_days < 1 {
             e.push("api.max_age_days: must be at least 1".into());
+        }
+        if let Some(tls) = &self.tls {
+            e.extend(tls.validate());
         }
         e
     }

@@ -33,6 +33,7 @@ mod probes;
 mod routes;
 mod server;
 mod state;
+pub mod tls;
 pub mod tokens;
 pub mod validate;
 

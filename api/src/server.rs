@@ -19,7 +19,10 @@ pub async fn serve(state: AppState, shutdown: CancellationToken) -> std::io::Res
         })?;
     let addr = listener.local_addr()?;
     // One line a supervisor (or a test) can read the real port from.
-    tracing::info!(listen = %addr, "serving /api/v1, /metrics, /health and /ready");
+    tracing::info!(listen = %addr, tls = state.cfg.tls.is_some(), "serving /api/v1, /metrics, /health and /ready");
+    if let Some(tls) = state.cfg.tls.clone() {
+        return crate::tls::serve(listener, router(state), &tls, shutdown).await;
+    }
     axum::serve(listener, router(state))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await

@@ -90,6 +90,13 @@ pub struct HttpConfig {
         deserialize_with = "gpuwatch_store::duration::seconds"
     )]
     pub timeout_secs: u64,
+    /// PEM CA bundle that signed serve's certificate; without it an https
+    /// URL is checked against the system's roots.
+    pub ca: Option<PathBuf>,
+    /// PEM client certificate, for a serve that requires one (mTLS).
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of `client_cert`.
+    pub client_key: Option<PathBuf>,
 }
 
 impl Default for HttpConfig {
@@ -98,6 +105,9 @@ impl Default for HttpConfig {
             url: "http://127.0.0.1:9400".into(),
             token: String::new(),
             timeout_secs: 10,
+            ca: None,
+            client_cert: None,
+            client_key: None,
         }
     }
 }
@@ -121,7 +131,18 @@ impl HttpConfig {
                 self.timeout_secs
             ));
         }
+        e.extend(self.tls_files().validate());
         e
+    }
+
+    /// The TLS files of this sink, checked and applied by the HTTP client.
+    pub(crate) fn tls_files(&self) -> crate::sinks::tls::TlsFiles<'_> {
+        crate::sinks::tls::TlsFiles {
+            url: &self.url,
+            ca: self.ca.as_ref(),
+            client_cert: self.client_cert.as_ref(),
+            client_key: self.client_key.as_ref(),
+        }
     }
 }
 

@@ -58,10 +58,18 @@ impl StoreConfig {
     /// Every problem with these settings, as `key: what is wrong` lines.
     pub fn validate(&self) -> Vec<String> {
         let mut errors = Vec::new();
-        if let Err(e) = self.url.parse::<tokio_postgres::Config>() {
-            errors.push(format!(
-                "database.url: not a PostgreSQL connection string ({e})"
-            ));
+        match crate::tls::split(&self.url) {
+            Err(e) => errors.push(format!("database.url: {e}")),
+            Ok((url, tls)) => {
+                if let Err(e) = url.parse::<tokio_postgres::Config>() {
+                    errors.push(format!(
+                        "database.url: not a PostgreSQL connection string ({e})"
+                    ));
+                }
+                if let Err(e) = tls.connector() {
+                    errors.push(format!("database.url: {e}"));
+                }
+            }
         }
         if self.pool_size == 0 {
             errors.push("database.pool_size: must be at least 1".into());

@@ -30,6 +30,10 @@ pub enum StoreError {
         /// the missing database
         dbname: String,
     },
+    /// The TLS handshake with the server failed or was refused: a
+    /// connection failure, with what to change in `database.url`.
+    #[error("database TLS: {0}")]
+    Tls(String),
     /// `database.url` is not a valid PostgreSQL connection string.
     #[error("database.url is not a valid PostgreSQL URL or key=value string: {0}")]
     BadUrl(String),

@@ -33,6 +33,7 @@ mod pool;
 mod rows;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod tls;
 mod writer;
 
 pub use backend::{detect, Backend, BackendPreference, ServerInfo};

@@ -3,9 +3,10 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod};
 use tokio_postgres::{
     config::{Host, TargetSessionAttrs},
-    Client, Config, NoTls,
+    Client, Config,
 };
 
+use crate::tls::{self, MakeRustls};
 use crate::{error::db_message, Result, StoreConfig, StoreError};
 
 /// The connection pool every role shares. Cheap to clone.
@@ -36,19 +37,26 @@ impl Pool {
 }
 
 /// Parses `database.url`, applying the configured connect timeout where the
-/// URL sets none.
-fn pg_config(cfg: &StoreConfig) -> Result<Config> {
-    let mut pg: Config = cfg
-        .url
+/// URL sets none, and builds the TLS connector its libpq TLS keys ask for.
+fn pg_config(cfg: &StoreConfig) -> Result<(Config, MakeRustls)> {
+    let (url, db_tls) = tls::split(&cfg.url).map_err(StoreError::BadUrl)?;
+    let mut pg: Config = url
         .parse()
         .map_err(|e: tokio_postgres::Error| StoreError::BadUrl(e.to_string()))?;
+    pg.ssl_mode(db_tls.ssl_mode());
+    // libpq ignores sslmode on Unix-domain sockets, where servers refuse TLS.
+    #[cfg(unix)]
+    if !pg.get_hosts().is_empty() && pg.get_hosts().iter().all(|h| matches!(h, Host::Unix(_))) {
+        pg.ssl_mode(tokio_postgres::config::SslMode::Disable);
+    }
+    let connector = db_tls.connector().map_err(StoreError::BadUrl)?;
     if pg.get_connect_timeout().is_none() {
         pg.connect_timeout(Duration::from_secs(cfg.connect_timeout_secs));
     }
     if pg.get_application_name().is_none() {
         pg.application_name("gpuwatch");
     }
-    Ok(pg)
+    Ok((pg, connector))
 }
 
 /// `host:port/dbname` of a config, never its password.
@@ -85,6 +93,9 @@ fn connect_error(pg: &Config, e: tokio_postgres::Error) -> StoreError {
             _ => {}
         }
     }
+    if let Some(reason) = tls::explain(&target, &e) {
+        return StoreError::Tls(reason);
+    }
     let reason = db_message(&e);
     if reason.contains("password missing") {
         return StoreError::AuthFailed {
@@ -104,8 +115,8 @@ fn connect_error(pg: &Config, e: tokio_postgres::Error) -> StoreError {
 /// Opens a single connection (for migrations and one-off work), spawning its
 /// connection task.
 pub async fn connect_one(cfg: &StoreConfig) -> Result<Client> {
-    let pg = pg_config(cfg)?;
-    let (client, conn) = pg.connect(NoTls).await.map_err(|e| connect_error(&pg, e))?;
+    let (pg, tls) = pg_config(cfg)?;
+    let (client, conn) = pg.connect(tls).await.map_err(|e| connect_error(&pg, e))?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::warn!(error = %e, "database connection closed");
@@ -141,11 +152,11 @@ pub async fn connect(cfg: &StoreConfig) -> Result<Pool> {
 /// Builds the pool without touching the server: for agents, which must keep
 /// collecting (and spooling) while the database is down.
 pub fn connect_lazy(cfg: &StoreConfig) -> Result<Pool> {
-    let pg = pg_config(cfg)?;
+    let (pg, tls) = pg_config(cfg)?;
     let target = redact(&pg);
     let mgr = Manager::from_config(
         pg.clone(),
-        NoTls,
+        tls,
         ManagerConfig {
             recycling_method: recycling(&pg),
         },

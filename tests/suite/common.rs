@@ -1,5 +1,6 @@
 //! Shared by the tests that run the `gpuwatch` binary.
 
+use std::path::PathBuf;
 use std::process::Command;
 
 /// The binary with `args` and a clean environment: the caller's
@@ -178,5 +179,135 @@ impl Prometheus {
             _child: ChildGuard(child),
             _dir: dir,
         }
+    }
+}
+
+/// Runs `cmd`, failing the test with its stderr if it fails.
+pub fn sh(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A PostgreSQL server of a test's own (the machine's PostgreSQL
+/// binaries), for tests that stop it or configure it (TLS).
+pub struct OwnPostgres {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl OwnPostgres {
+    /// initdb'd and started.
+    pub fn start_new() -> OwnPostgres {
+        let pg = OwnPostgres::init();
+        pg.start();
+        pg
+    }
+
+    /// initdb'd, not started: [`OwnPostgres::install`] and
+    /// [`OwnPostgres::configure`] come before [`OwnPostgres::start`].
+    pub fn init() -> OwnPostgres {
+        let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .expect(
+                "PostgreSQL server binaries in /usr/lib/postgresql (scripts/test.sh installs them)",
+            )
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .filter(|p| p.join("initdb").exists())
+            .collect();
+        versions.sort();
+        let bin = versions
+            .pop()
+            .expect("no initdb under /usr/lib/postgresql/*/bin");
+        let dir = tempfile::tempdir().unwrap();
+        sh(Command::new("chown").args(["postgres:postgres", dir.path().to_str().unwrap()]));
+        let data = dir.path().join("data");
+        sh(Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(bin.join("initdb"))
+            .args(["-A", "trust", "-U", "postgres", "-D"])
+            .arg(&data));
+        OwnPostgres {
+            bin,
+            dir,
+            port: free_port(),
+        }
+    }
+
+    /// The data directory.
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Writes `name` into the data directory, readable by the server only
+    /// (PostgreSQL refuses a key file others can read).
+    pub fn install(&self, name: &str, contents: &[u8]) -> PathBuf {
+        let path = self.data().join(name);
+        std::fs::write(&path, contents).unwrap();
+        sh(Command::new("chown").arg("postgres:postgres").arg(&path));
+        sh(Command::new("chmod").arg("600").arg(&path));
+        path
+    }
+
+    /// Appends settings to postgresql.conf (read at the next start).
+    pub fn configure(&self, lines: &str) {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.data().join("postgresql.conf"))
+            .unwrap();
+        writeln!(f, "{lines}").unwrap();
+    }
+
+    /// The server's log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+    }
+
+    fn ctl(&self, args: &[&str]) {
+        let data = self.dir.path().join("data");
+        let opts = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={}",
+            self.port,
+            self.dir.path().display()
+        );
+        sh(Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-o", &opts, "-l"])
+            .arg(self.dir.path().join("log"))
+            .args(["-w", "-t", "60"])
+            .args(args));
+    }
+
+    /// The port it listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Starts it (waits until it accepts connections).
+    pub fn start(&self) {
+        self.ctl(&["start"]);
+    }
+
+    /// Stops it (fast: open sessions are cut).
+    pub fn stop(&self) {
+        self.ctl(&["stop", "-m", "fast"]);
+    }
+
+    /// URL of its `postgres` database, plain.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.stop()));
     }
 }

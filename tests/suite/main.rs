@@ -29,4 +29,5 @@ mod ingest;
 mod migrate;
 mod outage;
 mod quota_alert;
+mod tls;
 mod writer;

@@ -4,10 +4,10 @@
 //! took is stored exactly once. Each test runs its own PostgreSQL server,
 //! because stopping a shared one would break the tests beside it.
 
-use crate::common::{self, free_port};
+use crate::common::{self, free_port, sh, OwnPostgres};
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,89 +15,6 @@ use std::time::{Duration, Instant};
 const HOSTS: i64 = 50;
 const GPUS_PER_HOST: i64 = 2;
 const OUTAGE: Duration = Duration::from_secs(30);
-
-fn sh(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A PostgreSQL server of this test's own (the machine's PostgreSQL binaries).
-struct OwnPostgres {
-    bin: PathBuf,
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl OwnPostgres {
-    fn start_new() -> OwnPostgres {
-        let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-            .expect(
-                "PostgreSQL server binaries in /usr/lib/postgresql (scripts/test.sh installs them)",
-            )
-            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-            .filter(|p| p.join("initdb").exists())
-            .collect();
-        versions.sort();
-        let bin = versions
-            .pop()
-            .expect("no initdb under /usr/lib/postgresql/*/bin");
-        let dir = tempfile::tempdir().unwrap();
-        sh(Command::new("chown").args(["postgres:postgres", dir.path().to_str().unwrap()]));
-        let data = dir.path().join("data");
-        sh(Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(bin.join("initdb"))
-            .args(["-A", "trust", "-U", "postgres", "-D"])
-            .arg(&data));
-        let pg = OwnPostgres {
-            bin,
-            dir,
-            port: free_port(),
-        };
-        pg.start();
-        pg
-    }
-
-    fn ctl(&self, args: &[&str]) {
-        let data = self.dir.path().join("data");
-        let opts = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={}",
-            self.port,
-            self.dir.path().display()
-        );
-        sh(Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(self.bin.join("pg_ctl"))
-            .arg("-D")
-            .arg(&data)
-            .args(["-o", &opts, "-l"])
-            .arg(self.dir.path().join("log"))
-            .args(["-w", "-t", "60"])
-            .args(args));
-    }
-
-    fn start(&self) {
-        self.ctl(&["start"]);
-    }
-
-    fn stop(&self) {
-        self.ctl(&["stop", "-m", "fast"]);
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-}
-
-impl Drop for OwnPostgres {
-    fn drop(&mut self) {
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.stop()));
-    }
-}
 
 /// A gpuwatch process, killed on drop, its stderr kept.
 struct Proc {

@@ -10,6 +10,8 @@ use crate::{HttpConfig, Inventory};
 use flate2::{write::GzEncoder, Compression};
 use gpuwatch_store::{Batch, IngestPayload, PAYLOAD_VERSION};
 
+use super::tls::explain;
+
 /// Pushes batches to the central service.
 pub struct HttpSink {
     client: reqwest::Client,
@@ -21,8 +23,14 @@ pub struct HttpSink {
 impl HttpSink {
     /// A sink for `cfg`.
     pub fn new(cfg: &HttpConfig) -> Result<Self, SinkError> {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(cfg.timeout_secs))
+        let builder = reqwest::Client::builder().timeout(Duration::from_secs(cfg.timeout_secs));
+        let client = cfg
+            .tls_files()
+            .apply(builder)
+            .map_err(|message| SinkError {
+                transient: false,
+                message,
+            })?
             .build()
             .map_err(|e| SinkError {
                 transient: false,
@@ -107,7 +115,7 @@ impl HttpSink {
             .await
             .map_err(|e| SinkError {
                 transient: true,
-                message: format!("POST {} failed: {e}", self.endpoint),
+                message: format!("POST {} failed: {}", self.endpoint, explain(&e)),
             })?;
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();

@@ -3,6 +3,7 @@
 
 pub mod copy;
 pub mod http;
+pub mod tls;
 
 use gpuwatch_store::{Batch, StoreConfig};
 
