@@ -22,6 +22,7 @@ mod billing;
 mod billing_cli;
 mod cli;
 mod dashboards;
+mod dlworkspace;
 mod exporter;
 mod host_vs_node_exporter;
 mod ingest;
