@@ -96,9 +96,12 @@ CREATE TABLE dlworkspace_retry (
     PRIMARY KEY (cluster_id, source_id)
 );
 
--- One record per cluster: the latest clusterstatus row and the last sync.
+-- One record per cluster: the latest clusterstatus row, the last sync, and
+-- whether its jobs are billed (the `bill` setting, kept by every cycle so
+-- the meter can read it where the configuration is not loaded).
 CREATE TABLE dlworkspace_clusters (
     cluster_id       VARCHAR(64) PRIMARY KEY,
+    bill             BOOLEAN NOT NULL DEFAULT false,
     status           JSONB,
     status_text      TEXT,
     status_time      timestamptz,

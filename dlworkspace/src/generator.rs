@@ -120,6 +120,68 @@ fn ddl(version: TableVersion) -> [&'static str; 4] {
     ]
 }
 
+/// One UPDATE of a job row, as DLWorkspace's job manager writes it.
+struct Update {
+    to: JobStatus,
+    retries: i64,
+    error: Option<&'static str>,
+    endpoints: Option<String>,
+    log: String,
+}
+
+impl Update {
+    fn sql(&self, version: TableVersion) -> &'static str {
+        match version {
+            TableVersion::Seed => {
+                "UPDATE jobs SET jobStatus = ?, jobStatusDetail = ?, retries = ?, \
+                 errorMsg = COALESCE(?, errorMsg), endpoints = COALESCE(?, endpoints), \
+                 jobLog = CONCAT(COALESCE(jobLog, ''), ?) WHERE jobId = ?"
+            }
+            TableVersion::Upstream => {
+                "UPDATE jobs SET jobStatus = ?, jobStatusDetail = ?, retries = ?, \
+                 errorMsg = COALESCE(?, errorMsg), endpoints = COALESCE(?, endpoints), \
+                 jobLog = CONCAT(COALESCE(jobLog, ''), ?), lastUpdated = ? WHERE jobId = ?"
+            }
+        }
+    }
+
+    fn params(self, job_id: &str, at: DateTime<Utc>, version: TableVersion) -> Vec<Value> {
+        let detail = json!([{ "message": format!("job is {}", self.to) }]).to_string();
+        let mut p: Vec<Value> = vec![
+            self.to.as_str().into(),
+            detail.into(),
+            self.retries.into(),
+            self.error.into(),
+            self.endpoints.into(),
+            self.log.into(),
+        ];
+        if version == TableVersion::Upstream {
+            p.push(at.naive_utc().into());
+        }
+        p.push(job_id.into());
+        p
+    }
+}
+
+fn error_msg(to: JobStatus) -> Option<&'static str> {
+    match to {
+        JobStatus::Failed => Some("Job failed: pod exited with code 1 (CUDA error: out of memory)"),
+        JobStatus::Error => Some("Error: failed to create pod: node not ready"),
+        JobStatus::Killed => Some("Killed by user request"),
+        _ => None,
+    }
+}
+
+/// DLWorkspace's endpoints of a running job; `nodeName` says where it runs.
+fn endpoints(job_id: &str, i: usize) -> String {
+    json!({ format!("{job_id}-ssh"): {
+        "id": format!("{job_id}-ssh"), "jobId": job_id, "name": "ssh",
+        "podName": format!("{job_id}-master"), "status": "running",
+        "nodeName": format!("node-{}", i % 16), "port": 30_000 + i % 2_000,
+    }})
+    .to_string()
+}
+
 fn second(t: DateTime<Utc>) -> DateTime<Utc> {
     // Whole seconds, as DATETIME keeps them; cannot overflow for real times.
     t.duration_trunc(TimeDelta::seconds(1)).unwrap_or(t)
@@ -353,43 +415,18 @@ impl Generator {
             let retries =
                 j.retries + i64::from(from == JobStatus::Running && to == JobStatus::Queued);
             let line = format!("{} {to}\n", at.format("%Y-%m-%dT%H:%M:%SZ"));
-            let error = match to {
-                JobStatus::Failed => {
-                    Some("Job failed: pod exited with code 1 (CUDA error: out of memory)")
-                }
-                JobStatus::Error => Some("Error: failed to create pod: node not ready"),
-                JobStatus::Killed => Some("Killed by user request"),
-                _ => None,
+            let update = Update {
+                to,
+                retries,
+                error: error_msg(to),
+                endpoints: (to == JobStatus::Running).then(|| endpoints(&j.job_id, i)),
+                log: line.clone(),
             };
-            let endpoints = (to == JobStatus::Running).then(|| {
-                json!({ format!("{}-ssh", j.job_id): {
-                    "id": format!("{}-ssh", j.job_id), "jobId": j.job_id, "name": "ssh",
-                    "podName": format!("{}-master", j.job_id), "status": "running",
-                    "nodeName": format!("node-{}", i % 16), "port": 30_000 + i % 2_000,
-                }})
-                .to_string()
-            });
-            let detail = json!([{ "message": format!("job is {to}") }]).to_string();
-            let mut sql = String::from(
-                "UPDATE jobs SET jobStatus = ?, jobStatusDetail = ?, retries = ?, \
-                 errorMsg = COALESCE(?, errorMsg), endpoints = COALESCE(?, endpoints), \
-                 jobLog = CONCAT(COALESCE(jobLog, ''), ?)",
-            );
-            let mut params: Vec<Value> = vec![
-                to.as_str().into(),
-                detail.into(),
-                retries.into(),
-                error.into(),
-                endpoints.into(),
-                line.clone().into(),
-            ];
-            if self.version == TableVersion::Upstream {
-                sql.push_str(", lastUpdated = ?");
-                params.push(at.naive_utc().into());
-            }
-            sql.push_str(" WHERE jobId = ?");
-            params.push(j.job_id.clone().into());
-            tx.exec_drop(sql, params).await?;
+            tx.exec_drop(
+                update.sql(self.version),
+                update.params(&j.job_id, at, self.version),
+            )
+            .await?;
             next.push((i, retries, line));
         }
         tx.commit().await?;
@@ -407,6 +444,66 @@ impl Generator {
             });
         }
         Ok(which.len())
+    }
+
+    /// Moves every open job but the newest `keep_open` straight to the end
+    /// of its lifecycle at `at`: a cluster's past, written before any sync
+    /// watches (a sync would see only the final status). Every transition
+    /// is still logged, at `at`.
+    pub async fn settle(&mut self, keep_open: usize, at: DateTime<Utc>) -> mysql_async::Result<()> {
+        let at = second(at);
+        let open: Vec<usize> = (0..self.jobs.len())
+            .filter(|&i| self.jobs[i].open())
+            .collect();
+        let settle = &open[..open.len().saturating_sub(keep_open)];
+        for chunk in settle.chunks(5_000) {
+            let mut tx = self.pool.start_transaction(TxOpts::default()).await?;
+            for &i in chunk {
+                let j = &self.jobs[i];
+                let last = *j.plan.last().unwrap_or(&JobStatus::Unapproved);
+                let retries = j
+                    .plan
+                    .windows(2)
+                    .filter(|w| w[0] == JobStatus::Running && w[1] == JobStatus::Queued)
+                    .count() as i64;
+                let lines: String = j.plan[j.at + 1..]
+                    .iter()
+                    .map(|s| format!("{} {s}\n", at.format("%Y-%m-%dT%H:%M:%SZ")))
+                    .collect();
+                let ran = j.plan.contains(&JobStatus::Running);
+                let update = Update {
+                    to: last,
+                    retries,
+                    error: error_msg(last),
+                    endpoints: ran.then(|| endpoints(&j.job_id, i)),
+                    log: lines,
+                };
+                tx.exec_drop(
+                    update.sql(self.version),
+                    update.params(&j.job_id, at, self.version),
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            for &i in chunk {
+                let j = &mut self.jobs[i];
+                while j.open() {
+                    j.at += 1;
+                    let st = j.plan[j.at];
+                    j.retries += i64::from(
+                        st == JobStatus::Queued && j.plan[j.at - 1] == JobStatus::Running,
+                    );
+                    self.log.push(Transition {
+                        job_id: j.job_id.clone(),
+                        user_name: j.user.clone(),
+                        status: st,
+                        at,
+                        gpus: j.gpus,
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Writes a `clusterstatus` row at `at`, as DLWorkspace's cluster

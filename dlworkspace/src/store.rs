@@ -300,15 +300,15 @@ pub async fn remap_owners<C: GenericClient>(
 pub async fn cycle_done<C: GenericClient>(
     c: &C,
     cluster: &str,
+    bill: bool,
     unmapped: i32,
-    error: Option<&str>,
 ) -> Result<()> {
     c.execute(
-        "INSERT INTO dlworkspace_clusters (cluster_id, unmapped_owners, last_sync_at, last_error)
-         VALUES ($1, $2, now(), $3)
-         ON CONFLICT (cluster_id) DO UPDATE SET unmapped_owners = EXCLUDED.unmapped_owners,
-             last_sync_at = now(), last_error = EXCLUDED.last_error",
-        &[&cluster, &unmapped, &error],
+        "INSERT INTO dlworkspace_clusters (cluster_id, bill, unmapped_owners, last_sync_at, last_error)
+         VALUES ($1, $2, $3, now(), NULL)
+         ON CONFLICT (cluster_id) DO UPDATE SET bill = EXCLUDED.bill,
+             unmapped_owners = EXCLUDED.unmapped_owners, last_sync_at = now(), last_error = NULL",
+        &[&cluster, &bill, &unmapped],
     )
     .await
     .map_err(q("recording the sync in dlworkspace_clusters"))?;

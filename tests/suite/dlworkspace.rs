@@ -430,3 +430,61 @@ both_backends! {
         }
     }
 }
+
+both_backends! {
+    async fn a_row_postgresql_refuses_is_kept_for_retry_and_the_page_still_lands(db) {
+        // Schemas drift: this cluster's jobType grew past the 255
+        // characters training_jobs keeps.
+        let mut s = setup(&db, TableVersion::Seed, None).await;
+        s.generator.submit(20, t0()).await.expect("submit");
+        let mut conn = s.generator.conn().await.unwrap();
+        conn.query_drop("ALTER TABLE jobs MODIFY jobType TEXT NOT NULL").await.unwrap();
+        conn.query_drop(format!(
+            "INSERT INTO jobs (jobId, familyToken, isParent, jobName, userName, jobStatus, jobType, jobParams)
+             VALUES ('too-long', 'f', 1, 'x', 'alice', 'queued', '{}', '{{}}')",
+            "t".repeat(300)
+        )).await.unwrap();
+        let r = sync_once(&s.pool, &s.cluster).await.expect("sync");
+        assert_eq!(r.bad_rows, 1);
+        let c = db.client().await;
+        let cluster = s.cluster.id.clone();
+        let n: i64 = c.query_one("SELECT count(*) FROM training_jobs WHERE cluster_id = $1", &[&cluster])
+            .await.unwrap().get(0);
+        assert_eq!(n, 20);
+        let reason: String = c.query_one(
+            "SELECT reason FROM dlworkspace_retry WHERE cluster_id = $1 AND job_id = 'too-long'", &[&cluster])
+            .await.unwrap().get(0);
+        assert!(reason.contains("training_jobs refused it"), "{reason}");
+        assert_eq!(recorded(&db, &cluster).await, made(&s.generator));
+        drop(conn);
+        s.generator.drop_database().await.expect("drop");
+    }
+}
+
+both_backends! {
+    async fn two_syncs_of_one_cluster_at_once_record_each_transition_once(db) {
+        // Replicas of the sync: the per-cluster lock orders their writes.
+        for version in VERSIONS {
+            let mut s = setup(&db, version, None).await;
+            s.generator.submit(200, t0()).await.expect("submit");
+            let mut at = t0();
+            while s.generator.open_jobs() > 0 {
+                let (a, b) = tokio::join!(
+                    sync_once(&s.pool, &s.cluster),
+                    sync_once(&s.pool, &s.cluster)
+                );
+                a.expect("first replica");
+                b.expect("second replica");
+                at += TimeDelta::seconds(30);
+                s.generator.step(at).await.expect("step");
+            }
+            sync_once(&s.pool, &s.cluster).await.expect("last sync");
+            assert_eq!(recorded(&db, &s.cluster.id).await, made(&s.generator), "{version:?}");
+            let bill: bool = db.client().await.query_one(
+                "SELECT bill FROM dlworkspace_clusters WHERE cluster_id = $1", &[&s.cluster.id])
+                .await.unwrap().get(0);
+            assert!(!bill);
+            s.generator.drop_database().await.expect("drop");
+        }
+    }
+}
