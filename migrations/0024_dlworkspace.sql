@@ -35,8 +35,9 @@ ALTER TABLE training_jobs ALTER COLUMN job_params DROP NOT NULL;
 ALTER TABLE training_jobs DROP CONSTRAINT uq_training_jobs_job_id;
 ALTER TABLE training_jobs ADD CONSTRAINT uq_training_jobs_cluster_job UNIQUE (cluster_id, job_id);
 
--- The seed table version has no lastUpdated: each cycle re-reads the jobs
--- not yet final, found here.
+-- Each cycle re-reads the jobs not yet final, found here: seed 002's table
+-- has no lastUpdated, and upstream DLWorkspace changes jobStatus without
+-- touching its lastUpdated.
 CREATE INDEX idx_training_jobs_cluster_open ON training_jobs (cluster_id, source_id)
     WHERE job_status NOT IN ('finished', 'failed', 'error', 'killed');
 CREATE INDEX idx_training_jobs_cluster_unmapped ON training_jobs (cluster_id, user_name)
@@ -44,7 +45,7 @@ CREATE INDEX idx_training_jobs_cluster_unmapped ON training_jobs (cluster_id, us
 
 -- Every status a job was seen in, once per change, like
 -- environment_status_history. valid_from is the source's lastUpdated where
--- the table has it, else the time the sync first saw the status.
+-- it moved with the status, else the time the sync first saw the status.
 CREATE TABLE training_job_status_history (
     id          BIGSERIAL PRIMARY KEY,
     cluster_id  VARCHAR(64) NOT NULL,

@@ -61,6 +61,7 @@ pub struct Generator {
     jobs: Vec<Job>,
     log: Vec<Transition>,
     status_rows: u64,
+    stamp_changes: bool,
 }
 
 const USERS: [&str; 6] = ["alice", "bob", "carol", "dave", "erin", "frank"];
@@ -228,7 +229,25 @@ impl Generator {
             jobs: Vec::new(),
             log: Vec::new(),
             status_rows: 0,
+            stamp_changes: true,
         })
+    }
+
+    /// Whether a status change also sets `lastUpdated` (upstream tables
+    /// only; the default). Upstream DLWorkspace's own updates do not, and
+    /// `false` writes as they do.
+    pub fn stamp_last_updated(&mut self, on: bool) {
+        self.stamp_changes = on;
+    }
+
+    /// The version whose UPDATE statements are written: an upstream table
+    /// whose writer leaves lastUpdated alone is updated like a seed one.
+    fn update_version(&self) -> TableVersion {
+        if self.stamp_changes {
+            self.version
+        } else {
+            TableVersion::Seed
+        }
     }
 
     /// The database's name.
@@ -407,6 +426,7 @@ impl Generator {
 
     async fn advance(&mut self, which: &[usize], at: DateTime<Utc>) -> mysql_async::Result<usize> {
         let at = second(at);
+        let uv = self.update_version();
         let mut tx = self.pool.start_transaction(TxOpts::default()).await?;
         let mut next = Vec::with_capacity(which.len());
         for &i in which {
@@ -422,11 +442,8 @@ impl Generator {
                 endpoints: (to == JobStatus::Running).then(|| endpoints(&j.job_id, i)),
                 log: line.clone(),
             };
-            tx.exec_drop(
-                update.sql(self.version),
-                update.params(&j.job_id, at, self.version),
-            )
-            .await?;
+            tx.exec_drop(update.sql(uv), update.params(&j.job_id, at, uv))
+                .await?;
             next.push((i, retries, line));
         }
         tx.commit().await?;
@@ -456,6 +473,7 @@ impl Generator {
             .filter(|&i| self.jobs[i].open())
             .collect();
         let settle = &open[..open.len().saturating_sub(keep_open)];
+        let uv = self.update_version();
         for chunk in settle.chunks(5_000) {
             let mut tx = self.pool.start_transaction(TxOpts::default()).await?;
             for &i in chunk {
@@ -478,11 +496,8 @@ impl Generator {
                     endpoints: ran.then(|| endpoints(&j.job_id, i)),
                     log: lines,
                 };
-                tx.exec_drop(
-                    update.sql(self.version),
-                    update.params(&j.job_id, at, self.version),
-                )
-                .await?;
+                tx.exec_drop(update.sql(uv), update.params(&j.job_id, at, uv))
+                    .await?;
             }
             tx.commit().await?;
             for &i in chunk {
@@ -521,10 +536,18 @@ impl Generator {
             "gpu_used": running, "node_status": [{"name": "node-0", "ready": true}],
             "user_status": USERS, "seq": self.status_rows,
         });
+        // Upstream DLWorkspace stores the status as base64 of its JSON.
+        let status = match self.version {
+            TableVersion::Seed => status.to_string(),
+            TableVersion::Upstream => {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD.encode(status.to_string())
+            }
+        };
         let mut conn = self.pool.get_conn().await?;
         conn.exec_drop(
             "INSERT INTO clusterstatus (status, time) VALUES (?, ?)",
-            (status.to_string(), second(at).naive_utc()),
+            (status, second(at).naive_utc()),
         )
         .await
     }

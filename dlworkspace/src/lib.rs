@@ -6,9 +6,10 @@
 //! - [`DlworkspaceConfig`] / [`ClusterConfig`]: `[[dlworkspace.clusters]]`.
 //! - [`sync_once`] runs one cycle of one cluster; [`run`] repeats it per
 //!   cluster at its poll interval until shutdown.
-//! - Data enters by SELECT only: new jobs by `id`, changed jobs by
-//!   `lastUpdated` where the table has it (upstream's version), else by
-//!   re-reading the jobs not yet final (seed 002's version).
+//! - Data enters by SELECT only: new jobs by `id`; changed jobs by
+//!   re-reading the jobs not yet final, and on upstream's table version
+//!   also by `lastUpdated` (which catches changes to jobs already final,
+//!   and dates changes exactly where the writer maintains it).
 //! - Data leaves into `training_jobs` (one row per job),
 //!   `training_job_status_history` (every status change once),
 //!   `dlworkspace_clusters` (latest clusterstatus, unmapped owners), with

@@ -75,10 +75,13 @@ pub struct MappedJob {
     /// The node the job ran on: `nodeName` of its endpoints, else
     /// `jobParams.nodeName`.
     pub host_id: Option<String>,
-    /// Since when the job is in its status: `lastUpdated`, else the time the
-    /// sync saw it; whole seconds. Not a column of `training_jobs`: it goes
-    /// into the status history and started_at/finished_at.
+    /// `lastUpdated`, else the time the sync saw the row; whole seconds.
+    /// Not a column of `training_jobs`: the upsert takes it as the start of
+    /// a new status only where `lastUpdated` moved with the status (see
+    /// [`crate::store::upsert`]).
     pub valid_from: DateTime<Utc>,
+    /// When the sync read the row, whole seconds.
+    pub observed_at: DateTime<Utc>,
 }
 
 /// The recordset columns of [`MappedJob`] with their SQL types, in field
@@ -115,6 +118,7 @@ pub const JOB_COLUMNS: &[(&str, &str)] = &[
     ("job_training_type", "text"),
     ("host_id", "text"),
     ("valid_from", "timestamptz"),
+    ("observed_at", "timestamptz"),
 ];
 
 fn utc(t: NaiveDateTime) -> DateTime<Utc> {
@@ -266,6 +270,7 @@ pub fn map(src: SourceJob, observed: DateTime<Utc>) -> Result<MappedJob, String>
         last_updated,
         gpu_count: gpus,
         valid_from: second(last_updated.unwrap_or(observed)),
+        observed_at: second(observed),
     })
 }
 

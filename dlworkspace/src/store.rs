@@ -158,12 +158,13 @@ fn customer_expr(rule: OwnerRule) -> &'static str {
     }
 }
 
-/// Columns of training_jobs filled from the source (not `valid_from`).
+/// Columns of training_jobs filled from the source (the recordset's two
+/// times are not columns).
 fn job_cols() -> impl Iterator<Item = &'static str> {
     JOB_COLUMNS
         .iter()
         .map(|(c, _)| *c)
-        .filter(|c| *c != "valid_from")
+        .filter(|c| *c != "valid_from" && *c != "observed_at")
 }
 
 fn upsert_sql(rule: OwnerRule) -> String {
@@ -193,15 +194,23 @@ fn upsert_sql(rule: OwnerRule) -> String {
             FROM jsonb_to_recordset($1::jsonb) AS s({defs})
          ),
          prev AS (
-            SELECT t.job_id, t.job_status FROM training_jobs t
+            SELECT t.job_id, t.job_status, t.last_updated FROM training_jobs t
             WHERE t.cluster_id = $2 AND t.job_id IN (SELECT job_id FROM src)
+         ),
+         eff AS (
+            SELECT s.*, p.job_status AS prev_status,
+                   CASE WHEN s.last_updated IS NOT NULL
+                             AND (p.job_id IS NULL OR p.last_updated IS NULL
+                                  OR s.last_updated > p.last_updated)
+                        THEN s.valid_from ELSE s.observed_at END AS since
+            FROM src s LEFT JOIN prev p ON p.job_id = s.job_id
          ),
          up AS (
             INSERT INTO training_jobs AS t (cluster_id, {cols}, customer_id, started_at, finished_at)
             SELECT $2, {cols}, customer_id,
-                   CASE WHEN job_status = 'running' THEN valid_from END,
-                   CASE WHEN job_status IN ({fin}) THEN valid_from END
-            FROM src
+                   CASE WHEN job_status = 'running' THEN since END,
+                   CASE WHEN job_status IN ({fin}) THEN since END
+            FROM eff
             ON CONFLICT (cluster_id, job_id) DO UPDATE SET {set},
                 customer_id = COALESCE(EXCLUDED.customer_id, t.customer_id),
                 started_at = COALESCE(t.started_at, EXCLUDED.started_at),
@@ -215,10 +224,9 @@ fn upsert_sql(rule: OwnerRule) -> String {
          hist AS (
             INSERT INTO training_job_status_history
                 (cluster_id, job_id, status, user_name, customer_id, gpu_count, gpu_type, valid_from)
-            SELECT $2, s.job_id, s.job_status, s.user_name, s.customer_id, s.gpu_count, s.gpu_type,
-                   s.valid_from
-            FROM src s LEFT JOIN prev p ON p.job_id = s.job_id
-            WHERE p.job_status IS DISTINCT FROM s.job_status
+            SELECT $2, job_id, job_status, user_name, customer_id, gpu_count, gpu_type, since
+            FROM eff
+            WHERE prev_status IS DISTINCT FROM job_status
             RETURNING 1
          )
          SELECT (SELECT count(*) FROM up), (SELECT count(*) FROM hist)"
@@ -228,6 +236,12 @@ fn upsert_sql(rule: OwnerRule) -> String {
 /// Inserts or updates the jobs and records each status change once. Jobs
 /// must have distinct `job_id`s. A row equal to the stored one changes
 /// nothing (not even `updated_at`).
+///
+/// A new status starts at the row's `lastUpdated` only where that moved
+/// since the job was last stored: upstream DLWorkspace's own updates of
+/// `jobStatus` leave `lastUpdated` alone, and its stale value would date
+/// the change back to the job's submission. Otherwise the status starts
+/// when the sync saw it.
 pub async fn upsert<C: GenericClient>(
     c: &C,
     cluster: &str,
@@ -246,13 +260,25 @@ pub async fn upsert<C: GenericClient>(
     })
 }
 
+/// clusterstatus.status is JSON in seed 002's description and base64 of
+/// JSON as upstream DLWorkspace writes it (UpdateClusterStatus).
+fn status_json(raw: &str) -> Option<serde_json::Value> {
+    use base64::Engine;
+    serde_json::from_str(raw).ok().or_else(|| {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(raw.trim())
+            .ok()?;
+        serde_json::from_slice(&bytes).ok()
+    })
+}
+
 /// Keeps the latest clusterstatus row in the cluster's record.
 pub async fn cluster_status<C: GenericClient>(
     c: &C,
     cluster: &str,
     row: &ClusterStatusRow,
 ) -> Result<()> {
-    let json: Option<serde_json::Value> = serde_json::from_str(&row.status).ok();
+    let json = status_json(&row.status);
     let text = json.is_none().then_some(row.status.as_str());
     c.execute(
         "INSERT INTO dlworkspace_clusters (cluster_id, status, status_text, status_time, status_source_id)

@@ -233,21 +233,22 @@ impl Cycle<'_> {
         Ok(bad)
     }
 
-    /// Re-reads rows by id: those kept for retry, and on seed tables the
-    /// jobs not yet final (their changes have no timestamp to find them by).
+    /// Re-reads rows by id: those kept for retry, and the jobs not yet
+    /// final. On seed tables their changes have no timestamp to find them
+    /// by; on upstream tables DLWorkspace itself sets `jobStatus` without
+    /// touching `lastUpdated` (its UpdateJobTextField and SetJobError), so
+    /// `lastUpdated` alone would lose status changes.
     async fn reread(&mut self, conn: &mut Conn) -> Result<(), DlwsError> {
         let k = self.cluster;
         let client = self.pool.get().await.map_err(self.store())?;
         let mut ids = store::retry_ids(&**client, &k.id)
             .await
             .map_err(self.store())?;
-        if self.cols.version() == TableVersion::Seed {
-            ids.extend(
-                store::open_source_ids(&**client, &k.id)
-                    .await
-                    .map_err(self.store())?,
-            );
-        }
+        ids.extend(
+            store::open_source_ids(&**client, &k.id)
+                .await
+                .map_err(self.store())?,
+        );
         drop(client);
         ids.sort_unstable();
         ids.dedup();

@@ -37,12 +37,12 @@ struct Setup {
     cluster: ClusterConfig,
 }
 
-async fn setup(db: &TestDb, version: TableVersion, via_port: Option<u16>) -> Setup {
+async fn setup(db: &TestDb, version: TableVersion, via_port: Option<u16>, tag: &str) -> Setup {
     let cfg = db.store_config();
     migrate(&cfg).await.expect("migrate");
     let pool = gpuwatch_store::connect(&cfg).await.expect("pool");
     let id = format!(
-        "{}-{}",
+        "{}-{}{tag}",
         db.name().trim_start_matches("gw_test_"),
         version.name()
     );
@@ -142,8 +142,15 @@ async fn run_to_the_end(s: &mut Setup, start: DateTime<Utc>) {
 
 both_backends! {
     async fn a_full_lifecycle_arrives_once_and_a_resync_changes_nothing(db) {
-        for version in VERSIONS {
-            let mut s = setup(&db, version, None).await;
+        // Upstream's table, written as upstream DLWorkspace does it too:
+        // status changes that leave lastUpdated alone.
+        for (version, stamped) in [
+            (TableVersion::Seed, false),
+            (TableVersion::Upstream, true),
+            (TableVersion::Upstream, false),
+        ] {
+            let mut s = setup(&db, version, None, if stamped { "" } else { "-unstamped" }).await;
+            s.generator.stamp_last_updated(stamped);
             s.generator.submit(40, t0()).await.expect("submit");
             run_to_the_end(&mut s, t0()).await;
             sync_once(&s.pool, &s.cluster).await.expect("last sync");
@@ -188,7 +195,16 @@ both_backends! {
                     &[&cluster],
                 ).await.unwrap().get(0);
             assert_eq!(gpus, 0);
-            if version == TableVersion::Upstream {
+            if !stamped {
+                // No moved lastUpdated to go by: changes are dated when seen,
+                // never back to the job's submission.
+                let stale: i64 = c.query_one(
+                    "SELECT count(*) FROM training_job_status_history WHERE cluster_id = $1
+                     AND status <> 'unapproved' AND valid_from < now() - interval '10 minutes'",
+                    &[&cluster]).await.unwrap().get(0);
+                assert_eq!(stale, 0, "{version:?} unstamped: a change dated back");
+            }
+            if stamped {
                 // valid_from is the source's lastUpdated: the generator's own times.
                 let mut log: Vec<(String, String, i64)> = s.generator.log().iter()
                     .map(|t| (t.job_id.clone(), t.status.to_string(), t.at.timestamp())).collect();
@@ -211,7 +227,7 @@ both_backends! {
 both_backends! {
     async fn bad_rows_are_logged_kept_and_retried_while_the_rest_syncs(db) {
         for version in VERSIONS {
-            let mut s = setup(&db, version, None).await;
+            let mut s = setup(&db, version, None, "").await;
             s.generator.submit(5, t0()).await.expect("submit");
             let mut conn = s.generator.conn().await.unwrap();
             let vc = if version == TableVersion::Upstream { ", vcName" } else { "" };
@@ -266,7 +282,7 @@ both_backends! {
 
 both_backends! {
     async fn owners_map_by_username_or_table_and_unmapped_ones_are_reported(db) {
-        let mut s = setup(&db, TableVersion::Upstream, None).await;
+        let mut s = setup(&db, TableVersion::Upstream, None, "").await;
         let c = db.client().await;
         let alice: i64 = c.query_one(
             "INSERT INTO customers (username, email, password_hash) VALUES ('alice', 'a@example.com', 'x') RETURNING id",
@@ -312,7 +328,7 @@ both_backends! {
 both_backends! {
     async fn the_latest_clusterstatus_and_its_age_are_kept(db) {
         for version in VERSIONS {
-            let mut s = setup(&db, version, None).await;
+            let mut s = setup(&db, version, None, "").await;
             let old = Utc::now() - TimeDelta::seconds(600);
             s.generator.cluster_status(old - TimeDelta::seconds(60)).await.unwrap();
             s.generator.cluster_status(old).await.unwrap();
@@ -392,7 +408,7 @@ both_backends! {
         // 100 ms cycle is 30 missed cycles, as 30 s is against a 1 s poll.
         let proxy = Proxy::start().await;
         for version in VERSIONS {
-            let mut s = setup(&db, version, Some(proxy.port)).await;
+            let mut s = setup(&db, version, Some(proxy.port), "").await;
             s.generator.submit(30, t0()).await.expect("submit");
             sync_once(&s.pool, &s.cluster).await.expect("first sync");
             let (mut at, mut failed_syncs, mut failed_steps) = (t0(), 0, 0);
@@ -435,7 +451,7 @@ both_backends! {
     async fn a_row_postgresql_refuses_is_kept_for_retry_and_the_page_still_lands(db) {
         // Schemas drift: this cluster's jobType grew past the 255
         // characters training_jobs keeps.
-        let mut s = setup(&db, TableVersion::Seed, None).await;
+        let mut s = setup(&db, TableVersion::Seed, None, "").await;
         s.generator.submit(20, t0()).await.expect("submit");
         let mut conn = s.generator.conn().await.unwrap();
         conn.query_drop("ALTER TABLE jobs MODIFY jobType TEXT NOT NULL").await.unwrap();
@@ -465,7 +481,7 @@ both_backends! {
     async fn two_syncs_of_one_cluster_at_once_record_each_transition_once(db) {
         // Replicas of the sync: the per-cluster lock orders their writes.
         for version in VERSIONS {
-            let mut s = setup(&db, version, None).await;
+            let mut s = setup(&db, version, None, "").await;
             s.generator.submit(200, t0()).await.expect("submit");
             let mut at = t0();
             while s.generator.open_jobs() > 0 {
