@@ -464,11 +464,15 @@ impl Generator {
     }
 
     /// Moves every open job but the newest `keep_open` straight to the end
-    /// of its lifecycle at `at`: a cluster's past, written before any sync
-    /// watches (a sync would see only the final status). Every transition
-    /// is still logged, at `at`.
-    pub async fn settle(&mut self, keep_open: usize, at: DateTime<Utc>) -> mysql_async::Result<()> {
-        let at = second(at);
+    /// of its lifecycle, the k-th of them at `from` + k seconds: a cluster's
+    /// past, written before any sync watches (a sync would see only the
+    /// final status). Every transition is still logged, at its job's time.
+    pub async fn settle(
+        &mut self,
+        keep_open: usize,
+        from: DateTime<Utc>,
+    ) -> mysql_async::Result<()> {
+        let from = second(from);
         let open: Vec<usize> = (0..self.jobs.len())
             .filter(|&i| self.jobs[i].open())
             .collect();
@@ -477,6 +481,7 @@ impl Generator {
         for chunk in settle.chunks(5_000) {
             let mut tx = self.pool.start_transaction(TxOpts::default()).await?;
             for &i in chunk {
+                let at = from + TimeDelta::seconds(i as i64);
                 let j = &self.jobs[i];
                 let last = *j.plan.last().unwrap_or(&JobStatus::Unapproved);
                 let retries = j
@@ -501,6 +506,7 @@ impl Generator {
             }
             tx.commit().await?;
             for &i in chunk {
+                let at = from + TimeDelta::seconds(i as i64);
                 let j = &mut self.jobs[i];
                 while j.open() {
                     j.at += 1;

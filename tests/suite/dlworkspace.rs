@@ -35,6 +35,35 @@ struct Setup {
     pool: Pool,
     generator: Generator,
     cluster: ClusterConfig,
+    _drop: DropMysqlDb,
+}
+
+/// Drops the test's MySQL database even when the test panics (as TestDb
+/// does for PostgreSQL), from a thread of its own: Drop cannot await.
+struct DropMysqlDb(String);
+
+impl Drop for DropMysqlDb {
+    fn drop(&mut self) {
+        let name = self.0.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            if let Ok(rt) = rt {
+                rt.block_on(async {
+                    if let Ok(opts) = mysql_async::Opts::from_url(&mysql_server()) {
+                        if let Ok(mut c) = mysql_async::Conn::new(opts).await {
+                            let _ = c
+                                .query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
+                                .await;
+                            let _ = c.disconnect().await;
+                        }
+                    }
+                });
+            }
+        })
+        .join();
+    }
 }
 
 async fn setup(db: &TestDb, version: TableVersion, via_port: Option<u16>, tag: &str) -> Setup {
@@ -75,6 +104,7 @@ async fn setup(db: &TestDb, version: TableVersion, via_port: Option<u16>, tag: &
     };
     Setup {
         pool,
+        _drop: DropMysqlDb(generator.database().to_string()),
         generator,
         cluster,
     }
