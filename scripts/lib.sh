@@ -30,3 +30,29 @@ ensure_postgres() {
   for _ in $(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && return 0; sleep 1; done
   log "error: PostgreSQL did not come up on 127.0.0.1:5432"; return 1
 }
+
+# MariaDB on 127.0.0.1:3306 where root connects over TCP without a password,
+# as on this machine kind: the DLWorkspace tests' stand-in for a cluster's
+# MySQL. Started if installed and down, installed (and root opened to
+# loopback TCP) if absent. A test server only: never point it elsewhere.
+ensure_mariadb() {
+  command -v mariadb-admin >/dev/null || need_packages mariadb-client
+  if mariadb-admin -h 127.0.0.1 -P 3306 -u root status >/dev/null 2>&1; then return 0; fi
+  [ -x /usr/sbin/mariadbd ] || need_packages mariadb-server
+  mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld
+  [ -d /var/lib/mysql/mysql ] || mariadb-install-db --user=mysql --datadir=/var/lib/mysql >&2
+  log "starting MariaDB on 127.0.0.1:3306"
+  setsid /usr/sbin/mariadbd --user=mysql --bind-address=127.0.0.1 --port=3306 --skip-name-resolve \
+    >/var/log/gpuwatch-mariadb.log 2>&1 < /dev/null &
+  for _ in $(seq 30); do
+    if mariadb-admin -u root status >/dev/null 2>&1; then
+      # Debian's root authenticates by Unix socket only; the tests connect
+      # over TCP as root with no password.
+      mariadb -u root -e "CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY '';
+        GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;" >&2
+      mariadb-admin -h 127.0.0.1 -P 3306 -u root status >/dev/null 2>&1 && return 0
+    fi
+    sleep 1
+  done
+  log "error: MariaDB did not come up on 127.0.0.1:3306 (see /var/log/gpuwatch-mariadb.log)"; return 1
+}

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Runs every test of gpuwatch against real servers: plain PostgreSQL on
-# 127.0.0.1:5432 (DATABASE_URL) and TimescaleDB from scripts/timescaledb.sh
-# (TIMESCALE_URL), both started here when they are not up. Extra arguments
+# 127.0.0.1:5432 (DATABASE_URL), TimescaleDB from scripts/timescaledb.sh
+# (TIMESCALE_URL) and MariaDB on 127.0.0.1:3306 (MYSQL_URL, the DLWorkspace
+# tests' cluster database), all started here when they are not up. Extra arguments
 # go to `cargo test` (e.g. scripts/test.sh --test suite -- cli::).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 ensure_postgres
+ensure_mariadb
 # node_exporter is the reference the host source is checked against; curl
 # and the PostgreSQL server binaries serve the outage tests; prometheus (with
 # promtool) scrapes and checks /metrics; aiosmtpd is the real SMTP server the
@@ -15,7 +17,8 @@ ensure_postgres
 need_packages prometheus-node-exporter curl prometheus python3-aiosmtpd
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 export TIMESCALE_URL="${TIMESCALE_URL:-$(scripts/timescaledb.sh | tail -n1)}"
-log "plain PostgreSQL: $DATABASE_URL, TimescaleDB: $TIMESCALE_URL"
+export MYSQL_URL="${MYSQL_URL:-mysql://root@127.0.0.1:3306}"
+log "plain PostgreSQL: $DATABASE_URL, TimescaleDB: $TIMESCALE_URL, MariaDB: $MYSQL_URL"
 out=$(mktemp)
 set +e
 cargo test --workspace "$@" 2>&1 | tee "$out"

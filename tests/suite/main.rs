@@ -23,6 +23,7 @@ mod billing_cli;
 mod cgroup_real;
 mod cli;
 mod dashboards;
+mod dlworkspace;
 mod exporter;
 mod host_vs_node_exporter;
 mod ingest;

@@ -42,8 +42,9 @@ const SEED_TABLES: [&str; 33] = [
 ];
 /// gpuwatch's own tables beside the seed's (tiers of the metric tables, API
 /// tokens, the alerter's groups, outbox, silences and inhibition rules,
-/// billing's status history, prices and meter state).
-const OWN_TABLES: [&str; 22] = [
+/// billing's status history, prices and meter state, the DLWorkspace sync's
+/// job history, cursor, retries, cluster records and owner map).
+const OWN_TABLES: [&str; 27] = [
     "gpu_metrics_fleet_1h",
     "gpu_metrics_fleet_1d",
     "host_metrics_fleet_1h",
@@ -66,6 +67,11 @@ const OWN_TABLES: [&str; 22] = [
     "billing_recompute_queue",
     "billing_prices",
     "billing_meter_errors",
+    "training_job_status_history",
+    "dlworkspace_cursors",
+    "dlworkspace_retry",
+    "dlworkspace_clusters",
+    "dlworkspace_owner_map",
 ];
 const METRIC_TABLES: [&str; 3] = ["host_metrics", "gpu_metrics", "environment_metrics"];
 
