@@ -216,7 +216,8 @@ fn exit_code(f: &Failure) -> u8 {
     match e {
         StoreError::Unreachable { .. }
         | StoreError::AuthFailed { .. }
-        | StoreError::NoSuchDatabase { .. } => EXIT_UNAVAILABLE,
+        | StoreError::NoSuchDatabase { .. }
+        | StoreError::ReadOnly { .. } => EXIT_UNAVAILABLE,
         StoreError::BadUrl(_) => EXIT_CONFIG,
         _ => 1,
     }
