@@ -6,7 +6,8 @@
 //! - gpuwatch's own metrics: whatever the roles in this process registered in
 //!   the `prometheus` crate's default registry (ingest, batch writer, spool,
 //!   alerter), plus the aggregator's tier lag read from the database, since
-//!   the aggregator may run elsewhere.
+//!   the aggregator may run elsewhere, and the database's role and
+//!   replication lag (`gpuwatch_db_*`, replication.rs).
 //!
 //! A scrape never queries the database: [`Exporter::run`] refreshes an
 //! in-memory snapshot every `refresh_secs`, rendered once to exposition text,
@@ -19,6 +20,7 @@
 
 pub mod families;
 mod render;
+mod replication;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -346,6 +348,7 @@ impl Exporter {
                 _ = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
+            replication::refresh(&pool).await;
             match self.refresh(&pool).await {
                 Ok(s) => {
                     if failing {

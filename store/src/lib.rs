@@ -9,6 +9,8 @@
 //! - [`GpuSample`], [`HostSample`] and [`EnvSample`] are the rows of the three
 //!   raw metric tables; [`BatchWriter`] streams them with binary COPY over
 //!   several connections, idempotently.
+//! - [`replication`] says whether the server is a primary or a standby and
+//!   how far each standby lags.
 //! - [`inventory`] holds the shared queries for `hosts` and `gpus`.
 //! - [`IngestPayload`] / [`Batch`] are what agents send and spool.
 //!
@@ -25,6 +27,7 @@ mod metrics;
 mod migrate;
 mod payload;
 mod pool;
+pub mod replication;
 mod rows;
 #[cfg(feature = "testing")]
 pub mod testing;

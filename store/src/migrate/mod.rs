@@ -63,6 +63,7 @@ static MIGRATIONS: &[Migration] = &[
     migration!(19, "0019_billing.sql"),
     migration!(20, "0020_exporter.sql"),
     migration!(21, "0021_dashboards.sql"),
+    migration!(25, "0025_replication.sql"),
 ];
 
 /// The embedded migrations, in order.
