@@ -10,6 +10,7 @@
 mod alerting;
 mod common;
 mod dashboards_support;
+mod ha_cluster;
 
 mod aggregator;
 mod alerter;
@@ -24,6 +25,7 @@ mod cgroup_real;
 mod cli;
 mod dashboards;
 mod exporter;
+mod failover;
 mod host_vs_node_exporter;
 mod ingest;
 mod migrate;
