@@ -2,7 +2,8 @@
 //! primary, two streaming standbys; `ha_cluster`) serves 20 simulated hosts
 //! pushing through `gpuwatch serve`, a running alerter with a flapping rule
 //! and webhook receiver, and a running billing meter. The primary is killed
-//! (SIGKILL of its postmaster and keeper), the monitor promotes a standby;
+//! (SIGKILL of its postmaster and keeper), the monitor promotes a standby
+//! while the aggregator runs too;
 //! then the old primary rejoins as a standby and the new primary is killed
 //! too. Afterwards: every sample the collector took is stored exactly once,
 //! every notification arrived exactly once, no interval is billed twice or
@@ -134,6 +135,7 @@ fn the_primary_dies_twice_under_load_and_nothing_is_lost_or_doubled() {
         ("GPUWATCH_ALERTER__POLL_INTERVAL_SECS", "0.2".into()),
         ("GPUWATCH_ALERTER__WEBHOOK__BACKOFF_BASE_SECS", "0.2".into()),
         ("GPUWATCH_ALERTER__WEBHOOK__BACKOFF_MAX_SECS", "2".into()),
+        ("GPUWATCH_AGGREGATOR__INTERVAL_SECS", "1".into()),
         ("GPUWATCH_BILLING__SCHEDULE", "*/2 * * * * *".into()),
         ("GPUWATCH_BILLING__PERIOD", "1m".into()),
         ("GPUWATCH_BILLING__ALLOWED_LATENESS", "0s".into()),
@@ -166,6 +168,7 @@ fn the_primary_dies_twice_under_load_and_nothing_is_lost_or_doubled() {
     let serve = Proc::spawn(&["serve"], &env);
     let alerter = Proc::spawn(&["alerter"], &env);
     let billing = Proc::spawn(&["billing"], &env);
+    let aggregator = Proc::spawn(&["aggregator"], &env);
     let ready = || {
         let out = std::process::Command::new("curl")
             .args(["-sf", &format!("http://127.0.0.1:{port}/ready")])
@@ -280,7 +283,10 @@ fn the_primary_dies_twice_under_load_and_nothing_is_lost_or_doubled() {
             ) == "0"
         },
     );
-    drop((alerter.terminate(), billing.terminate(), serve.terminate()));
+    // Each role rode out both failovers: still running, and it stops cleanly.
+    for role in [alerter, billing, aggregator, serve] {
+        role.terminate();
+    }
 
     // Lost samples: 0. Every collection the collector logged is stored,
     // complete, for every host and GPU.
