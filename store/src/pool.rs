@@ -157,7 +157,7 @@ pub(crate) fn note_read_only() {
 /// asks for, so it is dropped at its next checkout rather than reused.
 fn suspect(last_checkout: Instant) -> bool {
     let seen = READ_ONLY_SEEN.load(Ordering::Relaxed);
-    seen != 0 && last_checkout.saturating_duration_since(epoch()).as_nanos() as u64 + 1 <= seen
+    seen != 0 && (last_checkout.saturating_duration_since(epoch()).as_nanos() as u64) < seen
 }
 
 /// Builds the pool and proves the database answers, so a bad URL or a down
