@@ -170,10 +170,14 @@ fn is_read_only(e: &tokio_postgres::Error) -> bool {
 
 /// Errors of the connection or of the server's state, never of the input:
 /// class 08 (connection), 57P01-57P03 (shutdown, cannot connect now), 25006
-/// (read-only), 40001/40P01 (serialization, deadlock), and a closed socket.
+/// (read-only), 40001/40P01 (serialization, deadlock), and a closed or
+/// failed socket. An error without SQLSTATE that is neither (a value that
+/// does not convert) is a bug, not temporary.
 fn temporary_sqlstate(e: &tokio_postgres::Error) -> bool {
     match e.code() {
-        None => e.is_closed() || e.as_db_error().is_none(),
+        None => {
+            e.is_closed() || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+        }
         Some(c) => {
             let c = c.code();
             c.starts_with("08")
