@@ -100,7 +100,8 @@ fn exit_code(f: &Failure) -> u8 {
         StoreError::Unreachable { .. }
         | StoreError::Tls(_)
         | StoreError::AuthFailed { .. }
-        | StoreError::NoSuchDatabase { .. } => EXIT_UNAVAILABLE,
+        | StoreError::NoSuchDatabase { .. }
+        | StoreError::ReadOnly { .. } => EXIT_UNAVAILABLE,
         StoreError::BadUrl(_) => EXIT_CONFIG,
         _ => 1,
     }

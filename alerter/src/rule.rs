@@ -40,7 +40,17 @@ pub enum Source {
     XidErrors,
     /// `gpuwatch_quota_usage.used_pct` (when the billing view exists).
     QuotaUsedPct,
+    /// A column of the replication views of migration 0025.
+    Replication(&'static str),
 }
+
+/// The database's replication, watched through the views of migration 0025:
+/// (metric name, column).
+const REPLICATION: &[(&str, &str)] = &[
+    ("db.replication_lag_seconds", "lag_seconds"),
+    ("db.replication_lag_bytes", "lag_bytes"),
+    ("db.standbys_missing", "missing"),
+];
 
 /// Resolves a metric name to its source; `None` if unknown.
 pub fn source(metric: &str) -> Option<Source> {
@@ -49,6 +59,10 @@ pub fn source(metric: &str) -> Option<Source> {
         "host.heartbeat_age" => Some(Source::HeartbeatAge),
         "gpu.xid_errors" => Some(Source::XidErrors),
         "quota.used_pct" => Some(Source::QuotaUsedPct),
+        _ if metric.starts_with("db.") => REPLICATION
+            .iter()
+            .find(|(m, _)| *m == metric)
+            .map(|(_, col)| Source::Replication(col)),
         _ => {
             let (family, col) = metric.split_once('.')?;
             match family {
@@ -67,6 +81,7 @@ pub fn metric_names() -> Vec<String> {
     v.extend(watchable(HOST_COLUMNS).map(|c| format!("host.{c}")));
     v.extend(watchable(ENV_COLUMNS).map(|c| format!("environment.{c}")));
     v.extend(["host.heartbeat_age", "gpu.xid_errors", "quota.used_pct"].map(String::from));
+    v.extend(REPLICATION.iter().map(|(m, _)| m.to_string()));
     v
 }
 

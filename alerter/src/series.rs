@@ -186,6 +186,10 @@ pub async fn load<C: GenericClient>(
                 out.insert(*w, quota(c).await?);
                 continue;
             }
+            Source::Replication(col) => {
+                out.insert(w.clone(), replication(c, col).await?);
+                continue;
+            }
         };
         by_table.entry((table, w.2)).or_default().push(w);
     }
@@ -288,6 +292,30 @@ async fn quota<C: GenericClient>(c: &C) -> Result<Values> {
             ]
             .into();
             (Arc::new(l), r.get::<_, f64>(2))
+        })
+        .collect())
+}
+
+/// The replication views' `col` (a name from rule.rs's whitelist, never
+/// input): per standby for the lag, one series for the missing standbys.
+async fn replication<C: GenericClient>(c: &C, col: &'static str) -> Result<Values> {
+    let sql = if col == "missing" {
+        "SELECT NULL::text, missing::float8 FROM gpuwatch_replication_missing".to_string()
+    } else {
+        format!("SELECT standby, {col} FROM gpuwatch_replication WHERE {col} IS NOT NULL")
+    };
+    let rows = c
+        .query(&sql, &[])
+        .await
+        .map_err(q("reading the replication views"))?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let mut l: Labels = [("scope".to_string(), "database".to_string())].into();
+            if let Some(standby) = r.get::<_, Option<String>>(0) {
+                l.insert("standby".into(), standby);
+            }
+            (Arc::new(l), r.get::<_, f64>(1))
         })
         .collect())
 }

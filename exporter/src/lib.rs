@@ -28,6 +28,7 @@ pub mod families;
 mod metrics;
 mod refresh;
 mod render;
+mod replication;
 mod scrape;
 mod snapshot;
 

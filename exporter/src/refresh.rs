@@ -137,6 +137,7 @@ impl Exporter {
                 _ = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
+            crate::replication::refresh(&pool).await;
             match self.refresh(&pool).await {
                 Ok(s) => {
                     if failing {

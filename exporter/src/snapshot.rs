@@ -65,7 +65,9 @@ impl Exporter {
     /// An exporter whose scrapes gather `registry`, on which the roles of
     /// this process registered their metrics; the exporter adds its own.
     pub fn with_registry(cfg: ExporterConfig, registry: Registry) -> Arc<Self> {
-        if let Err(e) = metrics::register_metrics(&registry) {
+        let registered = metrics::register_metrics(&registry)
+            .and_then(|()| crate::replication::register_metrics(&registry));
+        if let Err(e) = registered {
             tracing::warn!(error = %e, "the exporter's self-metrics are not registered");
         }
         Arc::new(Exporter {

@@ -1,4 +1,5 @@
 use thiserror::Error;
+use tokio_postgres::error::SqlState;
 
 /// Everything the store can fail with. Messages name the failing thing and,
 /// where the user can fix it, how.
@@ -105,14 +106,86 @@ pub enum StoreError {
     /// No connection could be taken from the pool.
     #[error("no database connection available: {0}")]
     Pool(String),
+    /// The server refused a write because it is read-only (SQLSTATE 25006):
+    /// a standby, or a primary being demoted or promoted. Temporary: the
+    /// connection is evicted from the pool and the next try reconnects.
+    #[error("{what} failed: the database server is read-only ({reason}); it is a standby or a failover is under way, and the next try reconnects to the primary (database.url should list every node with target_session_attrs=read-write)")]
+    ReadOnly {
+        /// what we were doing
+        what: String,
+        /// server message
+        reason: String,
+    },
 }
 
 impl StoreError {
-    /// Wraps a query error with what we were doing.
+    /// Wraps a query error with what we were doing. A read-only refusal
+    /// becomes [`StoreError::ReadOnly`] and marks the pool's connections
+    /// for eviction ([`crate::pool`]).
     pub fn query(what: impl Into<String>, source: tokio_postgres::Error) -> Self {
+        if is_read_only(&source) {
+            return StoreError::ReadOnly {
+                what: what.into(),
+                reason: db_message(&source),
+            };
+        }
         StoreError::Query {
             what: what.into(),
             source,
+        }
+    }
+
+    /// Wraps an error of a COPY into `table`, as [`StoreError::query`] does.
+    pub fn copy(table: &'static str, source: tokio_postgres::Error) -> Self {
+        if is_read_only(&source) {
+            return StoreError::ReadOnly {
+                what: format!("copy into {table}"),
+                reason: db_message(&source),
+            };
+        }
+        StoreError::Copy { table, source }
+    }
+
+    /// True when the same call may succeed later without any change by the
+    /// caller: the server is down, restarting, read-only or failing over.
+    /// A retrying client retries these and only these.
+    pub fn is_temporary(&self) -> bool {
+        match self {
+            StoreError::Unreachable { .. } | StoreError::Pool(_) | StoreError::ReadOnly { .. } => {
+                true
+            }
+            StoreError::Copy { source, .. } | StoreError::Query { source, .. } => {
+                temporary_sqlstate(source)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// SQLSTATE 25006, read_only_sql_transaction. Seeing one records the moment,
+/// so the pool drops every connection that was in use then.
+fn is_read_only(e: &tokio_postgres::Error) -> bool {
+    let ro = e.code() == Some(&SqlState::READ_ONLY_SQL_TRANSACTION);
+    if ro {
+        crate::pool::note_read_only();
+    }
+    ro
+}
+
+/// Errors of the connection or of the server's state, never of the input:
+/// class 08 (connection), 57P01-57P03 (shutdown, cannot connect now), 25006
+/// (read-only), 40001/40P01 (serialization, deadlock), and a closed or
+/// failed socket. An error without SQLSTATE that is neither (a value that
+/// does not convert) is a bug, not temporary.
+fn temporary_sqlstate(e: &tokio_postgres::Error) -> bool {
+    match e.code() {
+        None => {
+            e.is_closed() || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+        }
+        Some(c) => {
+            let c = c.code();
+            c.starts_with("08")
+                || matches!(c, "57P01" | "57P02" | "57P03" | "25006" | "40001" | "40P01")
         }
     }
 }

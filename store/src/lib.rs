@@ -11,6 +11,8 @@
 //!   [`GpuSample`], [`HostSample`] and [`EnvSample`] are generated from it,
 //!   and [`BatchWriter`] streams them with binary COPY over several
 //!   connections, idempotently.
+//! - [`replication`] says whether the server is a primary or a standby and
+//!   how far each standby lags.
 //! - [`inventory`] holds the shared queries for `hosts` and `gpus`.
 //! - [`IngestPayload`] / [`Batch`] are what agents send and spool.
 //!
@@ -30,6 +32,7 @@ pub mod metrics;
 mod migrate;
 mod payload;
 mod pool;
+pub mod replication;
 mod rows;
 #[cfg(feature = "testing")]
 pub mod testing;

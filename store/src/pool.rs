@@ -1,6 +1,8 @@
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
-use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod};
+use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Metrics, RecyclingMethod};
 use tokio_postgres::{
     config::{Host, TargetSessionAttrs},
     Client, Config,
@@ -128,17 +130,45 @@ pub async fn connect_one(cfg: &StoreConfig) -> Result<Client> {
 /// tokio-postgres checks `target_session_attrs=read-write` only at connect, so
 /// after a failover a pooled connection to the demoted primary would fail
 /// every write with SQLSTATE 25006. Where the URL asks for a writable
-/// server, each checkout re-checks it and a connection to a standby is
-/// evicted (one round trip per checkout; the batch writer checks out per
-/// chunk, so it is noise there).
+/// server, each checkout re-checks it the way libpq does (in recovery, or
+/// `transaction_read_only`, which an HA manager sets on a node while it
+/// fences or promotes it) and such a connection is evicted (one round trip
+/// per checkout; the batch writer checks out per chunk, so it is noise there).
 fn recycling(pg: &Config) -> RecyclingMethod {
     if pg.get_target_session_attrs() == TargetSessionAttrs::ReadWrite {
         RecyclingMethod::Custom(
-            "DO $$ BEGIN IF pg_is_in_recovery() THEN RAISE EXCEPTION 'server is a standby now'; END IF; END $$".into(),
+            "DO $$ BEGIN IF pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on' THEN RAISE EXCEPTION 'server is read-only now'; END IF; END $$".into(),
         )
     } else {
         RecyclingMethod::Fast
     }
+}
+
+/// When a read-only refusal (SQLSTATE 25006) was last seen, in nanoseconds
+/// since [`epoch`]; 0 for never. Process-wide because a tokio-postgres error
+/// does not say which connection it came from.
+static READ_ONLY_SEEN: AtomicU64 = AtomicU64::new(0);
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// Records that a server refused a write as read-only (called where such an
+/// error is classed, [`crate::StoreError::query`]).
+pub(crate) fn note_read_only() {
+    // +1 keeps a refusal in the epoch's first nanosecond distinct from never.
+    let at = epoch().elapsed().as_nanos() as u64 + 1;
+    READ_ONLY_SEEN.fetch_max(at, Ordering::Relaxed);
+}
+
+/// Whether a connection last checked out at `last_checkout` may be the one
+/// that saw the last read-only refusal: it was taken before the refusal.
+/// Such a connection talks to a server that changed role, whatever the URL
+/// asks for, so it is dropped at its next checkout rather than reused.
+fn suspect(last_checkout: Instant) -> bool {
+    let seen = READ_ONLY_SEEN.load(Ordering::Relaxed);
+    seen != 0 && (last_checkout.saturating_duration_since(epoch()).as_nanos() as u64) < seen
 }
 
 /// Builds the pool and proves the database answers, so a bad URL or a down
@@ -166,6 +196,14 @@ pub fn connect_lazy(cfg: &StoreConfig) -> Result<Pool> {
         .wait_timeout(Some(Duration::from_secs(cfg.connect_timeout_secs * 6)))
         .create_timeout(Some(Duration::from_secs(cfg.connect_timeout_secs)))
         .runtime(deadpool_postgres::Runtime::Tokio1)
+        .pre_recycle(Hook::sync_fn(|_, m: &Metrics| {
+            if suspect(m.recycled.unwrap_or(m.created)) {
+                return Err(HookError::message(
+                    "the server refused a write as read-only since this connection was taken",
+                ));
+            }
+            Ok(())
+        }))
         .build()
         .map_err(|e| StoreError::Pool(format!("{target}: {e}")))?;
     Ok(Pool { inner, pg })
@@ -183,6 +221,15 @@ mod tests {
         assert!(matches!(recycling(&rw), RecyclingMethod::Custom(_)));
         let any: Config = "postgres://u@a/db".parse().unwrap();
         assert!(matches!(recycling(&any), RecyclingMethod::Fast));
+    }
+
+    #[test]
+    fn a_read_only_refusal_makes_earlier_connections_suspect() {
+        let before = Instant::now();
+        note_read_only();
+        assert!(suspect(before), "taken before the refusal");
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(!suspect(Instant::now()), "taken after it");
     }
 
     #[test]

@@ -145,10 +145,7 @@ impl BatchWriter {
     }
 
     async fn write_chunk<S: Sample>(&self, rows: &[S]) -> Result<WriteStats> {
-        let copy_err = |source| StoreError::Copy {
-            table: S::TABLE,
-            source,
-        };
+        let copy_err = |source| StoreError::copy(S::TABLE, source);
         let mut client = self.pool.get().await?;
         let sink = client
             .copy_in(&copy_sql::<S>(S::TABLE))

@@ -211,17 +211,7 @@ impl OwnPostgres {
     /// initdb'd, not started: [`OwnPostgres::install`] and
     /// [`OwnPostgres::configure`] come before [`OwnPostgres::start`].
     pub fn init() -> OwnPostgres {
-        let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-            .expect(
-                "PostgreSQL server binaries in /usr/lib/postgresql (scripts/test.sh installs them)",
-            )
-            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-            .filter(|p| p.join("initdb").exists())
-            .collect();
-        versions.sort();
-        let bin = versions
-            .pop()
-            .expect("no initdb under /usr/lib/postgresql/*/bin");
+        let bin = pg_bin();
         let dir = tempfile::tempdir().unwrap();
         sh(Command::new("chown").args(["postgres:postgres", dir.path().to_str().unwrap()]));
         let data = dir.path().join("data");
@@ -309,5 +299,120 @@ impl OwnPostgres {
 impl Drop for OwnPostgres {
     fn drop(&mut self) {
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.stop()));
+    }
+}
+
+/// The newest PostgreSQL server binaries under /usr/lib/postgresql.
+#[allow(dead_code)]
+pub fn pg_bin() -> std::path::PathBuf {
+    let mut versions: Vec<std::path::PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL server binaries in /usr/lib/postgresql (scripts/test.sh installs them)")
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .expect("no initdb under /usr/lib/postgresql/*/bin")
+}
+
+/// `sql` through psql (statements one by one, as a script), its output
+/// unaligned and trimmed; "" when the server cannot be reached.
+#[allow(dead_code)]
+pub fn psql(url: &str, sql: &str) -> String {
+    use std::io::Write;
+    let child = std::process::Command::new("psql")
+        .args(["-X", "-qAt", "-v", "ON_ERROR_STOP=1", url])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    let Ok(mut child) = child else {
+        return String::new();
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(sql.as_bytes());
+    }
+    match child.wait_with_output() {
+        Ok(out) => String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        Err(_) => String::new(),
+    }
+}
+
+/// Polls `ok` every 250 ms until it holds, failing after `limit`.
+#[allow(dead_code)]
+pub fn wait_for(what: &str, limit: std::time::Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
+/// `gpuwatch args` with `env`, to completion; its stdout.
+#[allow(dead_code)]
+pub fn gpuwatch_run(args: &[&str], env: &[(&str, String)]) -> String {
+    let out = gpuwatch_command(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "gpuwatch {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A running gpuwatch process, killed on drop, its stderr kept line by line.
+#[allow(dead_code)]
+pub struct Proc {
+    child: std::process::Child,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+#[allow(dead_code)]
+impl Proc {
+    pub fn spawn(args: &[&str], env: &[(&str, String)]) -> Proc {
+        use std::io::BufRead;
+        let mut cmd = gpuwatch_command(args);
+        cmd.stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null());
+        cmd.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+        let mut child = cmd.spawn().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (sink, stderr) = (log.clone(), child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Proc { child, log }
+    }
+
+    /// The stderr lines so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// SIGTERM, then the exit must be clean; the whole stderr.
+    pub fn terminate(mut self) -> Vec<String> {
+        sh(std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]));
+        let status = self.child.wait().unwrap();
+        let log = self.log();
+        assert!(status.success(), "exit {status}: {}", log.join("\n"));
+        log
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
     }
 }

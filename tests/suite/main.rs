@@ -10,6 +10,7 @@
 mod alerting;
 mod common;
 mod dashboards_support;
+mod ha_cluster;
 
 mod aggregator;
 mod alerter;
@@ -25,6 +26,7 @@ mod cli;
 mod dashboards;
 mod dlworkspace;
 mod exporter;
+mod failover;
 mod host_vs_node_exporter;
 mod ingest;
 mod migrate;

@@ -4,75 +4,15 @@
 //! took is stored exactly once. Each test runs its own PostgreSQL server,
 //! because stopping a shared one would break the tests beside it.
 
-use crate::common::{self, free_port, sh, OwnPostgres};
+use crate::common::{free_port, gpuwatch_run as run, psql as query, wait_for, OwnPostgres, Proc};
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const HOSTS: i64 = 50;
 const GPUS_PER_HOST: i64 = 2;
 const OUTAGE: Duration = Duration::from_secs(30);
-
-/// A gpuwatch process, killed on drop, its stderr kept.
-struct Proc {
-    child: Child,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Proc {
-    fn spawn(args: &[&str], env: &[(&str, String)]) -> Proc {
-        let mut cmd = common::gpuwatch_command(args);
-        cmd.stderr(Stdio::piped()).stdout(Stdio::null());
-        cmd.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
-        let mut child = cmd.spawn().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (sink, stderr) = (log.clone(), child.stderr.take().unwrap());
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Proc { child, log }
-    }
-
-    fn terminate(mut self) -> Vec<String> {
-        sh(Command::new("kill").args(["-TERM", &self.child.id().to_string()]));
-        let status = self.child.wait().unwrap();
-        let log = self.log.lock().unwrap().clone();
-        assert!(status.success(), "exit {status}: {}", log.join("\n"));
-        log
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
-}
-
-fn run(args: &[&str], env: &[(&str, String)]) -> String {
-    let out = common::gpuwatch_command(args)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "gpuwatch {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
 
 fn spooled(dir: &Path) -> usize {
     std::fs::read_dir(dir)
@@ -82,14 +22,6 @@ fn spooled(dir: &Path) -> usize {
                 .count()
         })
         .unwrap_or(0)
-}
-
-fn query(url: &str, sql: &str) -> String {
-    let out = Command::new("psql")
-        .args(["-X", "-qAt", url, "-c", sql])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 enum Down {
