@@ -187,7 +187,7 @@ pub async fn load<C: GenericClient>(
                 continue;
             }
             Source::Replication(col) => {
-                out.insert(w.clone(), replication(c, col).await?);
+                out.insert(*w, replication(c, col).await?);
                 continue;
             }
         };
