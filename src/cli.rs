@@ -64,6 +64,13 @@ pub enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Mirror the jobs of the DLWorkspace clusters in `[[dlworkspace.clusters]]`
+    /// (their MySQL `jobs` and `clusterstatus`) into training_jobs.
+    Dlworkspace {
+        /// Sync every cluster once, then exit.
+        #[arg(long)]
+        once: bool,
+    },
     /// Finance reports: usage (split so it sums to the invoices) and invoices.
     Report {
         #[command(subcommand)]

@@ -9,6 +9,7 @@ use gpuwatch_alerter::AlerterConfig;
 use gpuwatch_api::ApiConfig;
 use gpuwatch_billing::BillingConfig;
 use gpuwatch_collector::CollectorConfig;
+use gpuwatch_dlworkspace::DlworkspaceConfig;
 use gpuwatch_exporter::ExporterConfig;
 use gpuwatch_store::StoreConfig;
 use serde::Deserialize;
@@ -38,6 +39,8 @@ pub struct Config {
     pub exporter: ExporterConfig,
     /// `[alerter]`
     pub alerter: AlerterConfig,
+    /// `[dlworkspace]`: DLWorkspace clusters whose jobs are mirrored.
+    pub dlworkspace: DlworkspaceConfig,
     /// `[log]`
     pub log: LogConfig,
 }
@@ -105,6 +108,7 @@ impl Config {
         e.extend(self.aggregator.validate());
         e.extend(self.api.validate());
         e.extend(self.billing.validate());
+        e.extend(self.dlworkspace.validate());
         e.extend(self.exporter.validate());
         e.extend(self.alerter.validate());
         if !matches!(self.log.format.as_str(), "text" | "json") {
@@ -393,6 +397,7 @@ mod tests {
                 "billing",
                 "exporter",
                 "alerter",
+                "dlworkspace",
                 "log"
             ]
         );

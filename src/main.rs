@@ -164,6 +164,14 @@ async fn run(command: Command, cfg: Config) -> Result<(), Failure> {
             )
             .await
         }
+        Command::Dlworkspace { once } => {
+            graced(
+                "dlworkspace",
+                &shutdown,
+                dlworkspace(cfg, once, shutdown.clone()),
+            )
+            .await
+        }
         Command::Report { report } => billing_report(cfg, report).await,
         Command::All => {
             migrate(&cfg).await?;
@@ -179,6 +187,7 @@ async fn run(command: Command, cfg: Config) -> Result<(), Failure> {
                 ),
                 graced("alerter", s, alerter(cfg.clone(), false, r, s.clone())),
                 graced("billing", s, billing(cfg.clone(), false, r, s.clone())),
+                graced("dlworkspace", s, dlworkspace(cfg.clone(), false, s.clone())),
                 graced("serve", s, serve(cfg, r, s.clone()))
             )
             .map(|_| ())
@@ -320,6 +329,44 @@ async fn billing(
         eprintln!("gpuwatch: {p}");
     }
     done.failure.map_or(Ok(()), |f| Err(Failure::Other(f)))
+}
+
+/// The DLWorkspace source; with no cluster configured it has nothing to do
+/// (under `all` that is the usual case) and returns at once.
+async fn dlworkspace(cfg: Config, once: bool, shutdown: CancellationToken) -> Result<(), Failure> {
+    if cfg.dlworkspace.clusters.is_empty() {
+        if once {
+            return Err(Failure::Usage(
+                "no [[dlworkspace.clusters]] configured: add one with id and url (see gpuwatch.example.toml)".into(),
+            ));
+        }
+        return Ok(());
+    }
+    let pool = gpuwatch_store::connect(&cfg.database).await?;
+    if !once {
+        gpuwatch_dlworkspace::run(pool, cfg.dlworkspace, shutdown).await;
+        return Ok(());
+    }
+    let mut failed = Vec::new();
+    for cluster in &cfg.dlworkspace.clusters {
+        match gpuwatch_dlworkspace::sync_once(&pool, cluster).await {
+            Ok(r) => println!(
+                "dlworkspace cluster {}: {} rows read, {} jobs changed, {} status changes, {} rows kept for retry, {} unmapped owners",
+                cluster.id,
+                r.rows_read,
+                r.jobs_changed,
+                r.transitions,
+                r.bad_rows,
+                r.unmapped_owners.len()
+            ),
+            Err(e) => failed.push(e.to_string()),
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::Other(failed.join("; ")))
+    }
 }
 
 async fn billing_report(cfg: Config, report: ReportKind) -> Result<(), Failure> {
