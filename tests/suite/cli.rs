@@ -337,7 +337,7 @@ fn logs_to_a_pipe_carry_no_colour_codes() {
 
 both_backends! {
     async fn all_serves_every_roles_self_metrics_from_one_registry(db) {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = common::free_port();
         let listen = format!("127.0.0.1:{port}");
         let child = gpuwatch(&["all"], &[
             ("DATABASE_URL", db.url.as_str()),
