@@ -11,6 +11,13 @@ use crate::Exporter;
 /// Content type of the text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// Whether a request's `Accept-Encoding` values admit gzip.
+pub fn accepts_gzip<'a>(accept_encoding: impl IntoIterator<Item = &'a str>) -> bool {
+    accept_encoding
+        .into_iter()
+        .any(|v| v.split(',').any(|e| e.trim().starts_with("gzip")))
+}
+
 impl Exporter {
     /// A scrape's body, in chunks: the fleet snapshot as it is (no copy),
     /// then this process's self-metrics.

@@ -10,7 +10,8 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use prometheus::Registry;
 
-use crate::metrics::{self, SNAPSHOT_AGE};
+use crate::metrics::{self, SERIES, SNAPSHOT_AGE};
+use crate::scrape::gzip;
 use crate::ExporterConfig;
 
 /// One rendered snapshot.
@@ -97,5 +98,46 @@ impl Exporter {
         let age = snap.taken.elapsed();
         SNAPSHOT_AGE.set(age.as_secs_f64());
         (age <= Duration::from_secs(self.cfg.staleness_secs)).then_some(snap)
+    }
+
+    /// Makes `snap` the snapshot scrapes hand out.
+    pub(crate) fn store(&self, snap: Snapshot) -> Arc<Snapshot> {
+        let snap = Arc::new(snap);
+        SERIES.with_label_values(&["gpu"]).set(snap.gpus as i64);
+        SERIES.with_label_values(&["host"]).set(snap.hosts as i64);
+        SERIES
+            .with_label_values(&["environment"])
+            .set(snap.environments as i64);
+        *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Some(snap.clone());
+        snap
+    }
+
+    /// Replaces the snapshot with exposition text rendered by the caller:
+    /// the agent renders its own readings once per cycle, without a
+    /// database, and scrapes then behave as on `gpuwatch serve` (gzip once
+    /// some scraper asked for it, dropped when older than the staleness
+    /// window). Compresses on the calling thread.
+    pub fn publish(
+        &self,
+        body: String,
+        gpus: usize,
+        hosts: usize,
+        render: Duration,
+    ) -> Arc<Snapshot> {
+        let body = Bytes::from(body);
+        let gzip = self
+            .gzip_wanted
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .then(|| Bytes::from(gzip(&body)));
+        self.store(Snapshot {
+            body,
+            gzip,
+            taken: Instant::now(),
+            gpus,
+            hosts,
+            environments: 0,
+            query: Duration::ZERO,
+            render,
+        })
     }
 }
