@@ -11,6 +11,7 @@ mod alerting;
 mod common;
 mod dashboards_support;
 
+mod agent_metrics;
 mod aggregator;
 mod alerter;
 mod alerter_admin;
