@@ -171,3 +171,39 @@ pub enum TokenAction {
         id: i64,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn web_flags_override_the_environment_and_are_checked_as_settings() {
+        let cli = Cli::parse_from([
+            "gpuwatch",
+            "collector",
+            "--web.listen-address",
+            "127.0.0.1:19400",
+            "--web.telemetry-path=/m",
+        ]);
+        let env = cli.with_flags([
+            (
+                "GPUWATCH_COLLECTOR__LISTEN".to_string(),
+                "0.0.0.0:1".to_string(),
+            ),
+            ("HOME".to_string(), "/root".to_string()),
+        ]);
+        let cfg = crate::config::Config::load(None, env).expect("valid");
+        assert_eq!(cfg.collector.listen.as_deref(), Some("127.0.0.1:19400"));
+        assert_eq!(cfg.collector.telemetry_path, "/m");
+        let bad = Cli::parse_from(["gpuwatch", "collector", "--web.listen-address", "nowhere"]);
+        let errs = crate::config::Config::load(None, bad.with_flags([])).unwrap_err();
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("collector.listen:") && e.contains("nowhere")),
+            "{errs:?}"
+        );
+        // Other commands take nothing from these flags.
+        let serve = Cli::parse_from(["gpuwatch", "serve"]);
+        assert_eq!(serve.with_flags([]), Vec::<(String, String)>::new());
+    }
+}

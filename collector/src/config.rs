@@ -275,3 +275,30 @@ impl CollectorConfig {
         e
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_path_and_staleness_are_checked() {
+        assert!(CollectorConfig::default().validate().is_empty());
+        let bad = CollectorConfig {
+            listen: Some("9400".into()),
+            telemetry_path: "metrics".into(),
+            interval_secs: 120,
+            ..CollectorConfig::default()
+        };
+        let e = bad.validate();
+        assert_eq!(e.len(), 3, "{e:#?}");
+        assert!(e[0].starts_with("collector.listen:"), "{e:#?}");
+        assert!(e[1].starts_with("collector.telemetry_path:"), "{e:#?}");
+        assert!(e[2].starts_with("collector.staleness_secs:"), "{e:#?}");
+        // Staleness only matters when the agent serves.
+        let quiet = CollectorConfig {
+            interval_secs: 120,
+            ..CollectorConfig::default()
+        };
+        assert!(quiet.validate().is_empty());
+    }
+}
