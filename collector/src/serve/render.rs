@@ -68,6 +68,9 @@ fn gpu_label_set(r: &GpuReading, m: &GpuMeta<'_>) -> String {
 /// One node_exporter family: name, type, help.
 type Fam = (&'static str, &'static str, &'static str);
 
+/// A family and the field of `T` it reports.
+type Field<T> = (Fam, fn(&T) -> u64);
+
 fn family(out: &mut String, f: Fam, lines: impl IntoIterator<Item = (String, f64)>) {
     let mut lines = lines.into_iter().peekable();
     if lines.peek().is_none() {
@@ -182,7 +185,7 @@ fn filesystems(out: &mut String, n: &NodeReading) {
             ])
         })
         .collect();
-    let fams: [(Fam, fn(&crate::sources::node::Filesystem) -> u64); 3] = [
+    let fams: [Field<crate::sources::node::Filesystem>; 3] = [
         (
             (
                 "node_filesystem_avail_bytes",
@@ -226,7 +229,7 @@ fn network(out: &mut String, n: &NodeReading) {
         .iter()
         .map(|d| label_set(&[("device", &d.device)]))
         .collect();
-    let fams: [(Fam, fn(&crate::sources::node::NetDevice) -> u64); 4] = [
+    let fams: [Field<crate::sources::node::NetDevice>; 4] = [
         (
             (
                 "node_network_receive_bytes_total",

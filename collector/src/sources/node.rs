@@ -43,11 +43,14 @@ pub const CPU_MODES: [&str; 8] = [
     "user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal",
 ];
 
+/// A CPU's number and its seconds in each of [`CPU_MODES`].
+pub type CpuSeconds = (u32, [f64; 8]);
+
 /// One reading of this host, per device.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodeReading {
-    /// (cpu number, seconds in each of [`CPU_MODES`]).
-    pub cpus: Vec<(u32, [f64; 8])>,
+    /// Each CPU.
+    pub cpus: Vec<CpuSeconds>,
     /// Boot time, Unix seconds (`btime`).
     pub boot_time: Option<f64>,
     /// (field of [`MEMINFO_FIELDS`], bytes), for the fields this kernel has.
@@ -152,7 +155,7 @@ fn parse_cpus(
     path: &str,
     text: &str,
     clk_tck: f64,
-) -> Result<(Vec<(u32, [f64; 8])>, Option<f64>), SourceError> {
+) -> Result<(Vec<CpuSeconds>, Option<f64>), SourceError> {
     let mut cpus = Vec::new();
     let mut boot = None;
     for line in text.lines() {
