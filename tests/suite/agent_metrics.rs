@@ -614,3 +614,65 @@ async fn a_gpu_process_in_a_kubelet_pod_cgroup_labels_the_gpu_with_its_pod() {
         "{line}"
     );
 }
+
+#[test]
+fn a_cycle_older_than_the_staleness_window_is_not_served() {
+    let spool = tempfile::tempdir().unwrap();
+    let cfg = CollectorConfig {
+        interval_secs: 1,
+        staleness_secs: 1,
+        spool: gpuwatch_collector::SpoolConfig {
+            dir: spool.path().to_path_buf(),
+            ..Default::default()
+        },
+        ..CollectorConfig::default()
+    };
+    // The simulated fleet: GPUs of several hosts, no host of this machine.
+    let mut fleet = Fleet::new(&cfg);
+    let mut agent = AgentMetrics::new(&cfg, prometheus::Registry::new());
+    let batch = fleet.collect(chrono::Utc::now());
+    agent.publish(&mut fleet, &batch);
+    let exporter = agent.exporter();
+    let served = |gzip: bool| {
+        let (chunks, gzipped) = exporter.scrape_encoded(gzip);
+        let mut text = String::new();
+        for c in chunks {
+            match gzipped {
+                true => {
+                    let mut d = flate2::read::MultiGzDecoder::new(&c[..]);
+                    std::io::Read::read_to_string(&mut d, &mut text).unwrap();
+                }
+                false => text.push_str(std::str::from_utf8(&c).unwrap()),
+            }
+        }
+        (text, gzipped)
+    };
+    let (fresh, _) = served(false);
+    let hosts: BTreeSet<&str> = fresh
+        .lines()
+        .filter(|l| l.starts_with("DCGM_FI_DEV_GPU_TEMP{"))
+        .filter_map(|l| l.split("Hostname=\"").nth(1)?.split('"').next())
+        .collect();
+    assert!(hosts.len() > 1, "every simulated host's GPUs: {hosts:?}");
+    assert!(
+        !fresh.contains("node_cpu_seconds_total"),
+        "no host of this machine for a simulated fleet"
+    );
+    // The first gzip scrape asks for compression; the next cycle provides it.
+    assert!(!served(true).1);
+    agent.publish(&mut fleet, &batch);
+    let (text, gzipped) = served(true);
+    assert!(gzipped && text.contains("DCGM_FI_DEV_GPU_TEMP{"));
+    std::thread::sleep(Duration::from_millis(1_200));
+    for gzip in [false, true] {
+        let (stale, _) = served(gzip);
+        assert!(
+            !stale.contains("DCGM_"),
+            "a stale cycle is still served:\n{stale}"
+        );
+        assert!(
+            stale.contains("gpuwatch_agent_batches_sent_total"),
+            "self-metrics stay"
+        );
+    }
+}
