@@ -108,6 +108,7 @@ impl Exporter {
         Ok(Snapshot {
             body,
             gzip,
+            lazy_gzip: None,
             taken: started,
             gpus: gpus.len(),
             hosts: hosts.len(),

@@ -38,9 +38,15 @@ impl Exporter {
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut own) {
             tracing::warn!(error = %e, "cannot encode gpuwatch's own metrics");
         }
+        let compressed = snap.as_ref().and_then(|s| match &s.lazy_gzip {
+            Some(lazy) if accept_gzip => {
+                Some(lazy.get_or_init(|| Bytes::from(gzip(&s.body))).clone())
+            }
+            _ => s.gzip.clone(),
+        });
         match snap {
-            Some(s) if accept_gzip && s.gzip.is_some() => {
-                let fleet = s.gzip.clone().expect("checked");
+            Some(_) if accept_gzip && compressed.is_some() => {
+                let fleet = compressed.expect("checked");
                 (vec![fleet, Bytes::from(gzip(&own))], true)
             }
             Some(s) => (vec![s.body.clone(), Bytes::from(own)], false),

@@ -11,7 +11,6 @@ use chrono::{DateTime, Utc};
 use prometheus::Registry;
 
 use crate::metrics::{self, SERIES, SNAPSHOT_AGE};
-use crate::scrape::gzip;
 use crate::ExporterConfig;
 
 /// One rendered snapshot.
@@ -33,6 +32,11 @@ pub struct Snapshot {
     pub render: Duration,
     /// `body` gzip'd, once some scraper asked for gzip (Prometheus does).
     pub gzip: Option<Bytes>,
+    /// For text published by the caller ([`Exporter::publish`]): `body`
+    /// gzip'd by the first scrape that asks for it, then kept, so a cycle
+    /// nobody scrapes is never compressed. `None` on `gpuwatch serve`,
+    /// whose large snapshot is compressed by the refresh, off the request path.
+    pub(crate) lazy_gzip: Option<std::sync::OnceLock<Bytes>>,
 }
 
 /// Serves `/metrics` from a snapshot refreshed in the background.
@@ -114,9 +118,11 @@ impl Exporter {
 
     /// Replaces the snapshot with exposition text rendered by the caller:
     /// the agent renders its own readings once per cycle, without a
-    /// database, and scrapes then behave as on `gpuwatch serve` (gzip once
-    /// some scraper asked for it, dropped when older than the staleness
-    /// window). Compresses on the calling thread.
+    /// database, and scrapes then behave as on `gpuwatch serve` (gzip'd for
+    /// scrapers that ask, dropped when older than the staleness window),
+    /// except that the text is compressed at most once, by the first scrape
+    /// that asks for gzip: a host's text is small, and an agent cycles more
+    /// often than it is scraped.
     pub fn publish(
         &self,
         body: String,
@@ -124,14 +130,10 @@ impl Exporter {
         hosts: usize,
         render: Duration,
     ) -> Arc<Snapshot> {
-        let body = Bytes::from(body);
-        let gzip = self
-            .gzip_wanted
-            .load(std::sync::atomic::Ordering::Relaxed)
-            .then(|| Bytes::from(gzip(&body)));
         self.store(Snapshot {
-            body,
-            gzip,
+            body: Bytes::from(body),
+            gzip: None,
+            lazy_gzip: Some(std::sync::OnceLock::new()),
             taken: Instant::now(),
             gpus,
             hosts,

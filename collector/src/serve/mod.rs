@@ -8,8 +8,9 @@
 //! pod: [`crate::sources::cgroup::pod`]), and this host under
 //! node_exporter's ([`crate::sources::node`]). The text goes into a
 //! [`gpuwatch_exporter::Exporter`], so a scrape behaves as on `gpuwatch
-//! serve`: the rendered text as it is, gzip'd once per cycle after some
-//! scraper asked for gzip, followed by the self-metrics of the registry the
+//! serve`: the rendered text as it is (gzip'd by the first scrape of a
+//! cycle that asks for gzip, so a cycle nobody scrapes is not compressed),
+//! followed by the self-metrics of the registry the
 //! agent was given (spool depth, batches sent and refused, cycle time, last
 //! delivery), and nothing but those once the last cycle is older than
 //! `collector.staleness`.
