@@ -17,6 +17,37 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// `env` with the settings given as flags added as their
+    /// `GPUWATCH_SECTION__KEY` overrides, replacing those variables, so a
+    /// flag wins and is checked (and reported) like any setting.
+    pub fn with_flags(
+        &self,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Vec<(String, String)> {
+        let flags: Vec<(String, String)> = match &self.command {
+            Command::Collector {
+                web_listen_address,
+                web_telemetry_path,
+                ..
+            } => [
+                ("GPUWATCH_COLLECTOR__LISTEN", web_listen_address),
+                ("GPUWATCH_COLLECTOR__TELEMETRY_PATH", web_telemetry_path),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.to_string(), v.clone()?)))
+            .collect(),
+            _ => Vec::new(),
+        };
+        let mut out: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| !flags.iter().any(|(f, _)| f == k))
+            .collect();
+        out.extend(flags);
+        out
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Create or upgrade the database schema. Picks TimescaleDB hypertables
@@ -32,6 +63,13 @@ pub enum Command {
         /// Print each collection as JSON on stdout instead of delivering it.
         #[arg(long)]
         print: bool,
+        /// Also answer /metrics and /health on this address, e.g.
+        /// 0.0.0.0:9400 (collector.listen; node_exporter's flag name).
+        #[arg(long = "web.listen-address", value_name = "ADDR")]
+        web_listen_address: Option<String>,
+        /// Path of the agent's metrics (collector.telemetry_path) [default: /metrics].
+        #[arg(long = "web.telemetry-path", value_name = "PATH")]
+        web_telemetry_path: Option<String>,
     },
     /// Run the aggregator: hourly and daily tiers, retention, partitions
     /// ahead, host liveness. Replicas may run side by side; one works at a time.
@@ -139,4 +177,40 @@ pub enum TokenAction {
         /// The id `token create` printed.
         id: i64,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn web_flags_override_the_environment_and_are_checked_as_settings() {
+        let cli = Cli::parse_from([
+            "gpuwatch",
+            "collector",
+            "--web.listen-address",
+            "127.0.0.1:19400",
+            "--web.telemetry-path=/m",
+        ]);
+        let env = cli.with_flags([
+            (
+                "GPUWATCH_COLLECTOR__LISTEN".to_string(),
+                "0.0.0.0:1".to_string(),
+            ),
+            ("HOME".to_string(), "/root".to_string()),
+        ]);
+        let cfg = crate::config::Config::load(None, env).expect("valid");
+        assert_eq!(cfg.collector.listen.as_deref(), Some("127.0.0.1:19400"));
+        assert_eq!(cfg.collector.telemetry_path, "/m");
+        let bad = Cli::parse_from(["gpuwatch", "collector", "--web.listen-address", "nowhere"]);
+        let errs = crate::config::Config::load(None, bad.with_flags([])).unwrap_err();
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("collector.listen:") && e.contains("nowhere")),
+            "{errs:?}"
+        );
+        // Other commands take nothing from these flags.
+        let serve = Cli::parse_from(["gpuwatch", "serve"]);
+        assert_eq!(serve.with_flags([]), Vec::<(String, String)>::new());
+    }
 }

@@ -32,7 +32,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let cfg = match Config::load(cli.config.as_deref(), std::env::vars()) {
+    let cfg = match Config::load(cli.config.as_deref(), cli.with_flags(std::env::vars())) {
         Ok(c) => c,
         Err(errors) => {
             for e in errors {
@@ -133,7 +133,7 @@ async fn run(command: Command, cfg: Config) -> Result<(), Failure> {
     let r = &registry;
     match command {
         Command::Migrate => migrate(&cfg).await,
-        Command::Collector { once, print } => {
+        Command::Collector { once, print, .. } => {
             let opts = RunOptions { once, print };
             graced(
                 "collector",
@@ -246,7 +246,10 @@ async fn collector(
         );
     }
     let sink = Sink::from_config(&cfg.collector, &cfg.database)?;
-    Ok(gpuwatch_collector::run(cfg.collector, sink, opts, shutdown).await?)
+    let c = cfg.collector;
+    let metrics = gpuwatch_collector::serve::listen(&c, registry.clone(), shutdown.clone()).await?;
+    let fleet = gpuwatch_collector::Fleet::new(&c);
+    Ok(gpuwatch_collector::run_with(fleet, metrics, c, sink, opts, shutdown).await?)
 }
 
 async fn serve(

@@ -38,11 +38,12 @@ pub(crate) async fn metrics(
     State(st): State<AppState>,
     headers: axum::http::HeaderMap,
 ) -> Response {
-    let accept_gzip = headers
-        .get_all(header::ACCEPT_ENCODING)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
+    let accept_gzip = gpuwatch_exporter::accepts_gzip(
+        headers
+            .get_all(header::ACCEPT_ENCODING)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    );
     let (chunks, gzipped) = st.exporter.scrape_encoded(accept_gzip);
     let stream = futures_util::stream::iter(chunks.into_iter().map(Ok::<_, std::io::Error>));
     let mut resp = (

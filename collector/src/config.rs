@@ -36,6 +36,21 @@ pub struct CollectorConfig {
     pub host: ProcfsConfig,
     /// The environment source (source "host").
     pub cgroup: CgroupConfig,
+    /// Where the agent answers `/metrics` and `/health` itself, e.g.
+    /// "0.0.0.0:9400" (dcgm-exporter's port); absent: not served. Also
+    /// `gpuwatch collector --web.listen-address`.
+    pub listen: Option<String>,
+    /// The path of the agent's metrics (default "/metrics"; also
+    /// `--web.telemetry-path`).
+    pub telemetry_path: String,
+    /// Readings older than this are not served on the agent's `/metrics`,
+    /// seconds (default 90, as `exporter.staleness`).
+    #[serde(
+        rename = "staleness",
+        alias = "staleness_secs",
+        deserialize_with = "gpuwatch_store::duration::seconds"
+    )]
+    pub staleness_secs: u64,
 }
 
 impl Default for CollectorConfig {
@@ -51,6 +66,9 @@ impl Default for CollectorConfig {
             sim: SimConfig::default(),
             host: ProcfsConfig::default(),
             cgroup: CgroupConfig::default(),
+            listen: None,
+            telemetry_path: "/metrics".into(),
+            staleness_secs: 90,
         }
     }
 }
@@ -199,6 +217,32 @@ impl Default for SimConfig {
 }
 
 impl CollectorConfig {
+    /// Problems of `listen`, `telemetry_path` and `staleness` (the last
+    /// only matters, and is only checked, when `listen` is set).
+    fn validate_listen(&self) -> Vec<String> {
+        let mut e = Vec::new();
+        if let Some(l) = &self.listen {
+            if l.parse::<std::net::SocketAddr>().is_err() {
+                e.push(format!(
+                    "collector.listen: must be an address and port such as \"0.0.0.0:9400\", got {l:?}"
+                ));
+            }
+        }
+        let p = &self.telemetry_path;
+        if !p.starts_with('/') || p == "/health" || p.contains(['{', '}', '*', ':']) {
+            e.push(format!(
+                "collector.telemetry_path: must be a path such as \"/metrics\", other than /health, got {p:?}"
+            ));
+        }
+        if self.listen.is_some() && self.staleness_secs < self.interval_secs {
+            e.push(format!(
+                "collector.staleness_secs: must be at least collector.interval_secs ({}), got {}",
+                self.interval_secs, self.staleness_secs
+            ));
+        }
+        e
+    }
+
     /// The interval as a duration.
     pub fn interval(&self) -> Duration {
         Duration::from_secs(self.interval_secs)
@@ -236,6 +280,7 @@ impl CollectorConfig {
         if self.sink == SinkKind::Http {
             e.extend(self.http.validate());
         }
+        e.extend(self.validate_listen());
         if !(1..=10_000).contains(&self.sim.hosts) {
             e.push(format!(
                 "collector.sim.hosts: must be between 1 and 10000, got {}",
@@ -249,5 +294,32 @@ impl CollectorConfig {
             ));
         }
         e
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_path_and_staleness_are_checked() {
+        assert!(CollectorConfig::default().validate().is_empty());
+        let bad = CollectorConfig {
+            listen: Some("9400".into()),
+            telemetry_path: "metrics".into(),
+            interval_secs: 120,
+            ..CollectorConfig::default()
+        };
+        let e = bad.validate();
+        assert_eq!(e.len(), 3, "{e:#?}");
+        assert!(e[0].starts_with("collector.listen:"), "{e:#?}");
+        assert!(e[1].starts_with("collector.telemetry_path:"), "{e:#?}");
+        assert!(e[2].starts_with("collector.staleness_secs:"), "{e:#?}");
+        // Staleness only matters when the agent serves.
+        let quiet = CollectorConfig {
+            interval_secs: 120,
+            ..CollectorConfig::default()
+        };
+        assert!(quiet.validate().is_empty());
     }
 }

@@ -20,6 +20,14 @@ pub enum CollectorError {
         /// why
         source: crate::sinks::SinkError,
     },
+    /// `collector.listen` cannot be bound.
+    #[error("cannot listen on {addr} (collector.listen / --web.listen-address): {source}; pick a free address or port")]
+    Listen {
+        /// the address
+        addr: String,
+        /// the OS error
+        source: std::io::Error,
+    },
     /// `--once`: the batch could not be delivered (it is spooled).
     #[error("batch not delivered ({spooled} batches spooled for the next run): {reason}")]
     Undelivered {

@@ -7,7 +7,7 @@ use gpuwatch_store::{Batch, GpuReading, HostSample};
 
 use crate::sources::cgroup::{gpu_utilisation, CgroupSource, EnvTarget};
 use crate::sources::hostinfo::host_info;
-use crate::sources::nvml::GpuSource;
+use crate::sources::nvml::{GpuProcess, GpuSource};
 use crate::sources::procfs::{ProcfsConfig, ProcfsSource};
 use crate::sources::sim::SimFleet;
 use crate::sources::SourceError;
@@ -35,6 +35,9 @@ pub struct HostAgent {
     cgroup: CgroupSource,
     envs: Vec<EnvTarget>,
     host: Option<HostInfo>,
+    /// The GPU processes of the last collection (the agent's /metrics
+    /// labels a GPU with the pod of its process).
+    procs: Vec<GpuProcess>,
 }
 
 impl Fleet {
@@ -58,6 +61,7 @@ impl Fleet {
             cgroup: CgroupSource::new(cfg.cgroup.clone()),
             envs: Vec::new(),
             host: None,
+            procs: Vec::new(),
         }))
     }
 
@@ -83,6 +87,15 @@ impl Fleet {
         match self {
             Fleet::Host(a) => a.host.as_ref().map(|h| h.id.as_str()),
             Fleet::Sim(_) => None,
+        }
+    }
+
+    /// The GPU compute processes of the last collection (none for the
+    /// simulated fleet).
+    pub fn gpu_processes(&self) -> &[GpuProcess] {
+        match self {
+            Fleet::Host(a) => &a.procs,
+            Fleet::Sim(_) => &[],
         }
     }
 
@@ -151,6 +164,7 @@ impl HostAgent {
         let env = self
             .cgroup
             .sample(&self.envs, &procs, &gpu_utilisation(&gpu), &id, at);
+        self.procs = procs;
         Batch { gpu, host, env }
     }
 }

@@ -8,6 +8,8 @@
 //!   [`sinks::http::HttpSink`] posts it to `gpuwatch serve`.
 //! - [`spool::Spool`] keeps batches the sink could not take on disk, bounded,
 //!   and gives them back oldest first when the sink returns.
+//! - [`serve`] answers `/metrics` on the host itself (`collector.listen`):
+//!   GPUs as dcgm-exporter names them, the host as node_exporter does.
 //! - [`run()`] registers the inventory (`hosts`, `gpus`), then samples every
 //!   interval and delivers, spooling and replaying as the sink comes and goes.
 #![forbid(unsafe_code)]
@@ -17,6 +19,7 @@ mod config;
 mod error;
 mod fleet;
 mod run;
+pub mod serve;
 pub mod sinks;
 pub mod sources;
 pub mod spool;
@@ -25,5 +28,5 @@ pub use config::{CollectorConfig, HttpConfig, SimConfig, SinkKind, SourceKind, S
 pub use error::CollectorError;
 pub use fleet::{Fleet, Inventory};
 pub use gpuwatch_store::{Batch, GpuReading};
-pub use run::{run, RunOptions};
+pub use run::{run, run_with, RunOptions};
 pub use spool::register_metrics;

@@ -9,6 +9,7 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use crate::fleet::Fleet;
+use crate::serve::AgentMetrics;
 use crate::sinks::Sink;
 use crate::spool::Spool;
 use crate::{CollectorConfig, CollectorError};
@@ -28,11 +29,23 @@ pub struct RunOptions {
 /// Collects until `shutdown` fires (or once).
 pub async fn run(
     cfg: CollectorConfig,
+    sink: Sink,
+    opts: RunOptions,
+    shutdown: CancellationToken,
+) -> Result<(), CollectorError> {
+    run_with(Fleet::new(&cfg), None, cfg, sink, opts, shutdown).await
+}
+
+/// [`run`] over a fleet of the caller's, handing each cycle to `metrics`
+/// when the agent serves its own `/metrics` ([`crate::serve::listen`]).
+pub async fn run_with(
+    mut fleet: Fleet,
+    mut metrics: Option<AgentMetrics>,
+    cfg: CollectorConfig,
     mut sink: Sink,
     opts: RunOptions,
     shutdown: CancellationToken,
 ) -> Result<(), CollectorError> {
-    let mut fleet = Fleet::new(&cfg);
     let mut spool = Spool::open(&cfg.spool.dir, cfg.spool.max_bytes)?;
     if !spool.is_empty() {
         tracing::info!(
@@ -51,6 +64,7 @@ pub async fn run(
             _ = shutdown.cancelled() => break,
             _ = ticker.tick() => {}
         }
+        let cycle = std::time::Instant::now();
         let at = Utc::now().trunc_subsecs(0);
         // NVML reads block (PCIe throughput waits ~20 ms per read); keep them
         // off the async workers.
@@ -59,6 +73,9 @@ pub async fn run(
             Fleet::Sim(_) => fleet.collect(at),
         };
         tracing::debug!(collected_at = %at.to_rfc3339(), rows = batch.len(), "collected");
+        if let Some(m) = metrics.as_mut() {
+            m.publish(&mut fleet, &batch);
+        }
         if opts.print {
             print(&fleet.inventory()?, &batch);
             if opts.once {
@@ -97,6 +114,9 @@ pub async fn run(
             }
         }
         let delivered = deliver(&mut sink, &mut spool, batch, registered).await?;
+        if let Some(m) = &metrics {
+            m.delivered(&delivered, cycle.elapsed());
+        }
         if opts.once {
             return match delivered {
                 Ok(()) => Ok(()),

@@ -24,13 +24,18 @@ pub struct Family {
     pub help: &'static str,
     /// SQL over the latest sample `m`, as double precision.
     pub expr: String,
+    /// Where the value comes from in a sample held in memory (the agent's
+    /// own `/metrics`): the column's position in the table's catalogue and
+    /// the conversion. `None` for a family no single sample holds (XID).
+    pub sample: Option<(usize, Value)>,
 }
 
 /// The exported families of a table's columns, in rank order.
 fn of(columns: &'static [Column]) -> Vec<Family> {
     let mut v: Vec<(u16, Family)> = columns
         .iter()
-        .filter_map(|c| {
+        .enumerate()
+        .filter_map(|(column, c)| {
             let f: catalogue::Family = c.spec.export?;
             let expr = match f.value {
                 Value::Column => format!("m.{}", c.name),
@@ -44,6 +49,7 @@ fn of(columns: &'static [Column]) -> Vec<Family> {
                     kind: f.kind.name(),
                     help: f.help,
                     expr,
+                    sample: Some((column, f.value)),
                 },
             ))
         })
@@ -64,6 +70,7 @@ pub static XID: LazyLock<Family> = LazyLock::new(|| Family {
     kind: "gauge",
     help: "Value of the last XID error encountered.",
     expr: String::new(),
+    sample: None,
 });
 
 /// node_exporter's names for what the host source measures the same way.

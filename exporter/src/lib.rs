@@ -33,6 +33,8 @@ mod scrape;
 mod snapshot;
 
 pub use config::ExporterConfig;
-pub use render::escape_label;
-pub use scrape::CONTENT_TYPE;
+pub use render::{
+    escape_label, gpu_families, header, label_set, sample_line, sample_value, GpuLabels,
+};
+pub use scrape::{accepts_gzip, CONTENT_TYPE};
 pub use snapshot::{Exporter, Snapshot};

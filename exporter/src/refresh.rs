@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use gpuwatch_store::{Pool, StoreError};
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::{REFRESH_ERRORS, REFRESH_SECONDS, SERIES};
+use crate::metrics::{REFRESH_ERRORS, REFRESH_SECONDS};
 use crate::render;
 use crate::scrape::gzip;
 use crate::{Exporter, Snapshot};
@@ -23,16 +23,7 @@ impl Exporter {
         let result = self.read(pool, started).await;
         REFRESH_SECONDS.observe(started.elapsed().as_secs_f64());
         match result {
-            Ok(snap) => {
-                let snap = Arc::new(snap);
-                SERIES.with_label_values(&["gpu"]).set(snap.gpus as i64);
-                SERIES.with_label_values(&["host"]).set(snap.hosts as i64);
-                SERIES
-                    .with_label_values(&["environment"])
-                    .set(snap.environments as i64);
-                *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Some(snap.clone());
-                Ok(snap)
-            }
+            Ok(snap) => Ok(self.store(snap)),
             Err(e) => {
                 REFRESH_ERRORS.inc();
                 Err(e)
@@ -117,6 +108,7 @@ impl Exporter {
         Ok(Snapshot {
             body,
             gzip,
+            lazy_gzip: None,
             taken: started,
             gpus: gpus.len(),
             hosts: hosts.len(),

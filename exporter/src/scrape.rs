@@ -11,6 +11,13 @@ use crate::Exporter;
 /// Content type of the text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// Whether a request's `Accept-Encoding` values admit gzip.
+pub fn accepts_gzip<'a>(accept_encoding: impl IntoIterator<Item = &'a str>) -> bool {
+    accept_encoding
+        .into_iter()
+        .any(|v| v.split(',').any(|e| e.trim().starts_with("gzip")))
+}
+
 impl Exporter {
     /// A scrape's body, in chunks: the fleet snapshot as it is (no copy),
     /// then this process's self-metrics.
@@ -31,9 +38,15 @@ impl Exporter {
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut own) {
             tracing::warn!(error = %e, "cannot encode gpuwatch's own metrics");
         }
+        let compressed = snap.as_ref().and_then(|s| match &s.lazy_gzip {
+            Some(lazy) if accept_gzip => {
+                Some(lazy.get_or_init(|| Bytes::from(gzip(&s.body))).clone())
+            }
+            _ => s.gzip.clone(),
+        });
         match snap {
-            Some(s) if accept_gzip && s.gzip.is_some() => {
-                let fleet = s.gzip.clone().expect("checked");
+            Some(_) if accept_gzip && compressed.is_some() => {
+                let fleet = compressed.expect("checked");
                 (vec![fleet, Bytes::from(gzip(&own))], true)
             }
             Some(s) => (vec![s.body.clone(), Bytes::from(own)], false),

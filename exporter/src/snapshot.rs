@@ -10,7 +10,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use prometheus::Registry;
 
-use crate::metrics::{self, SNAPSHOT_AGE};
+use crate::metrics::{self, SERIES, SNAPSHOT_AGE};
 use crate::ExporterConfig;
 
 /// One rendered snapshot.
@@ -32,6 +32,11 @@ pub struct Snapshot {
     pub render: Duration,
     /// `body` gzip'd, once some scraper asked for gzip (Prometheus does).
     pub gzip: Option<Bytes>,
+    /// For text published by the caller ([`Exporter::publish`]): `body`
+    /// gzip'd by the first scrape that asks for it, then kept, so a cycle
+    /// nobody scrapes is never compressed. `None` on `gpuwatch serve`,
+    /// whose large snapshot is compressed by the refresh, off the request path.
+    pub(crate) lazy_gzip: Option<std::sync::OnceLock<Bytes>>,
 }
 
 /// Serves `/metrics` from a snapshot refreshed in the background.
@@ -99,5 +104,44 @@ impl Exporter {
         let age = snap.taken.elapsed();
         SNAPSHOT_AGE.set(age.as_secs_f64());
         (age <= Duration::from_secs(self.cfg.staleness_secs)).then_some(snap)
+    }
+
+    /// Makes `snap` the snapshot scrapes hand out.
+    pub(crate) fn store(&self, snap: Snapshot) -> Arc<Snapshot> {
+        let snap = Arc::new(snap);
+        SERIES.with_label_values(&["gpu"]).set(snap.gpus as i64);
+        SERIES.with_label_values(&["host"]).set(snap.hosts as i64);
+        SERIES
+            .with_label_values(&["environment"])
+            .set(snap.environments as i64);
+        *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Some(snap.clone());
+        snap
+    }
+
+    /// Replaces the snapshot with exposition text rendered by the caller:
+    /// the agent renders its own readings once per cycle, without a
+    /// database, and scrapes then behave as on `gpuwatch serve` (gzip'd for
+    /// scrapers that ask, dropped when older than the staleness window),
+    /// except that the text is compressed at most once, by the first scrape
+    /// that asks for gzip: a host's text is small, and an agent cycles more
+    /// often than it is scraped.
+    pub fn publish(
+        &self,
+        body: String,
+        gpus: usize,
+        hosts: usize,
+        render: Duration,
+    ) -> Arc<Snapshot> {
+        self.store(Snapshot {
+            body: Bytes::from(body),
+            gzip: None,
+            lazy_gzip: Some(std::sync::OnceLock::new()),
+            taken: Instant::now(),
+            gpus,
+            hosts,
+            environments: 0,
+            query: Duration::ZERO,
+            render,
+        })
     }
 }

@@ -37,8 +37,8 @@ const GIB: u64 = 1 << 30;
 const GPU_UTIL: u32 = 50;
 
 /// One GPU running the given (pid, bytes) processes.
-struct OneGpu {
-    procs: Vec<(u32, u64)>,
+pub(crate) struct OneGpu {
+    pub(crate) procs: Vec<(u32, u64)>,
 }
 
 impl GpuBackend for OneGpu {
@@ -71,14 +71,14 @@ impl GpuBackend for OneGpu {
 }
 
 /// The cgroups and the process of one test; removed on drop, in reverse.
-struct Guard {
-    dirs: Vec<PathBuf>,
-    child: Option<Child>,
+pub(crate) struct Guard {
+    pub(crate) dirs: Vec<PathBuf>,
+    pub(crate) child: Option<Child>,
 }
 
 impl Guard {
     /// Makes `dir`, or says why this host cannot (the caller skips).
-    fn mkdir(&mut self, dir: PathBuf) -> Result<(), String> {
+    pub(crate) fn mkdir(&mut self, dir: PathBuf) -> Result<(), String> {
         std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         self.dirs.push(dir);
         Ok(())
@@ -88,7 +88,7 @@ impl Guard {
     /// touches 64 MiB (so the memory is charged to its new cgroup) and
     /// burns CPU until it is killed. It first holds 128 MiB more for a
     /// moment, so a peak figure read instead of the current one shows.
-    fn start_child(&mut self) -> u32 {
+    pub(crate) fn start_child(&mut self) -> u32 {
         let script = "import sys\nsys.stdin.readline()\npeak = b'\\x02' * (128 << 20)\ndel peak\nb = b'\\x01' * (64 << 20)\nprint('ready', flush=True)\nwhile True: pass\n";
         let mut child = Command::new("python3")
             .args(["-c", script])
@@ -136,7 +136,7 @@ impl Drop for Guard {
 }
 
 /// Prints why the test cannot run here; fails where it is required to run.
-fn skip(why: &str) {
+pub(crate) fn skip(why: &str) {
     let msg = format!("cgroup_real: SKIPPED, real cgroups are not writable here: {why}");
     if std::env::var_os("GPUWATCH_REQUIRE_REAL_CGROUPS").is_some_and(|v| v == "1") {
         panic!("{msg} (GPUWATCH_REQUIRE_REAL_CGROUPS=1)");
@@ -146,7 +146,7 @@ fn skip(why: &str) {
 
 /// Mount points of this machine's cgroup filesystems: (cgroup2, v1
 /// memory, v1 cpuacct), from /proc/self/mountinfo.
-fn mounts() -> (Option<PathBuf>, Option<PathBuf>, Option<PathBuf>) {
+pub(crate) fn mounts() -> (Option<PathBuf>, Option<PathBuf>, Option<PathBuf>) {
     let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let (mut v2, mut memory, mut cpuacct) = (None, None, None);
     for line in text.lines() {

@@ -744,7 +744,7 @@ fn prom_expand(expr: &str, vars: &Vars) -> String {
     s
 }
 
-async fn prom_get(url: &str, query: &[(&str, &str)]) -> Option<Value> {
+pub(crate) async fn prom_get(url: &str, query: &[(&str, &str)]) -> Option<Value> {
     let r = reqwest::Client::new()
         .get(url)
         .query(query)
@@ -774,43 +774,100 @@ both_backends! {
         let prometheus = Prometheus::start(&[("gpuwatch", format!("127.0.0.1:{port}"))]);
         let prom = prometheus.url.clone();
         // Two live hosts of two GPUs (the third host went silent).
-        let started = std::time::Instant::now();
-        loop {
-            let r = prom_get(&format!("{prom}/api/v1/query"), &[("query", "count(DCGM_FI_DEV_GPU_TEMP)")]).await;
-            if r.and_then(|r| r["data"]["result"][0]["value"][1].as_str().map(String::from)).as_deref() == Some("4") {
-                break;
-            }
-            assert!(started.elapsed().as_secs() < 90, "Prometheus did not scrape 4 GPUs from gpuwatch");
-            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-        }
-
-        let d = grafana::load_all().into_iter().find(|d| d.file == "gpu-prometheus.json").unwrap().json;
-        // Variables as Grafana resolves label_values(metric{…}, label): every value (include-all).
-        let mut vars = Vars::new();
-        for v in d["templating"]["list"].as_array().unwrap() {
-            let q = grafana::variable_query(v);
-            let inner = q.strip_prefix("label_values(").and_then(|s| s.strip_suffix(')')).expect("label_values(…)");
-            let (selector, label) = inner.rsplit_once(',').unwrap();
-            let selector = prom_expand(selector.trim(), &vars);
-            let r = prom_get(&format!("{prom}/api/v1/label/{}/values", label.trim()), &[("match[]", &selector)]).await
-                .unwrap_or_else(|| panic!("label values for {q}"));
-            let values: Vec<String> = r["data"].as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect();
-            assert!(!values.is_empty(), "variable {} ({selector}) has no values", v["name"]);
-            let quoted = v["multi"] == true || v["includeAll"] == true;
-            vars.insert(v["name"].as_str().unwrap().to_string(), VarValue { values, quoted });
-        }
+        wait_for_gpus(&prom, 4, "gpuwatch").await;
+        let vars = check_prometheus_dashboard(&prom).await;
         assert_eq!(vars["Hostname"].values.len(), 2, "{vars:?}");
-        let mut checked = 0;
-        for panel in grafana::panels(&d) {
-            for t in panel["targets"].as_array().into_iter().flatten() {
-                let expr = prom_expand(t["expr"].as_str().unwrap(), &vars);
-                let r = prom_get(&format!("{prom}/api/v1/query"), &[("query", &expr)]).await
-                    .unwrap_or_else(|| panic!("{:?}: Prometheus rejects {expr}", panel["title"]));
-                let result = r["data"]["result"].as_array().cloned().unwrap_or_default();
-                assert!(!result.is_empty(), "{:?}: no series for {expr}", panel["title"]);
-                checked += 1;
-            }
-        }
-        assert!(checked >= 10, "{checked} expressions checked");
     }
+}
+
+/// Waits until Prometheus at `prom` holds `n` GPUs (DCGM_FI_DEV_GPU_TEMP
+/// series) scraped from `from`.
+pub(crate) async fn wait_for_gpus(prom: &str, n: usize, from: &str) {
+    let started = std::time::Instant::now();
+    let want = n.to_string();
+    loop {
+        let r = prom_get(
+            &format!("{prom}/api/v1/query"),
+            &[("query", "count(DCGM_FI_DEV_GPU_TEMP)")],
+        )
+        .await;
+        if r.and_then(|r| {
+            r["data"]["result"][0]["value"][1]
+                .as_str()
+                .map(String::from)
+        })
+        .as_deref()
+            == Some(want.as_str())
+        {
+            return;
+        }
+        assert!(
+            started.elapsed().as_secs() < 90,
+            "Prometheus did not scrape {n} GPUs from {from}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
+/// The Prometheus dashboard (`gpu-prometheus.json`) against Prometheus at
+/// `prom`: its variables resolve as Grafana resolves them (every value,
+/// include-all), and every panel expression returns series. Returns the
+/// variables.
+pub(crate) async fn check_prometheus_dashboard(prom: &str) -> Vars {
+    let d = grafana::load_all()
+        .into_iter()
+        .find(|d| d.file == "gpu-prometheus.json")
+        .unwrap()
+        .json;
+    // Variables as Grafana resolves label_values(metric{…}, label): every value (include-all).
+    let mut vars = Vars::new();
+    for v in d["templating"]["list"].as_array().unwrap() {
+        let q = grafana::variable_query(v);
+        let inner = q
+            .strip_prefix("label_values(")
+            .and_then(|s| s.strip_suffix(')'))
+            .expect("label_values(…)");
+        let (selector, label) = inner.rsplit_once(',').unwrap();
+        let selector = prom_expand(selector.trim(), &vars);
+        let r = prom_get(
+            &format!("{prom}/api/v1/label/{}/values", label.trim()),
+            &[("match[]", &selector)],
+        )
+        .await
+        .unwrap_or_else(|| panic!("label values for {q}"));
+        let values: Vec<String> = r["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap().to_string())
+            .collect();
+        assert!(
+            !values.is_empty(),
+            "variable {} ({selector}) has no values",
+            v["name"]
+        );
+        let quoted = v["multi"] == true || v["includeAll"] == true;
+        vars.insert(
+            v["name"].as_str().unwrap().to_string(),
+            VarValue { values, quoted },
+        );
+    }
+    let mut checked = 0;
+    for panel in grafana::panels(&d) {
+        for t in panel["targets"].as_array().into_iter().flatten() {
+            let expr = prom_expand(t["expr"].as_str().unwrap(), &vars);
+            let r = prom_get(&format!("{prom}/api/v1/query"), &[("query", &expr)])
+                .await
+                .unwrap_or_else(|| panic!("{:?}: Prometheus rejects {expr}", panel["title"]));
+            let result = r["data"]["result"].as_array().cloned().unwrap_or_default();
+            assert!(
+                !result.is_empty(),
+                "{:?}: no series for {expr}",
+                panel["title"]
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "{checked} expressions checked");
+    vars
 }

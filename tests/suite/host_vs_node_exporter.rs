@@ -19,28 +19,34 @@ use crate::common::{free_port, ChildGuard};
 const NODE_EXPORTER: &str = "/usr/bin/prometheus-node-exporter";
 
 /// Kills node_exporter when the test ends, passed or panicked.
-struct Exporter {
+pub(crate) struct Exporter {
     _child: ChildGuard,
-    port: u16,
+    pub(crate) port: u16,
 }
 
-fn start_node_exporter() -> Exporter {
+/// The collectors compared here: a lighter scrape keeps node's read and
+/// ours close in time.
+const COLLECTORS: [&str; 7] = [
+    "--collector.disable-defaults",
+    "--collector.cpu",
+    "--collector.meminfo",
+    "--collector.loadavg",
+    "--collector.filesystem",
+    "--collector.netdev",
+    "--collector.diskstats",
+];
+
+/// node_exporter on a free port with `args` (collectors and their flags),
+/// once it answers.
+pub(crate) fn start_node_exporter(args: &[&str]) -> Exporter {
     assert!(
         Path::new(NODE_EXPORTER).exists(),
         "{NODE_EXPORTER} is missing: scripts/test.sh installs it (Debian package prometheus-node-exporter)"
     );
     let port = free_port();
-    // Only the collectors compared here: a lighter scrape keeps node's read
-    // and ours close in time.
     let child = Command::new(NODE_EXPORTER)
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .args([
-            "--collector.disable-defaults",
-            "--collector.cpu",
-            "--collector.meminfo",
-        ])
-        .args(["--collector.loadavg", "--collector.filesystem"])
-        .args(["--collector.netdev", "--collector.diskstats"])
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -173,7 +179,7 @@ fn bracketed(what: &str, first: f64, ours: i64, second: f64) {
 
 #[test]
 fn host_sample_agrees_with_node_exporter() {
-    let exporter = start_node_exporter();
+    let exporter = start_node_exporter(&COLLECTORS);
     let cfg = ProcfsConfig::default();
     let mut src = ProcfsSource::new(cfg.clone());
     let scrape = || get_metrics(exporter.port).unwrap();

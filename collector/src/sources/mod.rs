@@ -2,6 +2,7 @@
 
 pub mod cgroup;
 pub mod hostinfo;
+pub mod node;
 pub mod nvml;
 pub mod procfs;
 pub mod sim;

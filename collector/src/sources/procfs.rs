@@ -182,14 +182,14 @@ pub(crate) fn read_parse<T>(
     parse(&shown, &text)
 }
 
-fn bad(path: &str, what: impl Into<String>) -> SourceError {
+pub(crate) fn bad(path: &str, what: impl Into<String>) -> SourceError {
     SourceError::Parse {
         path: path.to_owned(),
         what: what.into(),
     }
 }
 
-fn num<T: std::str::FromStr>(path: &str, field: &str) -> Result<T, SourceError> {
+pub(crate) fn num<T: std::str::FromStr>(path: &str, field: &str) -> Result<T, SourceError> {
     field
         .parse()
         .map_err(|_| bad(path, format!("{field:?} is not a number")))
@@ -233,7 +233,7 @@ fn parse_stat(path: &str, text: &str) -> Result<CpuTimes, SourceError> {
 }
 
 /// The 1, 5 and 15 minute load averages.
-fn parse_loadavg(path: &str, text: &str) -> Result<[f64; 3], SourceError> {
+pub(crate) fn parse_loadavg(path: &str, text: &str) -> Result<[f64; 3], SourceError> {
     let f: Vec<&str> = text.split_whitespace().take(3).collect();
     if f.len() < 3 {
         return Err(bad(path, "fewer than 3 load averages"));

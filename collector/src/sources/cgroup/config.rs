@@ -23,6 +23,11 @@ pub struct CgroupConfig {
     pub path_pattern: String,
     /// Which cgroup version to read (default "auto": detected per host).
     pub version: CgroupVersion,
+    /// Where the container runtime keeps a container's metadata, `{id}`
+    /// being its id: the agent's `/metrics` takes a GPU process's pod name,
+    /// namespace and container name from the first readable one (default:
+    /// containerd's and CRI-O's OCI `config.json`, Docker's `config.v2.json`).
+    pub pod_metadata: Vec<String>,
 }
 
 /// `collector.cgroup.version`.
@@ -46,6 +51,11 @@ impl Default for CgroupConfig {
             proc_path: PathBuf::from("/proc"),
             path_pattern: "system.slice/docker-{container_id}.scope".into(),
             version: CgroupVersion::Auto,
+            pod_metadata: vec![
+                "/run/containerd/io.containerd.runtime.v2.task/k8s.io/{id}/config.json".into(),
+                "/run/containers/storage/overlay-containers/{id}/userdata/config.json".into(),
+                "/var/lib/docker/containers/{id}/config.v2.json".into(),
+            ],
         }
     }
 }
@@ -77,6 +87,13 @@ impl CgroupConfig {
             e.push(format!(
                 "collector.cgroup.path_pattern: only {{container_id}} and {{env_id}} may appear in braces, got {p:?}"
             ));
+        }
+        for m in &self.pod_metadata {
+            if !m.starts_with('/') || !m.contains("{id}") {
+                e.push(format!(
+                    "collector.cgroup.pod_metadata: each entry must be an absolute path containing {{id}}, got {m:?}"
+                ));
+            }
         }
         if p.split('/').any(|c| c == "..") {
             e.push(format!(

@@ -21,6 +21,7 @@ mod attribute;
 mod config;
 mod files;
 pub mod layout;
+pub mod pod;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
