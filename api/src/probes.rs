@@ -1,9 +1,8 @@
 //! `/ready` and `/metrics` (`/health` is a constant in the route table).
 
-use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use axum::Json;
 
 use crate::{ApiError, AppState};
@@ -38,24 +37,5 @@ pub(crate) async fn metrics(
     State(st): State<AppState>,
     headers: axum::http::HeaderMap,
 ) -> Response {
-    let accept_gzip = gpuwatch_exporter::accepts_gzip(
-        headers
-            .get_all(header::ACCEPT_ENCODING)
-            .iter()
-            .filter_map(|v| v.to_str().ok()),
-    );
-    let (chunks, gzipped) = st.exporter.scrape_encoded(accept_gzip);
-    let stream = futures_util::stream::iter(chunks.into_iter().map(Ok::<_, std::io::Error>));
-    let mut resp = (
-        [(header::CONTENT_TYPE, gpuwatch_exporter::CONTENT_TYPE)],
-        Body::from_stream(stream),
-    )
-        .into_response();
-    if gzipped {
-        resp.headers_mut().insert(
-            header::CONTENT_ENCODING,
-            axum::http::HeaderValue::from_static("gzip"),
-        );
-    }
-    resp
+    st.exporter.http_response(&headers)
 }

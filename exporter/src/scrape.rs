@@ -19,6 +19,32 @@ pub fn accepts_gzip<'a>(accept_encoding: impl IntoIterator<Item = &'a str>) -> b
 }
 
 impl Exporter {
+    /// The whole `/metrics` answer to a request with `headers`: the body of
+    /// [`Exporter::scrape_encoded`], gzip'd when the scraper accepts it.
+    /// `gpuwatch serve` and the agent both answer with it.
+    pub fn http_response(&self, headers: &axum::http::HeaderMap) -> axum::response::Response {
+        use axum::http::{header, HeaderValue};
+        use axum::response::IntoResponse;
+        let accept_gzip = accepts_gzip(
+            headers
+                .get_all(header::ACCEPT_ENCODING)
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+        );
+        let (chunks, gzipped) = self.scrape_encoded(accept_gzip);
+        let stream = futures_util::stream::iter(chunks.into_iter().map(Ok::<_, std::io::Error>));
+        let mut resp = (
+            [(header::CONTENT_TYPE, CONTENT_TYPE)],
+            axum::body::Body::from_stream(stream),
+        )
+            .into_response();
+        if gzipped {
+            resp.headers_mut()
+                .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        }
+        resp
+    }
+
     /// A scrape's body, in chunks: the fleet snapshot as it is (no copy),
     /// then this process's self-metrics.
     pub fn scrape(&self) -> Vec<Bytes> {
