@@ -13,7 +13,8 @@ GRANT SELECT ON
     environment_metrics_1h, environment_metrics_1d,
     gpu_metrics_fleet_1h, gpu_metrics_fleet_1d, host_metrics_fleet_1h, host_metrics_fleet_1d,
     environment_metrics_fleet_1h, environment_metrics_fleet_1d,
-    gpuwatch_tier_state, system_configs
+    gpuwatch_tier_state, system_configs,
+    training_jobs, training_job_status_history, dlworkspace_clusters, dlworkspace_cluster_status_age
 TO gpuwatch_grafana;
 GRANT SELECT (id, username, deleted_at) ON customers TO gpuwatch_grafana;
 GRANT SELECT (id, name) ON webhooks TO gpuwatch_grafana;

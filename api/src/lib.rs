@@ -28,6 +28,7 @@ mod error;
 pub mod extract;
 pub mod ingest;
 pub mod inventory;
+pub mod jobs;
 pub mod list;
 mod probes;
 mod routes;

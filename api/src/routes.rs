@@ -10,7 +10,7 @@ use axum::{Json, Router};
 
 use crate::endpoints::{query, schema, Api, Endpoint, AGENT, FINANCE, READ, WRITE};
 use crate::probes::{metrics, ready};
-use crate::{alerting, billing, ingest, inventory, list, ApiError, AppState};
+use crate::{alerting, billing, ingest, inventory, jobs, list, ApiError, AppState};
 
 /// `/api/v1`'s endpoints: the router and the OpenAPI document, from one table.
 pub fn api(state: AppState) -> (Router<AppState>, serde_json::Value) {
@@ -67,6 +67,25 @@ pub fn api(state: AppState) -> (Router<AppState>, serde_json::Value) {
                 schema::<inv::Gpu>,
             ),
             get(inv::get_gpu),
+        )
+        .add(
+            Endpoint::get(
+                "/api/v1/jobs",
+                READ,
+                "DLWorkspace training jobs, newest first.",
+                schema::<list::Page<jobs::Job>>,
+            )
+            .query(query::<jobs::JobQuery>),
+            get(jobs::list_jobs),
+        )
+        .add(
+            Endpoint::get(
+                "/api/v1/jobs/{cluster}/{job_id}",
+                READ,
+                "One training job and its status history.",
+                schema::<jobs::JobDetail>,
+            ),
+            get(jobs::get_job),
         )
         .add(
             Endpoint::get(

@@ -25,12 +25,11 @@ mod error;
 pub mod generator;
 pub mod mapping;
 pub mod source;
-mod status;
 pub mod store;
 mod sync;
 
 pub use config::{ClusterConfig, DlworkspaceConfig, OwnerRule};
 pub use error::DlwsError;
+pub use gpuwatch_store::jobs::JobStatus;
 pub use source::TableVersion;
-pub use status::JobStatus;
 pub use sync::{run, sync_once, SyncReport};

@@ -25,6 +25,7 @@
 
 pub mod config;
 pub mod families;
+mod jobs;
 mod metrics;
 mod refresh;
 mod render;

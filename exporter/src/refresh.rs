@@ -130,6 +130,7 @@ impl Exporter {
                 _ = tick.tick() => {}
             }
             crate::replication::refresh(&pool).await;
+            crate::jobs::refresh(&pool).await;
             match self.refresh(&pool).await {
                 Ok(s) => {
                     if failing {

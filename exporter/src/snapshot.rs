@@ -71,7 +71,8 @@ impl Exporter {
     /// this process registered their metrics; the exporter adds its own.
     pub fn with_registry(cfg: ExporterConfig, registry: Registry) -> Arc<Self> {
         let registered = metrics::register_metrics(&registry)
-            .and_then(|()| crate::replication::register_metrics(&registry));
+            .and_then(|()| crate::replication::register_metrics(&registry))
+            .and_then(|()| crate::jobs::register_metrics(&registry));
         if let Err(e) = registered {
             tracing::warn!(error = %e, "the exporter's self-metrics are not registered");
         }

@@ -26,6 +26,7 @@ pub mod catalogue;
 mod config;
 mod error;
 pub mod inventory;
+pub mod jobs;
 pub mod listing;
 pub mod matcher;
 pub mod metrics;

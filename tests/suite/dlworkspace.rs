@@ -534,3 +534,129 @@ both_backends! {
         }
     }
 }
+
+/// Each job's current status, as the generator last set it.
+fn current(g: &Generator) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    for t in g.log() {
+        m.insert(t.job_id.clone(), t.status.to_string());
+    }
+    m
+}
+
+both_backends! {
+    async fn jobs_are_listed_filtered_and_counted_on_metrics(db) {
+        let mut s = setup(&db, TableVersion::Upstream, None, "").await;
+        s.generator.submit(40, t0()).await.expect("submit");
+        s.generator.cluster_status(Utc::now() - TimeDelta::seconds(90)).await.expect("clusterstatus");
+        // Part of the way, so jobs sit in several statuses at once.
+        let mut at = t0();
+        for _ in 0..4 {
+            sync_once(&s.pool, &s.cluster).await.expect("sync");
+            at += TimeDelta::seconds(30);
+            s.generator.step(at).await.expect("step");
+        }
+        sync_once(&s.pool, &s.cluster).await.expect("sync");
+        let cluster = s.cluster.id.clone();
+        let want = current(&s.generator);
+        let mut by_status: BTreeMap<String, i64> = BTreeMap::new();
+        for st in want.values() {
+            *by_status.entry(st.clone()).or_default() += 1;
+        }
+        assert!(by_status.len() >= 3, "want a mix of statuses: {by_status:?}");
+
+        let api = crate::common::ApiClient::start(&db, gpuwatch_api::ApiConfig::default()).await;
+        let viewer = api.token("viewer").await;
+        let (st, all) = api.get(&format!("/api/v1/jobs?cluster={cluster}&limit=1000"), Some(&viewer)).await;
+        assert_eq!(st, reqwest::StatusCode::OK, "{all}");
+        assert_eq!(all["total"], 40, "{all}");
+        let got: BTreeMap<String, String> = all["items"].as_array().unwrap().iter()
+            .map(|j| (j["job_id"].as_str().unwrap().to_string(), j["status"].as_str().unwrap().to_string()))
+            .collect();
+        assert_eq!(got, want);
+        for (status, n) in &by_status {
+            let (_, page) = api.get(&format!("/api/v1/jobs?cluster={cluster}&status={status}"), Some(&viewer)).await;
+            assert_eq!(page["total"], *n, "status={status}: {page}");
+        }
+        let ended: i64 = ["failed", "killed", "error"].iter().map(|s| by_status.get(*s).copied().unwrap_or(0)).sum();
+        let (_, page) = api.get(&format!("/api/v1/jobs?cluster={cluster}&status=failed,killed,error"), Some(&viewer)).await;
+        assert_eq!(page["total"], ended, "{page}");
+        let owner = s.generator.log()[0].user_name.clone();
+        let owned = s.generator.log().iter().filter(|t| t.user_name == owner)
+            .map(|t| &t.job_id).collect::<std::collections::BTreeSet<_>>().len();
+        let (_, page) = api.get(&format!("/api/v1/jobs?cluster={cluster}&owner={owner}"), Some(&viewer)).await;
+        assert_eq!(page["total"], owned as i64, "owner={owner}: {page}");
+
+        // Pages of 7 by job id cover every job once.
+        let mut paged = Vec::new();
+        for offset in (0..40).step_by(7) {
+            let (_, page) = api.get(&format!("/api/v1/jobs?cluster={cluster}&sort=job_id&limit=7&offset={offset}"), Some(&viewer)).await;
+            paged.extend(page["items"].as_array().unwrap().iter().map(|j| j["job_id"].as_str().unwrap().to_string()));
+        }
+        let mut sorted = paged.clone();
+        sorted.sort();
+        assert_eq!(paged, sorted);
+        assert_eq!(paged, want.keys().cloned().collect::<Vec<_>>());
+
+        // One job with its history, exactly as the generator moved it.
+        let job = want.keys().next().unwrap();
+        let (st, detail) = api.get(&format!("/api/v1/jobs/{cluster}/{job}"), Some(&viewer)).await;
+        assert_eq!(st, reqwest::StatusCode::OK, "{detail}");
+        let history: Vec<String> = detail["history"].as_array().unwrap().iter()
+            .map(|h| h["status"].as_str().unwrap().to_string()).collect();
+        assert_eq!(history, made(&s.generator)[job]);
+        assert_eq!(detail["owner"], s.generator.log().iter().find(|t| &t.job_id == job).unwrap().user_name.as_str());
+
+        // Bad input says what is wrong; other roles are refused.
+        for (path, needle) in [
+            ("/api/v1/jobs?status=done", "unapproved, queued"),
+            ("/api/v1/jobs?state=running", "state"),
+            ("/api/v1/jobs?since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z", "until"),
+            ("/api/v1/jobs?sort=password", "job_time"),
+            ("/api/v1/jobs?since=yesterday", "since"),
+        ] {
+            let (st, body) = api.get(&path, Some(&viewer)).await;
+            assert_eq!(st, reqwest::StatusCode::BAD_REQUEST, "{path}: {body}");
+            assert!(body["error"]["message"].as_str().unwrap().contains(needle), "{path}: {body}");
+        }
+        let (st, body) = api.get(&format!("/api/v1/jobs/{cluster}/no-such-job"), Some(&viewer)).await;
+        assert_eq!(st, reqwest::StatusCode::NOT_FOUND, "{body}");
+        let agent = api.token("agent").await;
+        assert_eq!(api.get("/api/v1/jobs", Some(&agent)).await.0, reqwest::StatusCode::FORBIDDEN);
+        assert_eq!(api.get("/api/v1/jobs", None).await.0, reqwest::StatusCode::UNAUTHORIZED);
+
+        // /metrics of a real `gpuwatch serve`: one gpuwatch_jobs series per
+        // status of the cluster, equal to the counts, and the status age.
+        let port = crate::common::free_port();
+        let _serve = crate::common::Proc::spawn(&["serve"], &[
+            ("DATABASE_URL", db.url.clone()),
+            ("GPUWATCH_LISTEN", format!("127.0.0.1:{port}")),
+            ("GPUWATCH_EXPORTER__REFRESH_SECS", "1".into()),
+        ]);
+        let prefix = format!("gpuwatch_jobs{{cluster=\"{cluster}\",status=");
+        let mut metrics = String::new();
+        for _ in 0..120 {
+            if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await {
+                metrics = r.text().await.unwrap_or_default();
+                if metrics.contains(&prefix) {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let series: BTreeMap<String, i64> = metrics.lines().filter_map(|l| l.strip_prefix(&prefix))
+            .map(|rest| {
+                let (status, value) = rest.split_once("} ").expect("a sample line");
+                (status.trim_matches('"').to_string(), value.parse().expect("a count"))
+            })
+            .collect();
+        assert_eq!(series.len(), JobStatus::ALL.len(), "every status once: {series:?}");
+        for status in JobStatus::ALL {
+            let want = by_status.get(status.as_str()).copied().unwrap_or(0);
+            assert_eq!(series[status.as_str()], want, "{status}: {series:?}");
+        }
+        assert!(metrics.contains(&format!("gpuwatch_dlworkspace_cluster_status_age_seconds{{cluster=\"{cluster}\"}}")),
+            "cluster status age missing");
+        s.generator.drop_database().await.expect("drop");
+    }
+}

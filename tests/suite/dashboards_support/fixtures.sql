@@ -53,4 +53,46 @@ SELECT w.id, '00000000-0000-0000-0000-00000000dead', a, w.url, 10000, 'timed out
 FROM fixture_now n, webhooks w, generate_series(1, 3) AS a
 WHERE w.name = 'chat';
 
+-- DLWorkspace: two clusters and a job every 30 minutes for 40 days, queued,
+-- then running, then finished, failed, killed or error; the latest ones are
+-- still queued or running, and one failed ten minutes ago, so every range of
+-- the Jobs dashboard has rows.
+INSERT INTO dlworkspace_clusters (cluster_id, bill, status, status_time, last_sync_at)
+SELECT c, false, '{"gpu_capacity": {"A100": 32}}', n.now - interval '45 seconds', n.now - interval '20 seconds'
+FROM fixture_now n, (VALUES ('dlws-a'), ('dlws-b')) AS v(c);
+
+CREATE TEMP TABLE fixture_jobs AS
+SELECT i, (ARRAY['dlws-a', 'dlws-b'])[1 + i % 2] AS cluster_id, 'job-' || i AS job_id,
+       (ARRAY['alice', 'bob', 'carol', 'dave'])[1 + i % 4] AS user_name,
+       (ARRAY['training', 'inference'])[1 + (i / 3) % 2] AS job_type,
+       (ARRAY[1, 2, 4, 8])[1 + (i / 4) % 4] AS gpu_count,
+       date_trunc('second', n.now - i * interval '30 minutes') AS queued_at,
+       date_trunc('second', n.now - i * interval '30 minutes') + (2 + i % 18) * interval '1 minute' AS running_at,
+       date_trunc('second', n.now - i * interval '30 minutes') + (2 + i % 18) * interval '1 minute'
+           + CASE WHEN i = 3 THEN 73 ELSE 20 + i % 120 END * interval '1 minute' AS ended_at,
+       CASE WHEN i = 0 THEN 'queued' WHEN i < 3 THEN 'running' WHEN i = 3 OR i % 7 = 0 THEN 'failed'
+            WHEN i % 11 = 0 THEN 'killed' WHEN i % 13 = 0 THEN 'error' ELSE 'finished' END AS status
+FROM fixture_now n, generate_series(0, 40 * 48) AS i;
+
+INSERT INTO training_jobs (cluster_id, source_id, job_id, job_name, user_name, vc_name, job_status, job_type,
+                           job_params, error_message, job_time, last_updated, gpu_count, gpu_type,
+                           started_at, finished_at)
+SELECT cluster_id, i + 1, job_id, job_type || '-run-' || i, user_name, 'platform', status, job_type,
+       jsonb_build_object('resourcegpu', gpu_count, 'gpuType', 'A100'),
+       CASE status WHEN 'failed' THEN 'CUDA error: an illegal memory access was encountered'
+                   WHEN 'error' THEN 'pod evicted: node lost' END,
+       queued_at, CASE WHEN status IN ('queued', 'running') THEN running_at ELSE ended_at END, gpu_count, 'A100',
+       CASE WHEN status <> 'queued' THEN running_at END,
+       CASE WHEN status NOT IN ('queued', 'running') THEN ended_at END
+FROM fixture_jobs;
+
+INSERT INTO training_job_status_history (cluster_id, job_id, status, user_name, gpu_count, gpu_type, valid_from)
+SELECT cluster_id, job_id, 'queued', user_name, gpu_count, 'A100', queued_at FROM fixture_jobs
+UNION ALL
+SELECT cluster_id, job_id, 'running', user_name, gpu_count, 'A100', running_at FROM fixture_jobs WHERE status <> 'queued'
+UNION ALL
+SELECT cluster_id, job_id, status, user_name, gpu_count, 'A100', ended_at FROM fixture_jobs
+WHERE status NOT IN ('queued', 'running');
+DROP TABLE fixture_jobs;
+
 DROP VIEW fixture_now;

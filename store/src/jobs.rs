@@ -1,4 +1,5 @@
-//! DLWorkspace's job statuses: the closed set `jobStatus` takes.
+//! DLWorkspace's job statuses: the closed set `jobStatus` takes, shared by
+//! the sync, the API's job list and the exporter's job counts.
 
 use std::fmt;
 
@@ -78,7 +79,7 @@ impl JobStatus {
     }
 
     /// The final statuses as a SQL list, for queries that filter on them.
-    pub(crate) fn final_sql_list() -> String {
+    pub fn final_sql_list() -> String {
         JobStatus::ALL
             .into_iter()
             .filter(|s| s.is_final())
