@@ -195,6 +195,8 @@ fn apply_env(
     for (var, raw) in vars {
         let path: Vec<String> = if var == "DATABASE_URL" {
             vec!["database".into(), "url".into()]
+        } else if var == "DATABASE_READ_URL" {
+            vec!["database".into(), "read_url".into()]
         } else if var == "GPUWATCH_LISTEN" {
             // dcgm-exporter's style of variable for the one setting most
             // deployments change; it wins over GPUWATCH_API__LISTEN.

@@ -150,7 +150,13 @@ pub async fn caller(pool: &Pool, headers: &HeaderMap) -> Result<Caller, ApiError
             )
         })?
         .trim();
-    let client = pool.get().await?;
+    // Where standbys serve reads, a token is also checked there while the
+    // primary cannot be reached (a failover), so reads keep answering;
+    // revocations reach the standbys within the replication lag.
+    let client = match pool.get().await {
+        Err(e) if e.is_temporary() && pool.has_readers() => pool.readers().get().await?,
+        other => other?,
+    };
     let row = client
         .query_opt(
             "SELECT id, role, host_id FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",

@@ -46,7 +46,7 @@ pub async fn usage(
     Params(q): Params<gpuwatch_billing::UsageQuery>,
 ) -> Result<Response, ApiError> {
     let spec = q.validate()?;
-    let rows = gpuwatch_billing::usage_report(st.pool(), &spec).await?;
+    let rows = gpuwatch_billing::usage_report(st.pool().readers(), &spec).await?;
     if spec.format == gpuwatch_billing::ReportFormat::Csv {
         return Ok((
             [

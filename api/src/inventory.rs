@@ -141,7 +141,7 @@ pub async fn list_hosts(
         q.q.map(|s| format!("%{}%", s.replace(['%', '_'], ""))),
     );
     Ok(Json(
-        fetch(state.pool(), &HOSTS, &f, &order, win, host).await?,
+        fetch(state.pool().readers(), &HOSTS, &f, &order, win, host).await?,
     ))
 }
 
@@ -292,7 +292,7 @@ pub async fn list_gpus(
     f.opt("g.allocated_to = $?", q.environment);
     labels(&mut f, "g.labels", q.label.as_deref())?;
     Ok(Json(
-        fetch(state.pool(), &GPUS, &f, &order, win, gpu).await?,
+        fetch(state.pool().readers(), &GPUS, &f, &order, win, gpu).await?,
     ))
 }
 
@@ -411,7 +411,7 @@ pub async fn series(
             .filter(|p| !p.is_empty())
             .collect()
     });
-    let client = state.pool().get().await?;
+    let client = state.pool().readers().get().await?;
     let step_secs = step.as_secs() as f64;
     let rows = client
         .query(

@@ -220,7 +220,7 @@ pub async fn list_jobs(
         None => {}
     }
     Ok(Json(
-        fetch(state.pool(), &JOBS, &f, &order, win, job).await?,
+        fetch(state.pool().readers(), &JOBS, &f, &order, win, job).await?,
     ))
 }
 
@@ -229,7 +229,7 @@ pub async fn get_job(
     State(state): State<AppState>,
     PathParam((cluster, job_id)): PathParam<(String, String)>,
 ) -> Result<Json<JobDetail>, ApiError> {
-    let client = state.pool().get().await?;
+    let client = state.pool().readers().get().await?;
     let what = || format!("reading job {job_id:?} of cluster {cluster:?}");
     let row = client
         .query_opt(

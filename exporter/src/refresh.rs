@@ -131,7 +131,7 @@ impl Exporter {
             }
             crate::replication::refresh(&pool).await;
             crate::jobs::refresh(&pool).await;
-            match self.refresh(&pool).await {
+            match self.refresh(pool.readers()).await {
                 Ok(s) => {
                     if failing {
                         tracing::info!("/metrics snapshot refreshed again");

@@ -8,6 +8,12 @@ use crate::BackendPreference;
 pub struct StoreConfig {
     /// libpq-style URL or key=value string. `DATABASE_URL` overrides it.
     pub url: String,
+    /// Where reads that may lag go (the exporter's snapshot, the API's
+    /// inventory, series and job reads, usage reports): usually the
+    /// standbys, as a multi-host URL with `target_session_attrs=prefer-standby`
+    /// (or `standby`/`read-only`). Unset: everything reads from `url`.
+    /// `DATABASE_READ_URL` overrides it.
+    pub read_url: Option<String>,
     /// Largest number of pooled connections.
     pub pool_size: usize,
     /// Seconds to wait for a connection before giving up.
@@ -27,6 +33,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             url: "postgres://postgres@127.0.0.1:5432/gpuwatch".into(),
+            read_url: None,
             pool_size: 8,
             connect_timeout_secs: 5,
             backend: BackendPreference::Auto,
@@ -58,16 +65,18 @@ impl StoreConfig {
     /// Every problem with these settings, as `key: what is wrong` lines.
     pub fn validate(&self) -> Vec<String> {
         let mut errors = Vec::new();
-        match crate::tls::split(&self.url) {
-            Err(e) => errors.push(format!("database.url: {e}")),
-            Ok((url, tls)) => {
-                if let Err(e) = url.parse::<tokio_postgres::Config>() {
-                    errors.push(format!(
-                        "database.url: not a PostgreSQL connection string ({e})"
-                    ));
-                }
-                if let Err(e) = tls.connector() {
-                    errors.push(format!("database.url: {e}"));
+        let urls = std::iter::once(("database.url", &self.url))
+            .chain(self.read_url.iter().map(|u| ("database.read_url", u)));
+        for (key, url) in urls {
+            match crate::tls::split(&crate::pool::session_attrs(url).0) {
+                Err(e) => errors.push(format!("{key}: {e}")),
+                Ok((url, tls)) => {
+                    if let Err(e) = url.parse::<tokio_postgres::Config>() {
+                        errors.push(format!("{key}: not a PostgreSQL connection string ({e})"));
+                    }
+                    if let Err(e) = tls.connector() {
+                        errors.push(format!("{key}: {e}"));
+                    }
                 }
             }
         }

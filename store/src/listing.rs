@@ -165,6 +165,25 @@ pub async fn fetch<T>(
     (limit, offset): (i64, i64),
     map: impl Fn(&Row) -> T,
 ) -> Result<Page<T>, StoreError> {
+    // A standby that the HA manager restarts in a failover closes the
+    // connection under a read; the page is read again on a fresh one.
+    let mut attempt = 0;
+    loop {
+        match fetch_once(pool, source, filter, order, (limit, offset), &map).await {
+            Err(e) if pool.is_readers() && e.is_temporary() && attempt < 2 => attempt += 1,
+            other => return other,
+        }
+    }
+}
+
+async fn fetch_once<T>(
+    pool: &Pool,
+    source: &Source<'_>,
+    filter: &Filter,
+    order: &str,
+    (limit, offset): (i64, i64),
+    map: &impl Fn(&Row) -> T,
+) -> Result<Page<T>, StoreError> {
     let client = pool.get().await?;
     let mut params = filter.params();
     let total: i64 = client

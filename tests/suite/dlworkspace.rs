@@ -615,7 +615,7 @@ both_backends! {
             ("/api/v1/jobs?sort=password", "job_time"),
             ("/api/v1/jobs?since=yesterday", "since"),
         ] {
-            let (st, body) = api.get(&path, Some(&viewer)).await;
+            let (st, body) = api.get(path, Some(&viewer)).await;
             assert_eq!(st, reqwest::StatusCode::BAD_REQUEST, "{path}: {body}");
             assert!(body["error"]["message"].as_str().unwrap().contains(needle), "{path}: {body}");
         }

@@ -8,13 +8,18 @@
 //! too. Afterwards: every sample the collector took is stored exactly once,
 //! every notification arrived exactly once, no interval is billed twice or
 //! skipped. Then replay is paused on a standby: the lag on `/metrics`
-//! rises and the shipped lag rule fires.
+//! rises and the shipped lag rule fires. Throughout, reads go to the
+//! standbys (`database.read_url`, `prefer-standby`): `/api/v1/hosts` and
+//! `/metrics` answer every poll, across both failovers, and `/ready` shows
+//! that a standby served them.
 //!
 //! Also here: a pooled connection to a server that turned read-only is
 //! evicted on first use (the store's pool), on a plain PostgreSQL.
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::alerting::{Receiver, SECRET};
@@ -107,9 +112,10 @@ fn fixtures(receiver: &str) -> String {
 }
 
 /// Every role's configuration: short cycles, 20 hosts pushing every second.
-fn role_env(url: &str, port: u16, spool: &Path) -> Vec<(&'static str, String)> {
+fn role_env(url: &str, readers: &str, port: u16, spool: &Path) -> Vec<(&'static str, String)> {
     [
         ("DATABASE_URL", url.to_string()),
+        ("DATABASE_READ_URL", readers.to_string()),
         ("GPUWATCH_API__LISTEN", format!("127.0.0.1:{port}")),
         ("GPUWATCH_DATABASE__CONNECT_TIMEOUT_SECS", "2".into()),
         ("GPUWATCH_LOG__FORMAT", "json".into()),
@@ -150,6 +156,59 @@ fn role_env(url: &str, port: u16, spool: &Path) -> Vec<(&'static str, String)> {
         ),
     ]
     .into()
+}
+
+/// What one poll of the read side saw: `/api/v1/hosts`' status, whether
+/// `/metrics` carried GPUs, and the role `/ready` says the readers reached
+/// (empty while `/ready` itself is 503, as it is while the primary is down).
+#[derive(Debug, Clone)]
+struct ReadPoll {
+    at: Duration,
+    hosts: String,
+    metrics: bool,
+    readers: String,
+}
+
+/// Polls the read side of serve every 250 ms until `stop`.
+fn poll_reads(
+    port: u16,
+    token: String,
+    stop: Arc<AtomicBool>,
+) -> (std::thread::JoinHandle<()>, Arc<Mutex<Vec<ReadPoll>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let out = seen.clone();
+    let started = Instant::now();
+    let handle = std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            let hosts = std::process::Command::new("curl")
+                .args(["-s", "-w", " %{http_code}", "-m", "5"])
+                .arg("-H")
+                .arg(format!("Authorization: Bearer {token}"))
+                .arg(format!("http://127.0.0.1:{port}/api/v1/hosts?limit=5"))
+                .output()
+                .map(|o| {
+                    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+                    match out.rsplit_once(' ') {
+                        Some((_, "200")) => "200".to_string(),
+                        _ => out,
+                    }
+                })
+                .unwrap_or_default();
+            let metrics = scrape(port).contains("DCGM_FI_DEV_GPU_TEMP{");
+            let readers = ready(port)["readers"]["role"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            out.lock().unwrap().push(ReadPoll {
+                at: started.elapsed(),
+                hosts,
+                metrics,
+                readers,
+            });
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    });
+    (handle, seen)
 }
 
 /// `/ready` of serve as JSON (Null when it does not answer).
@@ -324,6 +383,35 @@ fn pause_replay_and_see_the_lag(
     psql(&standby_url, "SELECT pg_wal_replay_resume()");
 }
 
+/// Every poll of `/api/v1/hosts` and `/metrics` answered, through both
+/// failovers, and `/ready` named a standby as the readers' server.
+fn assert_reads_answered_from_standbys(polls: &[ReadPoll]) {
+    let failed: Vec<&ReadPoll> = polls
+        .iter()
+        .filter(|p| p.hosts != "200" || !p.metrics)
+        .collect();
+    let standby = polls.iter().filter(|p| p.readers == "standby").count();
+    let primary = polls.iter().filter(|p| p.readers == "primary").count();
+    println!(
+        "reads during the failovers: {} polls over {:.0} s, {} failed, readers on a standby in {standby}, on a primary in {primary}, /ready 503 in {}",
+        polls.len(),
+        polls.last().map_or(0.0, |p| p.at.as_secs_f64()),
+        failed.len(),
+        polls.iter().filter(|p| p.readers.is_empty()).count()
+    );
+    assert!(polls.len() > 20, "too few polls: {polls:?}");
+    assert!(
+        failed.is_empty(),
+        "reads failed during the failover: {failed:?}"
+    );
+    // prefer-standby: while the HA manager restarts the standbys to follow
+    // a new primary, reads fall back to the primary for a moment.
+    assert!(
+        standby > 2 * primary,
+        "the readers stayed on a primary: {polls:?}"
+    );
+}
+
 #[test]
 fn the_primary_dies_twice_under_load_and_nothing_is_lost_or_doubled() {
     let rt = Runtime::new().unwrap();
@@ -341,7 +429,14 @@ fn the_primary_dies_twice_under_load_and_nothing_is_lost_or_doubled() {
     .lines()
     .find_map(|l| l.strip_prefix("token ").map(str::to_string))
     .expect("token create prints the token");
-    let mut env = role_env(&url, port, spool.path());
+    let viewer = gpuwatch_run(
+        &["token", "create", "--role", "viewer", "--name", "reads"],
+        &db,
+    )
+    .lines()
+    .find_map(|l| l.strip_prefix("token ").map(str::to_string))
+    .expect("token create prints the token");
+    let mut env = role_env(&url, &cluster.url("prefer-standby"), port, spool.path());
     env.push(("GPUWATCH_COLLECTOR__HTTP__TOKEN", token));
     let p1 = cluster.primary().expect("the cluster has a primary");
     let first = cluster.nodes[p1].url(DB);
@@ -362,6 +457,13 @@ fn the_primary_dies_twice_under_load_and_nothing_is_lost_or_doubled() {
     wait_for("the first batches", Duration::from_secs(60), || {
         stored(&first) >= 3 * HOSTS
     });
+    wait_for(
+        "/metrics to carry the fleet",
+        Duration::from_secs(30),
+        || scrape(port).contains("DCGM_FI_DEV_GPU_TEMP{"),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let (poller, polls) = poll_reads(port, viewer, stop.clone());
     std::thread::sleep(Duration::from_secs(3));
 
     let p2 = fail_over_and_report(&mut cluster, p1, "1");
@@ -385,6 +487,9 @@ fn the_primary_dies_twice_under_load_and_nothing_is_lost_or_doubled() {
         "all three nodes back",
         &["primary", "secondary", "secondary"],
     );
+    stop.store(true, Ordering::Relaxed);
+    poller.join().unwrap();
+    assert_reads_answered_from_standbys(&polls.lock().unwrap());
     pause_replay_and_see_the_lag(&cluster, p3, port, &rt, &rx);
 
     let primary = cluster.nodes[p3].url(DB);
