@@ -67,8 +67,17 @@ pub struct WebhookConfig {
         deserialize_with = "gpuwatch_store::duration::seconds"
     )]
     pub timeout_secs: f64,
-    /// Default attempts of new webhooks before the dead letter.
+    /// Default ceiling on attempts of new webhooks; the retry window
+    /// (`retry_duration`) is what normally ends the retries.
     pub max_attempts: i32,
+    /// How long a failing notification is retried before the dead letter,
+    /// counted from its first failed attempt (every channel).
+    #[serde(
+        rename = "retry_duration",
+        alias = "retry_duration_secs",
+        deserialize_with = "gpuwatch_store::duration::seconds"
+    )]
+    pub retry_duration_secs: f64,
     /// First retry delay; doubles per attempt, with jitter.
     #[serde(
         rename = "backoff_base",
@@ -157,7 +166,9 @@ impl Default for WebhookConfig {
     fn default() -> Self {
         WebhookConfig {
             timeout_secs: 10.0,
-            max_attempts: 8,
+            max_attempts: 1000,
+            // An hour covers an ordinary receiver outage or deploy.
+            retry_duration_secs: 3600.0,
             backoff_base_secs: 1.0,
             backoff_max_secs: 300.0,
         }
@@ -175,7 +186,7 @@ impl Default for SmtpConfig {
             from: "gpuwatch@localhost".into(),
             default_to: Vec::new(),
             timeout_secs: 30.0,
-            max_attempts: 8,
+            max_attempts: 1000,
         }
     }
 }
@@ -200,6 +211,10 @@ impl AlerterConfig {
     /// repeat_interval ceiling.
     pub fn repeat_interval(&self) -> Duration {
         secs(self.repeat_interval_secs)
+    }
+    /// How long a failing notification is retried.
+    pub fn retry_duration(&self) -> Duration {
+        secs(self.webhook.retry_duration_secs)
     }
     /// Worker poll interval.
     pub fn poll_interval(&self) -> Duration {
@@ -248,6 +263,12 @@ impl AlerterConfig {
             self.webhook.backoff_max_secs,
             0.01,
             86_400.0,
+        );
+        range(
+            "webhook.retry_duration_secs",
+            self.webhook.retry_duration_secs,
+            0.0,
+            30.0 * 86_400.0,
         );
         range("smtp.timeout_secs", self.smtp.timeout_secs, 0.1, 600.0);
         if self.webhook.backoff_max_secs < self.webhook.backoff_base_secs {

@@ -1,0 +1,36 @@
+-- Alerting, round two: delivery that survives an outage and a crash.
+--
+-- An attempt is logged before it is sent: webhook_logs.succeeded is NULL
+-- while the outcome is unknown (in flight, or the process died during it),
+-- and `outcome` spells the three states out for dashboards and operators.
+--
+-- Delivery no longer holds the outbox row's lock across the network send.
+-- A worker claims a row by committing a lease (next_attempt_at pushed past
+-- the send's timeout) together with the attempt's log row, sends, then
+-- records the outcome. A crash leaves the log row and, once the lease
+-- expires, the row is sent again with the same id.
+--
+-- retry_since is when the current retry window opened (the first failed
+-- attempt since the row was written or replayed): a notification is
+-- dead-lettered only once alerter.webhook.retry_duration has passed since.
+-- max_attempts is now a ceiling above that window; the old default of 8
+-- dead-lettered within minutes, so webhooks still on it move to the new one.
+--
+-- alert_groups.dead_lettered_at marks a group one of whose notifications
+-- was dead-lettered: its next flush re-sends while its alerts still fire,
+-- instead of waiting for repeat_interval.
+
+ALTER TABLE webhook_logs ALTER COLUMN succeeded DROP NOT NULL;
+ALTER TABLE webhook_logs ADD COLUMN outcome VARCHAR(16) GENERATED ALWAYS AS (
+    CASE WHEN succeeded IS NULL THEN 'unknown' WHEN succeeded THEN 'succeeded' ELSE 'failed' END
+) STORED;
+COMMENT ON COLUMN webhook_logs.outcome IS 'unknown (in flight, or the process died during the attempt), succeeded or failed.';
+
+ALTER TABLE alert_outbox ADD COLUMN retry_since timestamptz;
+COMMENT ON COLUMN alert_outbox.retry_since IS 'Start of the current retry window; dead-lettered once alerter.webhook.retry_duration has passed since.';
+
+ALTER TABLE webhooks ALTER COLUMN max_attempts SET DEFAULT 1000;
+UPDATE webhooks SET max_attempts = 1000 WHERE max_attempts = 8;
+
+ALTER TABLE alert_groups ADD COLUMN dead_lettered_at timestamptz;
+COMMENT ON COLUMN alert_groups.dead_lettered_at IS 'A notification of the group was dead-lettered: re-send at the next flush while it fires.';
