@@ -202,3 +202,32 @@ both_backends! {
         assert_eq!(rules.items.len() as i64, rules.total - 1);
     }
 }
+
+both_backends! {
+    async fn webhook_headers_are_validated_and_write_only(db) {
+        let (pool, _w) = setup(&db, 1).await;
+        let bad: WebhookInput = serde_json::from_value(json!({"name": "pager", "url": "https://pager.example/hook",
+            "headers": {"X-Auth": "token\r\nX-Forged: 1", "X-Nul": "a\u{0}b", "bad name": "v"}})).unwrap();
+        let e = invalid(create_webhook(&pool, bad, &WebhookConfig::default(), None).await);
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert!(e.iter().any(|m| m.starts_with("headers.X-Auth")) && e.iter().any(|m| m.starts_with("headers.X-Nul")), "{e:?}");
+        let c = pool.get().await.unwrap();
+        let n: i64 = c.query_one("SELECT count(*) FROM webhooks", &[]).await.unwrap().get(0);
+        assert_eq!(n, 0, "nothing stored");
+
+        let w: WebhookInput = serde_json::from_value(json!({"name": "pager", "url": "https://pager.example/hook",
+            "headers": {"Authorization": "Bearer s3cret-token", "X-Team": "gpu"}})).unwrap();
+        let created = create_webhook(&pool, w, &WebhookConfig::default(), None).await.unwrap();
+        assert_eq!(created.header_names, ["Authorization", "X-Team"]);
+        let shown = serde_json::to_string(&get_webhook(&pool, created.id).await.unwrap()).unwrap()
+            + &serde_json::to_string(&list_webhooks(&pool, WebhookQuery::default()).await.unwrap()).unwrap();
+        assert!(!shown.contains("s3cret-token") && !shown.contains("\"gpu\""), "{shown}");
+        // An update without headers keeps them; {} removes them.
+        let keep: WebhookInput = serde_json::from_value(json!({"name": "pager", "url": "https://pager.example/v2"})).unwrap();
+        assert_eq!(update_webhook(&pool, created.id, keep).await.unwrap().header_names, ["Authorization", "X-Team"]);
+        let stored: serde_json::Value = c.query_one("SELECT headers FROM webhooks WHERE id = $1", &[&created.id]).await.unwrap().get(0);
+        assert_eq!(stored["Authorization"], "Bearer s3cret-token");
+        let clear: WebhookInput = serde_json::from_value(json!({"name": "pager", "url": "https://pager.example/v2", "headers": {}})).unwrap();
+        assert!(update_webhook(&pool, created.id, clear).await.unwrap().header_names.is_empty());
+    }
+}
