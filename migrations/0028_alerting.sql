@@ -34,3 +34,24 @@ UPDATE webhooks SET max_attempts = 1000 WHERE max_attempts = 8;
 
 ALTER TABLE alert_groups ADD COLUMN dead_lettered_at timestamptz;
 COMMENT ON COLUMN alert_groups.dead_lettered_at IS 'A notification of the group was dead-lettered: re-send at the next flush while it fires.';
+
+-- Alertmanager as a channel: {"type": "alertmanager", "urls": [...]} in a
+-- rule's channels. Each cycle posts the rule's firing alerts (at most every
+-- alerter.alertmanager_resend) and each resolved one once, to every URL:
+-- one outbox row per URL, its target in target_url. am_sent_at and
+-- am_status record what Alertmanager was last told about an alert.
+ALTER TABLE alert_outbox ADD COLUMN target_url VARCHAR(2048);
+ALTER TABLE alert_outbox DROP CONSTRAINT chk_alert_outbox_channel;
+ALTER TABLE alert_outbox ADD CONSTRAINT chk_alert_outbox_channel
+    CHECK (channel IN ('webhook', 'email', 'alertmanager'));
+ALTER TABLE alert_outbox DROP CONSTRAINT chk_alert_outbox_target;
+ALTER TABLE alert_outbox ADD CONSTRAINT chk_alert_outbox_target CHECK (
+    (channel = 'webhook' AND webhook_id IS NOT NULL)
+    OR (channel = 'email' AND jsonb_typeof(email_to) = 'array' AND jsonb_array_length(email_to) > 0)
+    OR (channel = 'alertmanager' AND target_url IS NOT NULL)
+);
+
+ALTER TABLE alert_records ADD COLUMN am_sent_at timestamptz;
+ALTER TABLE alert_records ADD COLUMN am_status VARCHAR(16);
+ALTER TABLE alert_records ADD CONSTRAINT chk_alert_records_am_status
+    CHECK (am_status IS NULL OR am_status IN ('firing', 'resolved'));

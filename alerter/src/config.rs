@@ -39,6 +39,13 @@ pub struct AlerterConfig {
     pub send_resolved: bool,
     /// Base of the links in notifications (generatorURL, externalURL).
     pub external_url: String,
+    /// Firing alerts are re-sent to Alertmanager channels at most this often.
+    #[serde(
+        rename = "alertmanager_resend",
+        alias = "alertmanager_resend_secs",
+        deserialize_with = "gpuwatch_store::duration::seconds"
+    )]
+    pub alertmanager_resend_secs: f64,
     /// Parallel delivery workers per replica.
     pub workers: usize,
     /// How often idle workers look for due notifications (other replicas'
@@ -154,6 +161,8 @@ impl Default for AlerterConfig {
             repeat_interval_secs: 14_400.0,
             send_resolved: true,
             external_url: "http://127.0.0.1:9400".into(),
+            // Prometheus' default resend delay.
+            alertmanager_resend_secs: 60.0,
             workers: 4,
             poll_interval_secs: 1.0,
             webhook: WebhookConfig::default(),
@@ -244,6 +253,12 @@ impl AlerterConfig {
             self.repeat_interval_secs,
             1.0,
             30.0 * 86_400.0,
+        );
+        range(
+            "alertmanager_resend_secs",
+            self.alertmanager_resend_secs,
+            0.0,
+            86_400.0,
         );
         range("poll_interval_secs", self.poll_interval_secs, 0.05, 3_600.0);
         range(

@@ -16,6 +16,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff;
+use crate::channels::alertmanager;
 use crate::channels::email::EmailChannel;
 use crate::channels::webhook::{self, WebhookTarget};
 use crate::channels::Attempt;
@@ -85,7 +86,7 @@ impl Deliverer {
             .query_opt(
                 "SELECT o.id::text, o.channel, o.webhook_id, o.email_to, o.payload, o.attempts,
                         o.total_attempts, w.url, w.secret, w.headers, w.timeout_ms, w.max_attempts,
-                        (w.enabled AND w.deleted_at IS NULL), o.group_key, o.retry_since
+                        (w.enabled AND w.deleted_at IS NULL), o.group_key, o.retry_since, o.target_url
                  FROM alert_outbox o LEFT JOIN webhooks w ON w.id = o.webhook_id
                  WHERE o.status = 'pending' AND o.next_attempt_at <= now()
                  ORDER BY o.next_attempt_at LIMIT 1
@@ -264,7 +265,17 @@ impl Claim {
         let id: String = row.get(0);
         let channel: String = row.get(1);
         let webhook_id: Option<i64> = row.get(2);
-        let (target, timeout, max_attempts) = if channel == "webhook" {
+        let (target, timeout, max_attempts) = if channel == "alertmanager" {
+            let timeout = Duration::from_secs_f64(cfg.webhook.timeout_secs);
+            let url: String = row.get(15);
+            // A later post supersedes this one, and an old firing post
+            // retried after a resolve would re-open the alert: a few tries only.
+            (
+                Target::Webhook(Ok(alertmanager::target(&url, timeout))),
+                timeout,
+                3,
+            )
+        } else if channel == "webhook" {
             let wid = webhook_id.unwrap_or_default();
             let url: Option<String> = row.get(7);
             let timeout = row

@@ -280,6 +280,8 @@ fn targets(
                 }
             }
             Channel::Email { to } => out.push(Target::Email { to: to.clone() }),
+            // Alertmanager does its own grouping: `channels::alertmanager` posts the alerts.
+            Channel::Alertmanager { .. } => {}
         }
     }
     out

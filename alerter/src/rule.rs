@@ -286,6 +286,11 @@ pub enum Channel {
         /// Recipients.
         to: Vec<String>,
     },
+    /// Alertmanager replicas: every one gets every alert (`/api/v2/alerts`).
+    Alertmanager {
+        /// Base URLs, e.g. `http://alertmanager:9093`.
+        urls: Vec<String>,
+    },
 }
 
 /// A rule as stored (what the evaluator runs and the API returns).
@@ -391,12 +396,24 @@ impl Rule {
             }
         }
         for (i, c) in self.channels.iter().enumerate() {
-            if let Channel::Email { to } = c {
-                if to.is_empty() || to.iter().any(|a| !a.contains('@')) {
+            match c {
+                Channel::Email { to } if to.is_empty() || to.iter().any(|a| !a.contains('@')) => {
                     e.push(format!(
                         "channels[{i}].to: must list e-mail addresses, got {to:?}"
                     ));
                 }
+                Channel::Alertmanager { urls }
+                    if urls.is_empty()
+                        || urls.iter().any(|u| {
+                            !(u.starts_with("http://") || u.starts_with("https://"))
+                                || reqwest::Url::parse(u).is_err()
+                        }) =>
+                {
+                    e.push(format!(
+                        "channels[{i}].urls: must list Alertmanager http(s) base URLs, got {urls:?}"
+                    ));
+                }
+                _ => {}
             }
         }
         for (k, t) in &self.annotations {
