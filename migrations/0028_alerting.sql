@@ -55,3 +55,8 @@ ALTER TABLE alert_records ADD COLUMN am_sent_at timestamptz;
 ALTER TABLE alert_records ADD COLUMN am_status VARCHAR(16);
 ALTER TABLE alert_records ADD CONSTRAINT chk_alert_records_am_status
     CHECK (am_status IS NULL OR am_status IN ('firing', 'resolved'));
+
+-- Retention (alerter.retention) deletes by age: these are its lookups.
+CREATE INDEX idx_webhook_logs_created_at ON webhook_logs (created_at);
+CREATE INDEX idx_alert_outbox_delivered_at ON alert_outbox (delivered_at) WHERE status = 'delivered';
+CREATE INDEX idx_alert_records_resolved_at ON alert_records (resolved_at) WHERE state = 'resolved';

@@ -60,6 +60,8 @@ pub struct AlerterConfig {
     pub webhook: WebhookConfig,
     /// E-mail delivery.
     pub smtp: SmtpConfig,
+    /// How long the alerting tables keep what is done with.
+    pub retention: crate::retention::RetentionConfig,
 }
 
 /// `[alerter.webhook]`: retry policy (per-webhook timeout and max_attempts
@@ -167,6 +169,7 @@ impl Default for AlerterConfig {
             poll_interval_secs: 1.0,
             webhook: WebhookConfig::default(),
             smtp: SmtpConfig::default(),
+            retention: Default::default(),
         }
     }
 }
@@ -327,6 +330,7 @@ impl AlerterConfig {
         if self.smtp.username.is_empty() != self.smtp.password.is_empty() {
             e.push("alerter.smtp.username/password: set both or neither".into());
         }
+        e.extend(self.retention.validate());
         for to in &self.smtp.default_to {
             if !to.contains('@') {
                 e.push(format!(

@@ -231,3 +231,36 @@ both_backends! {
         assert!(update_webhook(&pool, created.id, clear).await.unwrap().header_names.is_empty());
     }
 }
+
+both_backends! {
+    async fn retention_deletes_only_what_is_done_with_and_old(db) {
+        use gpuwatch_alerter::retention::{prune, Pruned, RetentionConfig};
+        let (pool, _w) = setup(&db, 1).await;
+        let c = pool.get().await.unwrap();
+        let rule: i64 = c.query_one("SELECT id FROM alert_rules ORDER BY id LIMIT 1", &[]).await.unwrap().get(0);
+        c.batch_execute(&format!(
+            "INSERT INTO alert_outbox (channel, webhook_id, group_key, payload, status, delivered_at, created_at) VALUES
+               ('webhook', 1, 'g', '{{}}', 'delivered', now() - interval '31 days', now() - interval '31 days'),
+               ('webhook', 1, 'g', '{{}}', 'delivered', now() - interval '29 days', now() - interval '29 days'),
+               ('webhook', 1, 'g', '{{}}', 'dead', NULL, now() - interval '400 days'),
+               ('webhook', 1, 'g', '{{}}', 'pending', NULL, now() - interval '400 days');
+             INSERT INTO webhook_logs (notification_id, attempt, succeeded, created_at) VALUES
+               (gen_random_uuid(), 1, true, now() - interval '31 days'),
+               (gen_random_uuid(), 1, NULL, now() - interval '31 days'),
+               (gen_random_uuid(), 1, false, now() - interval '1 day');
+             INSERT INTO alert_records (rule_id, fingerprint, severity, state, started_at, fired_at, resolved_at) VALUES
+               ({rule}, 'a', 'warning', 'resolved', now() - interval '100 days', now() - interval '100 days', now() - interval '91 days'),
+               ({rule}, 'b', 'warning', 'resolved', now() - interval '100 days', now() - interval '100 days', now() - interval '89 days'),
+               ({rule}, 'c', 'warning', 'firing', now() - interval '400 days', now() - interval '400 days', NULL);"
+        )).await.unwrap();
+        let p = prune(&pool, &RetentionConfig::default()).await.unwrap();
+        assert_eq!(p, Pruned { webhook_logs: 2, outbox: 1, alert_records: 1 });
+        let left: Vec<String> = c.query("SELECT status FROM alert_outbox ORDER BY status", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+        assert_eq!(left, ["dead", "delivered", "pending"], "dead letters and pending rows stay, however old");
+        let open: Vec<String> = c.query("SELECT fingerprint FROM alert_records ORDER BY 1", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+        assert_eq!(open, ["b", "c"]);
+        assert_eq!(prune(&pool, &RetentionConfig::default()).await.unwrap(), Pruned::default(), "nothing left to prune");
+        let bad = RetentionConfig { webhook_logs_days: 0, ..Default::default() };
+        assert!(bad.validate()[0].starts_with("alerter.retention.webhook_logs_days"));
+    }
+}
