@@ -74,12 +74,13 @@ both_backends! {
         let s: SilenceInput = serde_json::from_value(json!({
             "matchers": [{"name": "host", "value": "h1"}], "ends_at": now + chrono::Duration::hours(1),
             "created_by": "alice", "comment": "reboot"})).unwrap();
-        let active = create_silence(&pool, s).await.unwrap();
+        let active = create_silence(&pool, s, "api-token:1").await.unwrap();
         assert_eq!(active.state, "active");
+        assert_eq!(active.created_by, "api-token:1 (alice)", "the caller, with the name the body gave");
         let old: SilenceInput = serde_json::from_value(json!({
             "matchers": [{"name": "host", "value": "h2"}], "starts_at": now - chrono::Duration::hours(2),
             "ends_at": now - chrono::Duration::hours(1), "created_by": "bob"})).unwrap();
-        create_silence(&pool, old).await.unwrap();
+        create_silence(&pool, old, "api-token:1").await.unwrap();
         let list = |state: &str| {
             let pool = pool.clone();
             let state = state.to_string();
@@ -89,7 +90,7 @@ both_backends! {
         assert_eq!(list("expired").await.total, 1);
         assert_eq!(list("all").await.total, 2);
         let bad: SilenceInput = serde_json::from_value(json!({"matchers": [], "ends_at": now - chrono::Duration::hours(1), "created_by": ""})).unwrap();
-        assert_eq!(invalid(create_silence(&pool, bad).await).len(), 3);
+        assert_eq!(invalid(create_silence(&pool, bad, "api-token:1").await).len(), 2);
         delete_silence(&pool, active.id).await.unwrap();
         assert_eq!(list("active").await.total, 0);
 
@@ -186,7 +187,7 @@ both_backends! {
         ).await.unwrap().get(0);
         let good: SilenceInput = serde_json::from_value(json!({
             "matchers": "{host=~\"h1|h2\"}", "ends_at": chrono::Utc::now() + chrono::Duration::hours(1), "created_by": "alice"})).unwrap();
-        let good = create_silence(&pool, good).await.unwrap();
+        let good = create_silence(&pool, good, "api-token:1").await.unwrap();
         match get_silence(&pool, bad).await {
             Err(AlerterError::Unreadable(m)) => assert!(m.contains(&format!("silence {bad}")) && m.contains("matchers"), "{m}"),
             other => panic!("expected Unreadable, got {other:?}"),
@@ -262,5 +263,24 @@ both_backends! {
         assert_eq!(prune(&pool, &RetentionConfig::default()).await.unwrap(), Pruned::default(), "nothing left to prune");
         let bad = RetentionConfig { webhook_logs_days: 0, ..Default::default() };
         assert!(bad.validate()[0].starts_with("alerter.retention.webhook_logs_days"));
+    }
+}
+
+both_backends! {
+    async fn a_silence_is_authored_by_the_callers_token_not_the_body(db) {
+        let s = crate::common::ApiClient::start(&db, gpuwatch_api::ApiConfig::default()).await;
+        let operator = s.token("operator").await;
+        let token_id: i64 = s.pool.get().await.unwrap()
+            .query_one("SELECT max(id) FROM api_tokens", &[]).await.unwrap().get(0);
+        let ends = (chrono::Utc::now() + chrono::Duration::hours(2)).to_rfc3339();
+        let (st, sil) = s.send(reqwest::Method::POST, "/api/v1/silences", &operator, Some(json!({
+            "matchers": [{"name": "host", "value": "h1"}], "ends_at": ends, "createdBy": "the-ceo"}))).await;
+        assert_eq!(st, reqwest::StatusCode::CREATED, "{sil}");
+        assert_eq!(sil["created_by"], format!("api-token:{token_id} (the-ceo)"));
+        // Without a name the token alone is the author.
+        let (st, sil) = s.send(reqwest::Method::POST, "/api/v1/silences", &operator, Some(json!({
+            "matchers": [{"name": "host", "value": "h2"}], "ends_at": ends}))).await;
+        assert_eq!(st, reqwest::StatusCode::CREATED, "{sil}");
+        assert_eq!(sil["created_by"], format!("api-token:{token_id}"));
     }
 }
