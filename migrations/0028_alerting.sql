@@ -60,3 +60,9 @@ ALTER TABLE alert_records ADD CONSTRAINT chk_alert_records_am_status
 CREATE INDEX idx_webhook_logs_created_at ON webhook_logs (created_at);
 CREATE INDEX idx_alert_outbox_delivered_at ON alert_outbox (delivered_at) WHERE status = 'delivered';
 CREATE INDEX idx_alert_records_resolved_at ON alert_records (resolved_at) WHERE state = 'resolved';
+
+-- Counters: increase (growth over the window, a reset read as a restart
+-- from zero) and rate (that per second).
+ALTER TABLE alert_rules DROP CONSTRAINT chk_alert_rules_reduction;
+ALTER TABLE alert_rules ADD CONSTRAINT chk_alert_rules_reduction
+    CHECK (reduction IN ('avg', 'min', 'max', 'last', 'increase', 'rate'));
