@@ -319,7 +319,7 @@ fn payload(
         .map(|a| {
             json!({
                 "status": if a.firing() { "firing" } else { "resolved" },
-                "labels": a.labels,
+                "labels": crate::series::public(&a.labels),
                 "annotations": a.annotations,
                 "startsAt": ts(a.started_at),
                 "endsAt": a.resolved_at.filter(|_| !a.firing()).map_or_else(|| "0001-01-01T00:00:00Z".to_string(), ts),
@@ -335,7 +335,7 @@ fn payload(
         "status": if alerts.iter().any(|a| a.firing()) { "firing" } else { "resolved" },
         "receiver": receiver,
         "groupLabels": group_labels,
-        "commonLabels": common(alerts.iter().map(|a| &a.labels)),
+        "commonLabels": crate::series::public(&common(alerts.iter().map(|a| &a.labels))),
         "commonAnnotations": common(alerts.iter().map(|a| &a.annotations)),
         "externalURL": base,
         "alerts": items,

@@ -15,6 +15,19 @@ use crate::rule::{Reduction, Rule, Source};
 /// Labels of one series.
 pub type Labels = BTreeMap<String, String>;
 
+/// Labels the alerter matches on (inhibition by `scope`, identity by
+/// `gpu_id`) but that mean nothing to a receiver: never sent out.
+pub const INTERNAL_LABELS: [&str; 2] = ["gpu_id", "scope"];
+
+/// `labels` without the internal ones, as receivers see them.
+pub fn public(labels: &Labels) -> Labels {
+    labels
+        .iter()
+        .filter(|(k, _)| !INTERNAL_LABELS.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 /// The reduced value of every series of one (metric, reduction, window).
 pub type Values = Vec<(Arc<Labels>, f64)>;
 

@@ -59,6 +59,8 @@ both_backends! {
         assert_eq!(a["labels"]["gpu"], "0");
         assert_eq!(a["labels"]["gpu_uuid"], "GPU-0");
         assert_eq!(a["labels"]["rack"], "r1", "host labels are alert labels");
+        assert!(a["labels"].get("gpu_id").is_none() && a["labels"].get("scope").is_none(), "internal labels stay internal: {a}");
+        assert!(b["commonLabels"].get("scope").is_none(), "{b}");
         assert_eq!(a["annotations"]["summary"], "GPU 0 on h1 at 90 C");
         assert_eq!(a["endsAt"], "0001-01-01T00:00:00Z");
         assert!(rx.seen().iter().all(|r| r.signature_ok), "every request carries a valid signature");
@@ -71,7 +73,7 @@ both_backends! {
         assert_eq!(row.get::<_, String>(1), "firing");
 
         let mails = smtp.wait_for("the firing e-mail", 30, |m| !m.is_empty()).await;
-        assert!(mails[0].contains("Subject: [FIRING:1] alertname=GpuHot host=h1"), "{}", mails[0]);
+        assert!(mails[0].contains("Subject: [FIRING:1] critical GpuHot: host=h1 gpu=0 gpu_uuid=GPU-0"), "{}", mails[0]);
         assert!(mails[0].contains("multipart/alternative") && mails[0].contains("text/html"));
         assert!(mails[0].contains("To: oncall@example.com"));
 

@@ -124,6 +124,7 @@ both_backends! {
             assert_eq!(alert["labels"]["host"], "h1");
             assert_eq!(alert["labels"]["gpu"], "0");
             assert_eq!(alert["labels"]["severity"], "critical");
+            assert!(alert["labels"].get("gpu_id").is_none() && alert["labels"].get("scope").is_none(), "{alert}");
             assert!(alert["annotations"]["summary"].as_str().unwrap().contains("on h1"), "{alert}");
             assert_eq!(alert["status"]["state"], "active");
             until("the replica's receiver told", async || (told(&rx, &am.url, "firing") > 0).then_some(())).await;

@@ -85,8 +85,16 @@ pub(crate) async fn queue<C: GenericClient>(
         } else {
             now + valid_for
         };
+        let labels = match crate::store::json::<crate::series::Labels>(r, 2) {
+            Ok(l) => crate::series::public(&l),
+            // An alert without its labels would match every route and silence.
+            Err(e) => {
+                tracing::warn!(alert.id = id, error = %e, "alert record skipped for Alertmanager: its labels do not parse");
+                continue;
+            }
+        };
         let alert = json!({
-            "labels": r.get::<_, Value>(2),
+            "labels": labels,
             "annotations": r.get::<_, Value>(3),
             "startsAt": ts(r.get(4)),
             "endsAt": ts(ends),
