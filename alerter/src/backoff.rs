@@ -24,6 +24,19 @@ pub fn delay(
     }
 }
 
+/// Whether an attempt `delay` after `now` would fall past the retry window
+/// that opened at `since`: then the notification is dead-lettered instead.
+pub fn window_spent(
+    since: chrono::DateTime<chrono::Utc>,
+    now: chrono::DateTime<chrono::Utc>,
+    delay: Duration,
+    window: Duration,
+) -> bool {
+    let next = now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+    let end = since + chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
+    next > end
+}
+
 /// A jitter draw in [0, 1).
 pub fn jitter() -> f64 {
     // getrandom only fails where the OS has no entropy source at all; no
@@ -53,6 +66,33 @@ mod tests {
             let d = delay(base, max, attempt, 0.3, Some(Duration::from_secs(ra)));
             prop_assert!(d >= Duration::from_secs(ra).min(max));
             prop_assert!(d <= max);
+        }
+
+        #[test]
+        fn an_outage_shorter_than_the_window_is_never_dead_lettered(
+            window_s in 60u64..7_200, base_ms in 10u64..5_000, max_s in 1u64..600, outage_s in 0u64..7_200
+        ) {
+            // Failures from t=0 until the outage ends; each retry waits at
+            // most backoff_max, so the first attempt after the outage is at
+            // most that late, and must still be inside the window.
+            let (base, max, window) = (Duration::from_millis(base_ms), Duration::from_secs(max_s.max(1)), Duration::from_secs(window_s));
+            prop_assume!(outage_s + max.as_secs() < window_s);
+            let t0 = chrono::Utc::now();
+            let mut now = t0;
+            let mut attempt = 1;
+            while (now - t0).num_seconds() < outage_s as i64 {
+                let d = delay(base, max, attempt, 0.99, None);
+                prop_assert!(!window_spent(t0, now, d, window), "dead at {:?} of a {window_s} s window", now - t0);
+                now += chrono::Duration::from_std(d).unwrap();
+                attempt += 1;
+            }
+        }
+
+        #[test]
+        fn a_window_is_spent_once_the_next_attempt_would_leave_it(delay_s in 0u64..10_000, window_s in 0u64..10_000) {
+            let t0 = chrono::Utc::now();
+            let spent = window_spent(t0, t0, Duration::from_secs(delay_s), Duration::from_secs(window_s));
+            prop_assert_eq!(spent, delay_s > window_s);
         }
 
         #[test]

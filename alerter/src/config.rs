@@ -39,6 +39,13 @@ pub struct AlerterConfig {
     pub send_resolved: bool,
     /// Base of the links in notifications (generatorURL, externalURL).
     pub external_url: String,
+    /// Firing alerts are re-sent to Alertmanager channels at most this often.
+    #[serde(
+        rename = "alertmanager_resend",
+        alias = "alertmanager_resend_secs",
+        deserialize_with = "gpuwatch_store::duration::seconds"
+    )]
+    pub alertmanager_resend_secs: f64,
     /// Parallel delivery workers per replica.
     pub workers: usize,
     /// How often idle workers look for due notifications (other replicas'
@@ -53,6 +60,8 @@ pub struct AlerterConfig {
     pub webhook: WebhookConfig,
     /// E-mail delivery.
     pub smtp: SmtpConfig,
+    /// How long the alerting tables keep what is done with.
+    pub retention: crate::retention::RetentionConfig,
 }
 
 /// `[alerter.webhook]`: retry policy (per-webhook timeout and max_attempts
@@ -67,8 +76,17 @@ pub struct WebhookConfig {
         deserialize_with = "gpuwatch_store::duration::seconds"
     )]
     pub timeout_secs: f64,
-    /// Default attempts of new webhooks before the dead letter.
+    /// Default ceiling on attempts of new webhooks; the retry window
+    /// (`retry_duration`) is what normally ends the retries.
     pub max_attempts: i32,
+    /// How long a failing notification is retried before the dead letter,
+    /// counted from its first failed attempt (every channel).
+    #[serde(
+        rename = "retry_duration",
+        alias = "retry_duration_secs",
+        deserialize_with = "gpuwatch_store::duration::seconds"
+    )]
+    pub retry_duration_secs: f64,
     /// First retry delay; doubles per attempt, with jitter.
     #[serde(
         rename = "backoff_base",
@@ -145,10 +163,13 @@ impl Default for AlerterConfig {
             repeat_interval_secs: 14_400.0,
             send_resolved: true,
             external_url: "http://127.0.0.1:9400".into(),
+            // Prometheus' default resend delay.
+            alertmanager_resend_secs: 60.0,
             workers: 4,
             poll_interval_secs: 1.0,
             webhook: WebhookConfig::default(),
             smtp: SmtpConfig::default(),
+            retention: Default::default(),
         }
     }
 }
@@ -157,7 +178,9 @@ impl Default for WebhookConfig {
     fn default() -> Self {
         WebhookConfig {
             timeout_secs: 10.0,
-            max_attempts: 8,
+            max_attempts: 1000,
+            // An hour covers an ordinary receiver outage or deploy.
+            retry_duration_secs: 3600.0,
             backoff_base_secs: 1.0,
             backoff_max_secs: 300.0,
         }
@@ -175,7 +198,7 @@ impl Default for SmtpConfig {
             from: "gpuwatch@localhost".into(),
             default_to: Vec::new(),
             timeout_secs: 30.0,
-            max_attempts: 8,
+            max_attempts: 1000,
         }
     }
 }
@@ -200,6 +223,10 @@ impl AlerterConfig {
     /// repeat_interval ceiling.
     pub fn repeat_interval(&self) -> Duration {
         secs(self.repeat_interval_secs)
+    }
+    /// How long a failing notification is retried.
+    pub fn retry_duration(&self) -> Duration {
+        secs(self.webhook.retry_duration_secs)
     }
     /// Worker poll interval.
     pub fn poll_interval(&self) -> Duration {
@@ -230,6 +257,12 @@ impl AlerterConfig {
             1.0,
             30.0 * 86_400.0,
         );
+        range(
+            "alertmanager_resend_secs",
+            self.alertmanager_resend_secs,
+            0.0,
+            86_400.0,
+        );
         range("poll_interval_secs", self.poll_interval_secs, 0.05, 3_600.0);
         range(
             "webhook.timeout_secs",
@@ -248,6 +281,12 @@ impl AlerterConfig {
             self.webhook.backoff_max_secs,
             0.01,
             86_400.0,
+        );
+        range(
+            "webhook.retry_duration_secs",
+            self.webhook.retry_duration_secs,
+            0.0,
+            30.0 * 86_400.0,
         );
         range("smtp.timeout_secs", self.smtp.timeout_secs, 0.1, 600.0);
         if self.webhook.backoff_max_secs < self.webhook.backoff_base_secs {
@@ -291,6 +330,7 @@ impl AlerterConfig {
         if self.smtp.username.is_empty() != self.smtp.password.is_empty() {
             e.push("alerter.smtp.username/password: set both or neither".into());
         }
+        e.extend(self.retention.validate());
         for to in &self.smtp.default_to {
             if !to.contains('@') {
                 e.push(format!(

@@ -84,7 +84,8 @@ pub async fn cycle(
     let mut report = evaluate(t, &rules, now).await?;
     let mut alerts = store::notifiable_alerts(t).await?;
     mute::mute(t, &mut alerts, now).await?;
-    report.notifications = notify::flush(t, cfg, &rules, &alerts, now).await?;
+    report.notifications = notify::flush(t, cfg, &rules, &alerts, now).await?
+        + crate::channels::alertmanager::queue(t, cfg, &rules, now).await?;
     tx.commit()
         .await
         .map_err(q("committing an evaluation cycle"))?;

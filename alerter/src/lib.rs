@@ -17,6 +17,8 @@
 //! - [`delivery`] workers claim outbox rows with `FOR UPDATE SKIP LOCKED` and
 //!   send them through [`channels`], retrying with [`backoff`] and logging
 //!   every attempt in `webhook_logs`.
+//! - [`retention`] deletes old attempt logs, delivered notifications and
+//!   resolved alerts.
 //! - [`admin`] is what the REST API calls: rules, silences, webhooks, alerts, replay.
 //! - [`run()`] ties evaluation and workers together until shutdown.
 #![forbid(unsafe_code)]
@@ -32,6 +34,7 @@ pub mod eval;
 mod mute;
 mod notify;
 mod record;
+pub mod retention;
 pub mod rule;
 mod run;
 pub mod series;

@@ -20,12 +20,13 @@ use crate::series::Labels;
 use crate::store::{json, skip};
 use crate::AlerterConfig;
 
-/// A group's next flush, last notification and stored channels (or why
-/// they do not parse).
+/// A group's next flush, last notification, stored channels (or why they
+/// do not parse) and whether one of its notifications was dead-lettered.
 type GroupState = (
     DateTime<Utc>,
     Option<DateTime<Utc>>,
     std::result::Result<Vec<Channel>, String>,
+    bool,
 );
 
 /// What every group's flush of one cycle shares.
@@ -34,6 +35,14 @@ struct Flush<'a> {
     webhooks: &'a [Webhook],
     rules: &'a HashMap<i64, &'a Rule>,
     now: DateTime<Utc>,
+}
+
+/// What a group's receivers were told: when last, and whether one of those
+/// notifications was dead-lettered since.
+#[derive(Default)]
+struct Told {
+    last: Option<DateTime<Utc>>,
+    dead: bool,
 }
 
 /// Where one flush goes.
@@ -72,13 +81,13 @@ pub(crate) async fn flush<C: GenericClient>(
     .map_err(q("removing empty alert groups"))?;
     let state: HashMap<String, GroupState> = c
         .query(
-            "SELECT group_key, next_flush_at, last_notified_at, channels FROM alert_groups",
+            "SELECT group_key, next_flush_at, last_notified_at, channels, dead_lettered_at IS NOT NULL FROM alert_groups",
             &[],
         )
         .await
         .map_err(q("loading alert groups"))?
         .iter()
-        .map(|r| (r.get(0), (r.get(1), r.get(2), json(r, 3))))
+        .map(|r| (r.get(0), (r.get(1), r.get(2), json(r, 3), r.get(4))))
         .collect();
     let webhooks = load_webhooks(c).await?;
     let ctx = Flush {
@@ -98,7 +107,7 @@ pub(crate) async fn flush<C: GenericClient>(
                     .collect()
             })
             .unwrap_or_default();
-        let Some((next, last, stored_channels)) = state.get(&key).cloned() else {
+        let Some((next, last, stored_channels, dead)) = state.get(&key).cloned() else {
             let channels = rule.map(|r| r.channels.clone()).unwrap_or_default();
             let next = now + chrono::Duration::from_std(cfg.group_wait()).unwrap_or_default();
             c.execute(
@@ -110,7 +119,16 @@ pub(crate) async fn flush<C: GenericClient>(
             if cfg.group_wait_secs > 0.0 {
                 continue;
             }
-            written += flush_group(c, &ctx, &key, &group_labels, &members, &channels, None).await?;
+            written += flush_group(
+                c,
+                &ctx,
+                &key,
+                &group_labels,
+                &members,
+                &channels,
+                Told::default(),
+            )
+            .await?;
             continue;
         };
         if now < next {
@@ -121,7 +139,16 @@ pub(crate) async fn flush<C: GenericClient>(
         let Some(channels) = skip_group(&key, stored_channels) else {
             continue;
         };
-        written += flush_group(c, &ctx, &key, &group_labels, &members, &channels, last).await?;
+        written += flush_group(
+            c,
+            &ctx,
+            &key,
+            &group_labels,
+            &members,
+            &channels,
+            Told { last, dead },
+        )
+        .await?;
     }
     Ok(written)
 }
@@ -133,8 +160,9 @@ async fn flush_group<C: GenericClient>(
     group_labels: &Labels,
     members: &[&Alert],
     channels: &[Channel],
-    last: Option<DateTime<Utc>>,
+    told: Told,
 ) -> Result<usize> {
+    let last = told.last;
     let (cfg, webhooks, rules, now) = (ctx.cfg, ctx.webhooks, ctx.rules, ctx.now);
     let firing: Vec<&Alert> = members.iter().copied().filter(|a| a.firing()).collect();
     let resolved: Vec<&Alert> = members.iter().copied().filter(|a| !a.firing()).collect();
@@ -150,7 +178,10 @@ async fn flush_group<C: GenericClient>(
                 .map(|r| r.repeat_interval_seconds as f64)
         })
         .fold(cfg.repeat_interval_secs, f64::min);
-    let repeat_due = last.is_none_or(|l| (now - l).num_milliseconds() as f64 >= repeat * 1000.0);
+    // A dead letter means the receivers may never have heard: tell them
+    // again at this flush rather than after repeat_interval.
+    let repeat_due =
+        told.dead || last.is_none_or(|l| (now - l).num_milliseconds() as f64 >= repeat * 1000.0);
     let send = changed || (repeat_due && !firing.is_empty());
     let mut written = 0;
     if send {
@@ -193,7 +224,8 @@ async fn flush_group<C: GenericClient>(
     } else {
         c.execute(
             "UPDATE alert_groups SET next_flush_at = $2,
-                 last_notified_at = CASE WHEN $3 THEN $4 ELSE last_notified_at END
+                 last_notified_at = CASE WHEN $3 THEN $4 ELSE last_notified_at END,
+                 dead_lettered_at = CASE WHEN $3 THEN NULL ELSE dead_lettered_at END
              WHERE group_key = $1",
             &[&key, &next, &send, &now],
         )
@@ -248,6 +280,8 @@ fn targets(
                 }
             }
             Channel::Email { to } => out.push(Target::Email { to: to.clone() }),
+            // Alertmanager does its own grouping: `channels::alertmanager` posts the alerts.
+            Channel::Alertmanager { .. } => {}
         }
     }
     out
@@ -285,7 +319,7 @@ fn payload(
         .map(|a| {
             json!({
                 "status": if a.firing() { "firing" } else { "resolved" },
-                "labels": a.labels,
+                "labels": crate::series::public(&a.labels),
                 "annotations": a.annotations,
                 "startsAt": ts(a.started_at),
                 "endsAt": a.resolved_at.filter(|_| !a.firing()).map_or_else(|| "0001-01-01T00:00:00Z".to_string(), ts),
@@ -301,7 +335,7 @@ fn payload(
         "status": if alerts.iter().any(|a| a.firing()) { "firing" } else { "resolved" },
         "receiver": receiver,
         "groupLabels": group_labels,
-        "commonLabels": common(alerts.iter().map(|a| &a.labels)),
+        "commonLabels": crate::series::public(&common(alerts.iter().map(|a| &a.labels))),
         "commonAnnotations": common(alerts.iter().map(|a| &a.annotations)),
         "externalURL": base,
         "alerts": items,

@@ -139,6 +139,42 @@ closed_set! {
         Max = "max",
         /// Newest non-null sample.
         Last = "last",
+        /// A counter's growth over the window (a drop is a reset to zero).
+        Increase = "increase",
+        /// `increase` per second of the window.
+        Rate = "rate",
+    }
+}
+
+impl Reduction {
+    /// Whether it reads a counter's growth rather than its level.
+    pub fn over_counter(self) -> bool {
+        matches!(self, Reduction::Increase | Reduction::Rate)
+    }
+}
+
+impl Source {
+    /// Whether the series only grows (until a reset): what increase and
+    /// rate apply to. Read from the store's catalogue, so a new counter
+    /// column qualifies as soon as it is declared.
+    pub fn is_counter(self) -> bool {
+        let counter_in = |table: &str, col: &str| {
+            gpuwatch_store::catalogue::tables()
+                .iter()
+                .filter(|(t, _)| *t == table)
+                .flat_map(|(_, cols)| cols.iter())
+                .any(|c| {
+                    c.name == col
+                        && matches!(c.spec.tier, gpuwatch_store::catalogue::Tiering::Counter)
+                })
+        };
+        match self {
+            Source::XidErrors => true,
+            Source::Gpu(c) => counter_in("gpu_metrics", c),
+            Source::Host(c) => counter_in("host_metrics", c),
+            Source::Env(c) => counter_in("environment_metrics", c),
+            _ => false,
+        }
     }
 }
 
@@ -286,6 +322,11 @@ pub enum Channel {
         /// Recipients.
         to: Vec<String>,
     },
+    /// Alertmanager replicas: every one gets every alert (`/api/v2/alerts`).
+    Alertmanager {
+        /// Base URLs, e.g. `http://alertmanager:9093`.
+        urls: Vec<String>,
+    },
 }
 
 /// A rule as stored (what the evaluator runs and the API returns).
@@ -351,7 +392,15 @@ impl Rule {
         if self.name.trim().is_empty() || self.name.len() > 128 {
             e.push("name: must be 1 to 128 characters".into());
         }
-        if source(&self.metric).is_none() {
+        if let Some(src) = source(&self.metric) {
+            if self.reduction.over_counter() && !src.is_counter() {
+                e.push(format!(
+                    "reduction: {} applies to counters (e.g. gpu.ecc_dbe_volatile, gpu.xid_errors); {} is a gauge, use avg, min, max or last",
+                    self.reduction.as_str(),
+                    self.metric
+                ));
+            }
+        } else {
             e.push(format!(
                 "metric: unknown metric {:?}; one of gpu.<column>, host.<column>, environment.<column>, host.heartbeat_age, gpu.xid_errors, quota.used_pct (e.g. gpu.temperature)",
                 self.metric
@@ -391,12 +440,24 @@ impl Rule {
             }
         }
         for (i, c) in self.channels.iter().enumerate() {
-            if let Channel::Email { to } = c {
-                if to.is_empty() || to.iter().any(|a| !a.contains('@')) {
+            match c {
+                Channel::Email { to } if to.is_empty() || to.iter().any(|a| !a.contains('@')) => {
                     e.push(format!(
                         "channels[{i}].to: must list e-mail addresses, got {to:?}"
                     ));
                 }
+                Channel::Alertmanager { urls }
+                    if urls.is_empty()
+                        || urls.iter().any(|u| {
+                            !(u.starts_with("http://") || u.starts_with("https://"))
+                                || reqwest::Url::parse(u).is_err()
+                        }) =>
+                {
+                    e.push(format!(
+                        "channels[{i}].urls: must list Alertmanager http(s) base URLs, got {urls:?}"
+                    ));
+                }
+                _ => {}
             }
         }
         for (k, t) in &self.annotations {

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use crate::delivery::Deliverer;
 use crate::error::Result;
 use crate::eval::{cycle, CycleReport};
-use crate::telemetry::{EVAL_DURATION, OUTBOX_QUEUED, TRANSITIONS};
+use crate::telemetry::{refresh_outbox_depth, EVAL_DURATION, OUTBOX_QUEUED, PRUNED, TRANSITIONS};
 use crate::AlerterConfig;
 
 /// One evaluation cycle now, with its metrics.
@@ -62,6 +62,7 @@ pub async fn run(
         workers = cfg.workers,
         "alerter running"
     );
+    let mut last_prune: Option<Instant> = None;
     let mut tick = tokio::time::interval(cfg.interval());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -76,9 +77,35 @@ pub async fn run(
                 tracing::error!(error = %e, "alert evaluation failed; retrying next interval")
             }
         }
+        if let Err(e) = refresh_outbox_depth(&pool).await {
+            tracing::warn!(error = %e, "cannot count the outbox; the depth gauge is stale");
+        }
+        if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+            last_prune = Some(Instant::now());
+            prune(&pool, &cfg).await;
+        }
     }
     for w in workers {
         let _ = w.await;
     }
     Ok(())
+}
+
+/// Retention runs at start and then hourly: its cut-offs are days.
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+async fn prune(pool: &gpuwatch_store::Pool, cfg: &AlerterConfig) {
+    match crate::retention::prune(pool, &cfg.retention).await {
+        Ok(p) => {
+            for (table, n) in [
+                ("webhook_logs", p.webhook_logs),
+                ("alert_outbox", p.outbox),
+                ("alert_records", p.alert_records),
+            ] {
+                PRUNED.with_label_values(&[table]).inc_by(n);
+            }
+            tracing::debug!(?p, "alerting tables pruned");
+        }
+        Err(e) => tracing::warn!(error = %e, "alerting retention failed; retrying in an hour"),
+    }
 }

@@ -15,6 +15,19 @@ use crate::rule::{Reduction, Rule, Source};
 /// Labels of one series.
 pub type Labels = BTreeMap<String, String>;
 
+/// Labels the alerter matches on (inhibition by `scope`, identity by
+/// `gpu_id`) but that mean nothing to a receiver: never sent out.
+pub const INTERNAL_LABELS: [&str; 2] = ["gpu_id", "scope"];
+
+/// `labels` without the internal ones, as receivers see them.
+pub fn public(labels: &Labels) -> Labels {
+    labels
+        .iter()
+        .filter(|(k, _)| !INTERNAL_LABELS.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 /// The reduced value of every series of one (metric, reduction, window).
 pub type Values = Vec<(Arc<Labels>, f64)>;
 
@@ -152,8 +165,19 @@ pub fn wants(rules: &[Rule]) -> BTreeSet<Want> {
         .collect()
 }
 
-fn agg(col: &str, reduction: Reduction) -> String {
+fn agg(col: &str, reduction: Reduction, window: i32) -> String {
+    // First and last samples of the window; a last below the first means
+    // the counter restarted (driver reload), so its growth is the last.
+    let growth = || {
+        let first = format!(
+            "(array_agg({col}::float8 ORDER BY collected_at) FILTER (WHERE {col} IS NOT NULL))[1]"
+        );
+        let last = format!("(array_agg({col}::float8 ORDER BY collected_at DESC) FILTER (WHERE {col} IS NOT NULL))[1]");
+        format!("(CASE WHEN {last} >= {first} THEN {last} - {first} ELSE {last} END)")
+    };
     match reduction {
+        Reduction::Increase => growth(),
+        Reduction::Rate => format!("({} / {}.0)", growth(), window.max(1)),
         Reduction::Min => format!("min({col})::float8"),
         Reduction::Max => format!("max({col})::float8"),
         Reduction::Last => format!(
@@ -197,7 +221,12 @@ pub async fn load<C: GenericClient>(
         let exprs: Vec<String> = ws
             .iter()
             .map(|w| match w.0 {
-                Source::Gpu(col) | Source::Host(col) | Source::Env(col) => agg(col, w.1),
+                Source::Gpu(col) | Source::Host(col) | Source::Env(col) => agg(col, w.1, w.2),
+                // Each sample carrying an XID is one event: the count is the increase.
+                _ if w.1 == Reduction::Rate => format!(
+                    "((count(*) FILTER (WHERE xid_last IS NOT NULL))::float8 / {}.0)",
+                    w.2.max(1)
+                ),
                 _ => "(count(*) FILTER (WHERE xid_last IS NOT NULL))::float8".into(),
             })
             .collect();

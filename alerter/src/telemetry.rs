@@ -4,7 +4,9 @@
 
 use std::sync::LazyLock;
 
-use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+};
 
 /// Puts the alerter's metrics on `registry`.
 pub fn register_metrics(registry: &prometheus::Registry) -> Result<(), prometheus::Error> {
@@ -16,6 +18,8 @@ pub fn register_metrics(registry: &prometheus::Registry) -> Result<(), prometheu
             Box::new(DELIVERY_DURATION.clone()),
             Box::new(TRANSITIONS.clone()),
             Box::new(OUTBOX_QUEUED.clone()),
+            Box::new(OUTBOX_DEPTH.clone()),
+            Box::new(PRUNED.clone()),
         ],
     )
 }
@@ -77,3 +81,44 @@ pub(crate) static OUTBOX_QUEUED: LazyLock<IntGauge> = LazyLock::new(|| {
     )
     .expect("valid gauge")
 });
+
+pub(crate) static OUTBOX_DEPTH: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    IntGaugeVec::new(
+        Opts::new(
+            "gpuwatch_alerter_outbox_notifications",
+            "Notifications in the outbox by state (pending, delivered, dead).",
+        ),
+        &["state"],
+    )
+    .expect("valid gauge")
+});
+
+pub(crate) static PRUNED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    IntCounterVec::new(
+        Opts::new(
+            "gpuwatch_alerter_pruned_rows_total",
+            "Rows of the alerting tables deleted by retention, by table.",
+        ),
+        &["table"],
+    )
+    .expect("valid counter")
+});
+
+/// Sets the outbox depth gauge from the table.
+pub(crate) async fn refresh_outbox_depth(pool: &gpuwatch_store::Pool) -> crate::Result<()> {
+    let c = pool.get().await?;
+    let rows = c
+        .query(
+            "SELECT s, (SELECT count(*) FROM alert_outbox WHERE status = s)
+             FROM unnest(ARRAY['pending', 'delivered', 'dead']) AS s",
+            &[],
+        )
+        .await
+        .map_err(crate::error::q("counting the outbox"))?;
+    for r in rows {
+        OUTBOX_DEPTH
+            .with_label_values(&[r.get::<_, &str>(0)])
+            .set(r.get(1));
+    }
+    Ok(())
+}

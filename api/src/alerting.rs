@@ -98,9 +98,10 @@ pub async fn list_silences(
 /// `POST /api/v1/silences`
 pub async fn create_silence(
     State(st): State<AppState>,
+    Extension(c): Extension<Caller>,
     Body(input): Body<admin::SilenceInput>,
 ) -> Result<(StatusCode, Json<admin::Silence>), ApiError> {
-    let s = admin::create_silence(st.pool(), input).await?;
+    let s = admin::create_silence(st.pool(), input, &author(&c)).await?;
     Ok((StatusCode::CREATED, Json(s)))
 }
 
@@ -115,10 +116,13 @@ pub async fn get_silence(
 /// `PUT /api/v1/silences/{id}`
 pub async fn update_silence(
     State(st): State<AppState>,
+    Extension(c): Extension<Caller>,
     PathParam(id): PathParam<i64>,
     Body(input): Body<admin::SilenceInput>,
 ) -> Res<admin::Silence> {
-    Ok(Json(admin::update_silence(st.pool(), id, input).await?))
+    Ok(Json(
+        admin::update_silence(st.pool(), id, input, &author(&c)).await?,
+    ))
 }
 
 /// `DELETE /api/v1/silences/{id}` (expires it)

@@ -59,6 +59,8 @@ both_backends! {
         assert_eq!(a["labels"]["gpu"], "0");
         assert_eq!(a["labels"]["gpu_uuid"], "GPU-0");
         assert_eq!(a["labels"]["rack"], "r1", "host labels are alert labels");
+        assert!(a["labels"].get("gpu_id").is_none() && a["labels"].get("scope").is_none(), "internal labels stay internal: {a}");
+        assert!(b["commonLabels"].get("scope").is_none(), "{b}");
         assert_eq!(a["annotations"]["summary"], "GPU 0 on h1 at 90 C");
         assert_eq!(a["endsAt"], "0001-01-01T00:00:00Z");
         assert!(rx.seen().iter().all(|r| r.signature_ok), "every request carries a valid signature");
@@ -71,7 +73,7 @@ both_backends! {
         assert_eq!(row.get::<_, String>(1), "firing");
 
         let mails = smtp.wait_for("the firing e-mail", 30, |m| !m.is_empty()).await;
-        assert!(mails[0].contains("Subject: [FIRING:1] alertname=GpuHot host=h1"), "{}", mails[0]);
+        assert!(mails[0].contains("Subject: [FIRING:1] critical GpuHot: host=h1 gpu=0 gpu_uuid=GPU-0"), "{}", mails[0]);
         assert!(mails[0].contains("multipart/alternative") && mails[0].contains("text/html"));
         assert!(mails[0].contains("To: oncall@example.com"));
 
@@ -365,5 +367,41 @@ both_backends! {
         run(fast_config(), pool.clone(), true, CancellationToken::new()).await.unwrap();
         let got: Vec<usize> = hooks.iter().map(|rx| rx.delivered().len()).collect();
         assert_eq!(got, [1, 0, 0, 1], "regex and legacy filters match; != h1 does not; the broken one gets nothing");
+    }
+}
+
+both_backends! {
+    async fn increase_rules_fire_on_counter_growth_not_on_its_level(db) {
+        use gpuwatch_store::GpuSample;
+        let (pool, w) = setup(&db, 2).await;
+        let c = pool.get().await.unwrap();
+        c.batch_execute(
+            "INSERT INTO alert_rules (name, metric, reduction, window_seconds, comparison, threshold, for_seconds, severity)
+             VALUES ('EccDbeGrowing', 'gpu.ecc_dbe_volatile', 'increase', 300, '>', 0, 0, 'critical'),
+                    ('XidSeen', 'gpu.xid_errors', 'increase', 300, '>', 0, 0, 'critical')",
+        ).await.unwrap();
+        // GPU 1's counter stands at a high level without moving; GPU 2's
+        // counter restarts (driver reload) and then grows by one; GPU 2 reports an XID.
+        let now = chrono::Utc::now();
+        let sample = |gpu: i64, ago: i64, ecc: i64, xid: Option<i32>| GpuSample {
+            gpu_id: gpu, host_id: "h1".into(), collected_at: now - chrono::Duration::seconds(ago),
+            ecc_dbe_volatile: Some(ecc), xid_last: xid, ..Default::default()
+        };
+        w.write(&[sample(1, 120, 40, None), sample(1, 60, 40, None), sample(1, 0, 40, None),
+                  sample(2, 120, 9, None), sample(2, 60, 0, Some(79)), sample(2, 0, 1, None)]).await.unwrap();
+        gpuwatch_alerter::evaluate_once(&pool, &fast_config()).await.unwrap();
+        let firing: Vec<(String, String, f64)> = c.query(
+            "SELECT r.name, a.labels->>'gpu', a.value FROM alert_records a JOIN alert_rules r ON r.id = a.rule_id
+             WHERE a.state = 'firing' ORDER BY 1, 2", &[]).await.unwrap()
+            .iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+        assert_eq!(firing, [("EccDbeGrowing".into(), "1".into(), 1.0), ("XidSeen".into(), "1".into(), 1.0)],
+            "only GPU index 1 (id 2) grew; a high but steady counter does not fire");
+        // increase of a gauge is refused, naming the field.
+        let bad = gpuwatch_alerter::admin::create_rule(&pool, serde_json::from_value(serde_json::json!({
+            "name": "TempIncrease", "metric": "gpu.temperature", "reduction": "increase", "comparison": ">", "threshold": 1})).unwrap(), None).await;
+        match bad {
+            Err(gpuwatch_alerter::AlerterError::Invalid(m)) => assert!(m.iter().any(|e| e.starts_with("reduction:")), "{m:?}"),
+            other => panic!("expected Invalid, got {other:?}"),
+        }
     }
 }

@@ -74,12 +74,13 @@ both_backends! {
         let s: SilenceInput = serde_json::from_value(json!({
             "matchers": [{"name": "host", "value": "h1"}], "ends_at": now + chrono::Duration::hours(1),
             "created_by": "alice", "comment": "reboot"})).unwrap();
-        let active = create_silence(&pool, s).await.unwrap();
+        let active = create_silence(&pool, s, "api-token:1").await.unwrap();
         assert_eq!(active.state, "active");
+        assert_eq!(active.created_by, "api-token:1 (alice)", "the caller, with the name the body gave");
         let old: SilenceInput = serde_json::from_value(json!({
             "matchers": [{"name": "host", "value": "h2"}], "starts_at": now - chrono::Duration::hours(2),
             "ends_at": now - chrono::Duration::hours(1), "created_by": "bob"})).unwrap();
-        create_silence(&pool, old).await.unwrap();
+        create_silence(&pool, old, "api-token:1").await.unwrap();
         let list = |state: &str| {
             let pool = pool.clone();
             let state = state.to_string();
@@ -89,7 +90,7 @@ both_backends! {
         assert_eq!(list("expired").await.total, 1);
         assert_eq!(list("all").await.total, 2);
         let bad: SilenceInput = serde_json::from_value(json!({"matchers": [], "ends_at": now - chrono::Duration::hours(1), "created_by": ""})).unwrap();
-        assert_eq!(invalid(create_silence(&pool, bad).await).len(), 3);
+        assert_eq!(invalid(create_silence(&pool, bad, "api-token:1").await).len(), 2);
         delete_silence(&pool, active.id).await.unwrap();
         assert_eq!(list("active").await.total, 0);
 
@@ -186,7 +187,7 @@ both_backends! {
         ).await.unwrap().get(0);
         let good: SilenceInput = serde_json::from_value(json!({
             "matchers": "{host=~\"h1|h2\"}", "ends_at": chrono::Utc::now() + chrono::Duration::hours(1), "created_by": "alice"})).unwrap();
-        let good = create_silence(&pool, good).await.unwrap();
+        let good = create_silence(&pool, good, "api-token:1").await.unwrap();
         match get_silence(&pool, bad).await {
             Err(AlerterError::Unreadable(m)) => assert!(m.contains(&format!("silence {bad}")) && m.contains("matchers"), "{m}"),
             other => panic!("expected Unreadable, got {other:?}"),
@@ -200,5 +201,86 @@ both_backends! {
         let rules = list_rules(&pool, RuleQuery { limit: Some(1000), ..Default::default() }).await.unwrap();
         assert!(rules.items.iter().all(|r| r.id != rule));
         assert_eq!(rules.items.len() as i64, rules.total - 1);
+    }
+}
+
+both_backends! {
+    async fn webhook_headers_are_validated_and_write_only(db) {
+        let (pool, _w) = setup(&db, 1).await;
+        let bad: WebhookInput = serde_json::from_value(json!({"name": "pager", "url": "https://pager.example/hook",
+            "headers": {"X-Auth": "token\r\nX-Forged: 1", "X-Nul": "a\u{0}b", "bad name": "v"}})).unwrap();
+        let e = invalid(create_webhook(&pool, bad, &WebhookConfig::default(), None).await);
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert!(e.iter().any(|m| m.starts_with("headers.X-Auth")) && e.iter().any(|m| m.starts_with("headers.X-Nul")), "{e:?}");
+        let c = pool.get().await.unwrap();
+        let n: i64 = c.query_one("SELECT count(*) FROM webhooks", &[]).await.unwrap().get(0);
+        assert_eq!(n, 0, "nothing stored");
+
+        let w: WebhookInput = serde_json::from_value(json!({"name": "pager", "url": "https://pager.example/hook",
+            "headers": {"Authorization": "Bearer s3cret-token", "X-Team": "gpu"}})).unwrap();
+        let created = create_webhook(&pool, w, &WebhookConfig::default(), None).await.unwrap();
+        assert_eq!(created.header_names, ["Authorization", "X-Team"]);
+        let shown = serde_json::to_string(&get_webhook(&pool, created.id).await.unwrap()).unwrap()
+            + &serde_json::to_string(&list_webhooks(&pool, WebhookQuery::default()).await.unwrap()).unwrap();
+        assert!(!shown.contains("s3cret-token") && !shown.contains("\"gpu\""), "{shown}");
+        // An update without headers keeps them; {} removes them.
+        let keep: WebhookInput = serde_json::from_value(json!({"name": "pager", "url": "https://pager.example/v2"})).unwrap();
+        assert_eq!(update_webhook(&pool, created.id, keep).await.unwrap().header_names, ["Authorization", "X-Team"]);
+        let stored: serde_json::Value = c.query_one("SELECT headers FROM webhooks WHERE id = $1", &[&created.id]).await.unwrap().get(0);
+        assert_eq!(stored["Authorization"], "Bearer s3cret-token");
+        let clear: WebhookInput = serde_json::from_value(json!({"name": "pager", "url": "https://pager.example/v2", "headers": {}})).unwrap();
+        assert!(update_webhook(&pool, created.id, clear).await.unwrap().header_names.is_empty());
+    }
+}
+
+both_backends! {
+    async fn retention_deletes_only_what_is_done_with_and_old(db) {
+        use gpuwatch_alerter::retention::{prune, Pruned, RetentionConfig};
+        let (pool, _w) = setup(&db, 1).await;
+        let c = pool.get().await.unwrap();
+        let rule: i64 = c.query_one("SELECT id FROM alert_rules ORDER BY id LIMIT 1", &[]).await.unwrap().get(0);
+        c.batch_execute(&format!(
+            "INSERT INTO alert_outbox (channel, webhook_id, group_key, payload, status, delivered_at, created_at) VALUES
+               ('webhook', 1, 'g', '{{}}', 'delivered', now() - interval '31 days', now() - interval '31 days'),
+               ('webhook', 1, 'g', '{{}}', 'delivered', now() - interval '29 days', now() - interval '29 days'),
+               ('webhook', 1, 'g', '{{}}', 'dead', NULL, now() - interval '400 days'),
+               ('webhook', 1, 'g', '{{}}', 'pending', NULL, now() - interval '400 days');
+             INSERT INTO webhook_logs (notification_id, attempt, succeeded, created_at) VALUES
+               (gen_random_uuid(), 1, true, now() - interval '31 days'),
+               (gen_random_uuid(), 1, NULL, now() - interval '31 days'),
+               (gen_random_uuid(), 1, false, now() - interval '1 day');
+             INSERT INTO alert_records (rule_id, fingerprint, severity, state, started_at, fired_at, resolved_at) VALUES
+               ({rule}, 'a', 'warning', 'resolved', now() - interval '100 days', now() - interval '100 days', now() - interval '91 days'),
+               ({rule}, 'b', 'warning', 'resolved', now() - interval '100 days', now() - interval '100 days', now() - interval '89 days'),
+               ({rule}, 'c', 'warning', 'firing', now() - interval '400 days', now() - interval '400 days', NULL);"
+        )).await.unwrap();
+        let p = prune(&pool, &RetentionConfig::default()).await.unwrap();
+        assert_eq!(p, Pruned { webhook_logs: 2, outbox: 1, alert_records: 1 });
+        let left: Vec<String> = c.query("SELECT status FROM alert_outbox ORDER BY status", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+        assert_eq!(left, ["dead", "delivered", "pending"], "dead letters and pending rows stay, however old");
+        let open: Vec<String> = c.query("SELECT fingerprint FROM alert_records ORDER BY 1", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+        assert_eq!(open, ["b", "c"]);
+        assert_eq!(prune(&pool, &RetentionConfig::default()).await.unwrap(), Pruned::default(), "nothing left to prune");
+        let bad = RetentionConfig { webhook_logs_days: 0, ..Default::default() };
+        assert!(bad.validate()[0].starts_with("alerter.retention.webhook_logs_days"));
+    }
+}
+
+both_backends! {
+    async fn a_silence_is_authored_by_the_callers_token_not_the_body(db) {
+        let s = crate::common::ApiClient::start(&db, gpuwatch_api::ApiConfig::default()).await;
+        let operator = s.token("operator").await;
+        let token_id: i64 = s.pool.get().await.unwrap()
+            .query_one("SELECT max(id) FROM api_tokens", &[]).await.unwrap().get(0);
+        let ends = (chrono::Utc::now() + chrono::Duration::hours(2)).to_rfc3339();
+        let (st, sil) = s.send(reqwest::Method::POST, "/api/v1/silences", &operator, Some(json!({
+            "matchers": [{"name": "host", "value": "h1"}], "ends_at": ends, "createdBy": "the-ceo"}))).await;
+        assert_eq!(st, reqwest::StatusCode::CREATED, "{sil}");
+        assert_eq!(sil["created_by"], format!("api-token:{token_id} (the-ceo)"));
+        // Without a name the token alone is the author.
+        let (st, sil) = s.send(reqwest::Method::POST, "/api/v1/silences", &operator, Some(json!({
+            "matchers": [{"name": "host", "value": "h2"}], "ends_at": ends}))).await;
+        assert_eq!(st, reqwest::StatusCode::CREATED, "{sil}");
+        assert_eq!(sil["created_by"], format!("api-token:{token_id}"));
     }
 }

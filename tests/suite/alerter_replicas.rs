@@ -185,3 +185,37 @@ both_backends! {
         assert!(by_content.values().all(|n| *n == 1), "duplicate notifications: {by_content:#?}");
     }
 }
+
+both_backends! {
+    async fn an_attempt_in_flight_at_a_kill_is_logged(db) {
+        let (pool, w) = setup(&db, 1).await;
+        let rx = Receiver::start().await;
+        rx.set(Mode::Hang);
+        let hook = webhook(&pool, &rx.url, 1000, 30_000).await;
+        hot_rule(&pool, "GpuHot", 85.0, 0, json!([{"type": "webhook", "webhook_id": hook}]), json!(["alertname"])).await;
+        let mut child = alerter(&db);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // A hanging request is recorded as seen before the receiver sleeps.
+        while rx.seen().is_empty() {
+            temps(&w, &[91.0]).await;
+            assert!(Instant::now() < deadline, "the alerter never sent");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        kill9(&mut child);
+        let sent_id = {
+            let seen = rx.seen();
+            assert_eq!(seen.len(), 1);
+            seen[0].id.clone()
+        };
+        let c = pool.get().await.unwrap();
+        let rows = c
+            .query("SELECT notification_id::text, attempt, outcome, succeeded FROM webhook_logs", &[])
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1, "the attempt in flight at the kill is on record");
+        assert_eq!(rows[0].get::<_, String>(0), sent_id);
+        assert_eq!(rows[0].get::<_, i32>(1), 1);
+        assert_eq!(rows[0].get::<_, String>(2), "unknown");
+        assert_eq!(rows[0].get::<_, Option<bool>>(3), None);
+    }
+}

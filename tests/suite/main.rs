@@ -18,6 +18,7 @@ mod alerter;
 mod alerter_admin;
 mod alerter_outage;
 mod alerter_replicas;
+mod alertmanager;
 mod api;
 mod api_billing;
 mod billing;

@@ -252,7 +252,7 @@ pub async fn replay_notification(pool: &gpuwatch_store::Pool, id: &str) -> Resul
         None => Err(AlerterError::NotFound(format!("notification {id}"))),
         Some("dead") => {
             c.execute(
-                "UPDATE alert_outbox SET status = 'pending', attempts = 0, next_attempt_at = now(), last_error = NULL
+                "UPDATE alert_outbox SET status = 'pending', attempts = 0, retry_since = NULL, next_attempt_at = now(), last_error = NULL
                  WHERE id = $1::text::uuid AND status = 'dead'",
                 &[&id],
             )

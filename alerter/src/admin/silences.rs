@@ -28,9 +28,10 @@ pub struct SilenceInput {
     /// Must be after starts_at.
     #[serde(alias = "endsAt")]
     pub ends_at: DateTime<Utc>,
-    /// Who silenced.
-    #[serde(alias = "createdBy")]
-    pub created_by: String,
+    /// A name for the author (Alertmanager's `createdBy`), kept beside the
+    /// caller's token, which is what `created_by` records.
+    #[serde(default, alias = "createdBy")]
+    pub created_by: Option<String>,
     /// Why.
     #[serde(default)]
     pub comment: String,
@@ -106,38 +107,57 @@ fn check_silence(s: &SilenceInput) -> Result<DateTime<Utc>> {
     if s.ends_at <= starts {
         e.push("ends_at: must be after starts_at".into());
     }
-    if s.created_by.trim().is_empty() {
-        e.push("created_by: must name the author".into());
+    if s.created_by
+        .as_deref()
+        .is_some_and(|n| n.chars().count() > 64)
+    {
+        e.push("created_by: at most 64 characters".into());
     }
     invalid(e)?;
     Ok(starts)
 }
 
-/// Creates a silence.
-pub async fn create_silence(pool: &gpuwatch_store::Pool, s: SilenceInput) -> Result<Silence> {
+/// What `created_by` records: the caller (who cannot be forged), and the
+/// name the body gave, if any (which can).
+fn recorded_author(author: &str, s: &SilenceInput) -> String {
+    match s.created_by.as_deref().map(str::trim) {
+        Some(name) if !name.is_empty() && name != author => format!("{author} ({name})"),
+        _ => author.to_string(),
+    }
+}
+
+/// Creates a silence; `author` is the caller (e.g. `api-token:7`).
+pub async fn create_silence(
+    pool: &gpuwatch_store::Pool,
+    s: SilenceInput,
+    author: &str,
+) -> Result<Silence> {
     let starts = check_silence(&s)?;
+    let by = recorded_author(author, &s);
     let c = pool.get().await?;
     let row = c
         .query_one(
             &format!("INSERT INTO silences (matchers, starts_at, ends_at, created_by, comment) VALUES ($1, $2, $3, $4, $5) RETURNING {SILENCE_COLUMNS}"),
-            &[&Json(&s.matchers), &starts, &s.ends_at, &s.created_by, &s.comment],
+            &[&Json(&s.matchers), &starts, &s.ends_at, &by, &s.comment],
         )
         .await
         .map_err(q("creating a silence"))?;
     readable(&row)
 }
 
-/// Replaces a silence.
+/// Replaces a silence; `author` (the caller) becomes its author.
 pub async fn update_silence(
     pool: &gpuwatch_store::Pool,
     id: i64,
     s: SilenceInput,
+    author: &str,
 ) -> Result<Silence> {
     let starts = check_silence(&s)?;
+    let by = recorded_author(author, &s);
     let c = pool.get().await?;
     c.query_opt(
         &format!("UPDATE silences SET matchers = $1, starts_at = $2, ends_at = $3, created_by = $4, comment = $5 WHERE id = $6 AND deleted_at IS NULL RETURNING {SILENCE_COLUMNS}"),
-        &[&Json(&s.matchers), &starts, &s.ends_at, &s.created_by, &s.comment, &id],
+        &[&Json(&s.matchers), &starts, &s.ends_at, &by, &s.comment, &id],
     )
     .await
     .map_err(q("updating a silence"))?

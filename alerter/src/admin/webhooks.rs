@@ -1,4 +1,5 @@
-//! Webhooks: CRUD with a write-only secret.
+//! Webhooks: CRUD with a write-only secret and write-only header values
+//! (headers often carry a receiver's credentials).
 
 use std::collections::BTreeMap;
 
@@ -13,8 +14,9 @@ use super::{invalid, Page};
 use crate::error::{q, AlerterError, Result};
 use crate::rule::WebhookFilters;
 
-/// A webhook as the API accepts it. `secret` is write-only: on update,
-/// absent keeps the stored one and "" removes it.
+/// A webhook as the API accepts it. `secret` and `headers` are write-only:
+/// on update, absent keeps the stored ones, "" removes the secret and `{}`
+/// the headers.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookInput {
@@ -25,9 +27,9 @@ pub struct WebhookInput {
     /// Standard Webhooks secret (`whsec_<base64>`) or any string.
     #[serde(default)]
     pub secret: Option<String>,
-    /// Extra request headers.
+    /// Extra request headers (values never shown again).
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    pub headers: Option<BTreeMap<String, String>>,
     /// For rules without channels: matchers on the group's labels, as a
     /// list or Alertmanager's text (`{severity=~"warning|critical"}`), or
     /// an object of label → value or [values] the group must have.
@@ -39,12 +41,14 @@ pub struct WebhookInput {
     /// Default 10000.
     #[serde(default)]
     pub timeout_ms: Option<i32>,
-    /// Default 8.
+    /// Ceiling on attempts; default alerter.webhook.max_attempts (the retry
+    /// window normally ends retries first).
     #[serde(default)]
     pub max_attempts: Option<i32>,
 }
 
-/// A webhook as output: never the secret, only whether one is set.
+/// A webhook as output: never the secret or header values, only whether a
+/// secret is set and which headers are.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Webhook {
     /// `webhooks.id`
@@ -55,8 +59,8 @@ pub struct Webhook {
     pub url: String,
     /// Whether requests are signed.
     pub has_secret: bool,
-    /// Extra headers.
-    pub headers: serde_json::Value,
+    /// Names of the extra headers.
+    pub header_names: Vec<String>,
     /// Filters.
     pub filters: serde_json::Value,
     /// Enabled.
@@ -71,7 +75,8 @@ pub struct Webhook {
     pub updated_at: DateTime<Utc>,
 }
 
-const WEBHOOK_COLUMNS: &str = "id, name, url, secret IS NOT NULL AND secret <> '', headers, filters, enabled, timeout_ms, max_attempts, created_at, updated_at";
+const WEBHOOK_COLUMNS: &str = "id, name, url, secret IS NOT NULL AND secret <> '',
+    ARRAY(SELECT jsonb_object_keys(headers) ORDER BY 1), filters, enabled, timeout_ms, max_attempts, created_at, updated_at";
 
 fn webhook_from_row(r: &tokio_postgres::Row) -> Webhook {
     Webhook {
@@ -79,7 +84,7 @@ fn webhook_from_row(r: &tokio_postgres::Row) -> Webhook {
         name: r.get(1),
         url: r.get(2),
         has_secret: r.get(3),
-        headers: r.get(4),
+        header_names: r.get(4),
         filters: r.get(5),
         enabled: r.get(6),
         timeout_ms: r.get(7),
@@ -128,9 +133,16 @@ fn check_webhook(w: &WebhookInput) -> Result<serde_json::Value> {
             serde_json::Value::Null
         }
     };
-    for k in w.headers.keys() {
+    for (k, v) in w.headers.iter().flatten() {
         if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err() {
             e.push(format!("headers: {k:?} is not a valid header name"));
+        }
+        // CR/LF would split the request (header injection), NUL is refused
+        // by every server; neither can be sent, so neither is stored.
+        if v.contains(['\r', '\n', '\0']) || reqwest::header::HeaderValue::from_str(v).is_err() {
+            e.push(format!(
+                "headers.{k}: the value must be visible ASCII or tabs, with no CR, LF or NUL"
+            ));
         }
     }
     invalid(e)?;
@@ -156,7 +168,7 @@ pub async fn create_webhook(
                 "INSERT INTO webhooks (name, url, secret, headers, filters, enabled, timeout_ms, max_attempts, created_by)
                  VALUES ($1, $2, NULLIF($3, ''), $4, $5, $6, $7, $8, $9) RETURNING {WEBHOOK_COLUMNS}"
             ),
-            &[&w.name, &w.url, &w.secret, &Json(&w.headers),
+            &[&w.name, &w.url, &w.secret, &Json(w.headers.clone().unwrap_or_default()),
               &filters, &w.enabled, &timeout, &attempts, &created_by],
         )
         .await
@@ -164,7 +176,7 @@ pub async fn create_webhook(
     Ok(webhook_from_row(&row))
 }
 
-/// Replaces a webhook; an absent secret keeps the stored one.
+/// Replaces a webhook; an absent secret or headers keeps the stored ones.
 pub async fn update_webhook(
     pool: &gpuwatch_store::Pool,
     id: i64,
@@ -176,7 +188,7 @@ pub async fn update_webhook(
         &format!(
             "UPDATE webhooks SET name = $1, url = $2,
                  secret = CASE WHEN $3::text IS NULL THEN secret ELSE NULLIF($3::text, '') END,
-                 headers = $4, filters = $5, enabled = $6,
+                 headers = COALESCE($4, headers), filters = $5, enabled = $6,
                  timeout_ms = COALESCE($7, timeout_ms), max_attempts = COALESCE($8, max_attempts)
              WHERE id = $9 AND deleted_at IS NULL RETURNING {WEBHOOK_COLUMNS}"
         ),
@@ -184,7 +196,7 @@ pub async fn update_webhook(
             &w.name,
             &w.url,
             &w.secret,
-            &Json(&w.headers),
+            &w.headers.as_ref().map(Json),
             &filters,
             &w.enabled,
             &w.timeout_ms,

@@ -7,6 +7,7 @@ use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde_json::Value;
+use std::collections::BTreeMap;
 
 use super::Attempt;
 use crate::config::SmtpConfig;
@@ -132,6 +133,39 @@ fn pairs(v: Option<&Value>) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
+/// Labels that say what is alerting, in the order a subject names them.
+const IDENTIFYING: [&str; 5] = ["host", "gpu", "gpu_uuid", "environment", "customer"];
+
+/// "critical GpuHot: host=h1 gpu=0 gpu_uuid=GPU-0": severity and alert name
+/// first, then whichever identifying labels the group's alerts share (or
+/// its group labels), so a subject line alone tells which machine.
+fn headline(p: &Value) -> String {
+    let common: BTreeMap<String, String> = pairs(p.get("commonLabels")).into_iter().collect();
+    let group: BTreeMap<String, String> = pairs(p.get("groupLabels")).into_iter().collect();
+    let get = |k: &str| {
+        common
+            .get(k)
+            .or_else(|| group.get(k))
+            .filter(|v| !v.is_empty())
+    };
+    let mut head: Vec<String> = ["severity", "alertname"]
+        .iter()
+        .filter_map(|k| get(k).cloned())
+        .collect();
+    if head.is_empty() {
+        head.push("gpuwatch alert".into());
+    }
+    let ids: Vec<String> = IDENTIFYING
+        .iter()
+        .filter_map(|k| get(k).map(|v| format!("{k}={v}")))
+        .collect();
+    if ids.is_empty() {
+        head.join(" ")
+    } else {
+        format!("{}: {}", head.join(" "), ids.join(" "))
+    }
+}
+
 /// Subject, text and HTML of a v4 payload. Written against the payload's
 /// shape with defaults everywhere, so a malformed payload still yields a
 /// message rather than none.
@@ -142,10 +176,6 @@ pub fn render(p: &Value) -> (String, String, String) {
         .cloned()
         .unwrap_or_default();
     let firing = alerts.iter().filter(|a| s(a, "status") == "firing").count();
-    let group: Vec<String> = pairs(p.get("groupLabels"))
-        .into_iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
     let subject = format!(
         "[{}{}] {}",
         s(p, "status").to_uppercase(),
@@ -154,11 +184,7 @@ pub fn render(p: &Value) -> (String, String, String) {
         } else {
             String::new()
         },
-        if group.is_empty() {
-            "gpuwatch alert".to_string()
-        } else {
-            group.join(" ")
-        }
+        headline(p)
     );
     let mut text = format!("{subject}\n\n");
     let mut html = format!("<html><body><h2>{}</h2>", esc(&subject));

@@ -1,5 +1,6 @@
 //! Receivers: one file per thing we talk to.
 
+pub mod alertmanager;
 pub mod email;
 pub mod webhook;
 
