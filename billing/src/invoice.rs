@@ -173,10 +173,13 @@ pub async fn cut_invoices(
     let due_end = month_floor(now - opts.grace);
     let metered_end = wm.map_or(DateTime::<Utc>::MIN_UTC, month_floor);
     if metered_end < due_end {
-        report.waiting_for_meter = Some(format!(
-            "months before {due_end} are due but the meter has only reached {}",
-            wm.map_or("nothing".into(), |w| w.to_rfc3339())
-        ));
+        report.waiting_for_meter = Some(match wm {
+            Some(w) => format!(
+                "months before {due_end} are due but the meter has only reached {}",
+                w.to_rfc3339()
+            ),
+            None => format!("months before {due_end} are due but nothing is metered yet"),
+        });
     }
     let last_end = due_end.min(metered_end);
     let first: Option<DateTime<Utc>> = tx
