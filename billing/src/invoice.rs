@@ -49,14 +49,64 @@ pub struct InvoiceLine {
     pub gpu_model: Option<String>,
     /// Unit of the quantity ("GPU-hour").
     pub unit: String,
-    /// Unit-hours (shown truncated to 6 decimals; not money).
+    /// Unit-hours: the exact sum rounded once to 6 decimals by
+    /// `gpuwatch_round_quantity` (half away from zero; not money).
     pub quantity: Decimal,
     /// The price per unit-hour when one price applied to the whole line.
+    #[serde(serialize_with = "crate::format::price_json")]
+    #[schemars(with = "Option<String>")]
     pub unit_price: Option<Decimal>,
+    /// A line that spans a price change: one segment per price, in time
+    /// order, their quantities adding up to the line's exactly.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub price_segments: Vec<PriceSegment>,
     /// Rounded amount of the line.
     pub amount: Decimal,
     /// Number of billing records on the line.
     pub records: i64,
+}
+
+/// The part of an invoice line billed at one price.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct PriceSegment {
+    /// Price per unit-hour.
+    #[serde(serialize_with = "crate::format::price_json_one")]
+    #[schemars(with = "String")]
+    pub unit_price: Decimal,
+    /// Unit-hours at this price (the line's quantity split by largest remainder).
+    pub quantity: Decimal,
+    /// Earliest record start at this price.
+    pub from: DateTime<Utc>,
+    /// Latest record end at this price.
+    pub to: DateTime<Utc>,
+}
+
+impl PriceSegment {
+    /// "0.05 × 12.5 (2026-10-01 00:00..2026-10-15 00:00)", as CSV and text show it.
+    pub fn text(&self) -> String {
+        format!(
+            "{} x {} ({}..{})",
+            crate::format::price_text(self.unit_price),
+            self.quantity,
+            self.from.format("%Y-%m-%d %H:%M"),
+            self.to.format("%Y-%m-%d %H:%M")
+        )
+    }
+}
+
+impl InvoiceLine {
+    /// The unit price column of CSV and text: the one price, or each segment.
+    pub fn price_text(&self) -> String {
+        match self.unit_price {
+            Some(p) if self.price_segments.is_empty() => crate::format::price_text(p),
+            _ => self
+                .price_segments
+                .iter()
+                .map(PriceSegment::text)
+                .collect::<Vec<_>>()
+                .join("; "),
+        }
+    }
 }
 
 /// An invoice, as the API returns it.
@@ -265,10 +315,11 @@ async fn cut_one(
 }
 
 async fn lines_of(tx: &Transaction<'_>, id: i64) -> Result<Vec<InvoiceLine>> {
+    let segments = segments_of(tx, id).await?;
     let rows = tx
         .query(
             "SELECT CASE WHEN is_correction THEN 'correction' ELSE 'usage' END, resource_type, gpu_model,
-                    trunc(sum(quantity * usage_seconds) / 3600, 6),
+                    gpuwatch_round_quantity(sum(quantity * usage_seconds), 3600),
                     CASE WHEN min(unit_price) = max(unit_price) THEN min(unit_price) END,
                     gpuwatch_round_money(sum(quantity * usage_seconds * unit_price), 3600),
                     count(*)
@@ -291,9 +342,78 @@ async fn lines_of(tx: &Transaction<'_>, id: i64) -> Result<Vec<InvoiceLine>> {
                 gpu_model: r.get(2),
                 quantity: r.get(3),
                 unit_price: r.get(4),
+                price_segments: Vec::new(),
                 amount: r.get(5),
                 records: r.get(6),
             }
+        })
+        .collect::<Vec<_>>())
+    .map(|mut lines: Vec<InvoiceLine>| {
+        for (key, seg) in segments {
+            if let Some(l) = lines.iter_mut().find(|l| {
+                (
+                    l.charge_class.as_str(),
+                    l.resource_type.as_str(),
+                    l.gpu_model.as_deref(),
+                ) == (key.0.as_str(), key.1.as_str(), key.2.as_deref())
+            }) {
+                l.price_segments.push(seg);
+            }
+        }
+        lines.iter_mut().for_each(|l| {
+            if l.price_segments.len() < 2 {
+                l.price_segments.clear();
+            }
+        });
+        lines
+    })
+}
+
+/// A line's key (charge class, resource, model) with one of its price segments.
+type Segment = ((String, String, Option<String>), PriceSegment);
+
+/// Price segments of every line of invoice `id`, quantities split from the
+/// line's rounded quantity by largest remainder (as report rows are).
+async fn segments_of(tx: &Transaction<'_>, id: i64) -> Result<Vec<Segment>> {
+    let rows = tx
+        .query(
+            "WITH s AS (
+                 SELECT CASE WHEN is_correction THEN 'correction' ELSE 'usage' END AS class,
+                        resource_type::text AS resource, gpu_model::text AS model, unit_price,
+                        min(start_time) AS ps, max(end_time) AS pe,
+                        sum(quantity * usage_seconds) * 1000000 AS xq
+                 FROM billing_records WHERE invoice_id = $1 GROUP BY 1, 2, 3, 4
+             ), b AS (
+                 SELECT s.*, div(xq, 3600) - CASE WHEN mod(xq, 3600) < 0 THEN 1 ELSE 0 END AS base
+                 FROM s
+             ), r AS (
+                 SELECT b.*,
+                        gpuwatch_round_quantity(sum(xq) OVER line, 3600000000) * 1000000
+                            - sum(base) OVER line AS leftover,
+                        row_number() OVER (PARTITION BY class, resource, model
+                                           ORDER BY xq - base * 3600 DESC, ps) AS rn
+                 FROM b WINDOW line AS (PARTITION BY class, resource, model)
+             )
+             SELECT class, resource, model, unit_price,
+                    ((base + CASE WHEN rn <= leftover THEN 1 ELSE 0 END) * 0.000001)::numeric(38, 6),
+                    ps, pe
+             FROM r ORDER BY class, resource, model, ps, unit_price",
+            &[&id],
+        )
+        .await
+        .map_err(db("splitting invoice lines by price"))?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            (
+                (r.get(0), r.get(1), r.get(2)),
+                PriceSegment {
+                    unit_price: r.get(3),
+                    quantity: r.get(4),
+                    from: r.get(5),
+                    to: r.get(6),
+                },
+            )
         })
         .collect())
 }
@@ -507,9 +627,7 @@ pub fn render(invoices: &[Invoice], format: ReportFormat) -> String {
                         l.gpu_model.clone().unwrap_or_default(),
                         l.quantity.to_string(),
                         l.unit.to_string(),
-                        l.unit_price
-                            .map(|p| p.normalize().to_string())
-                            .unwrap_or_default(),
+                        l.price_text(),
                         l.amount.to_string(),
                         i.total.to_string(),
                     ]
@@ -529,13 +647,14 @@ pub fn render(invoices: &[Invoice], format: ReportFormat) -> String {
                 ));
                 for l in &i.lines {
                     out.push_str(&format!(
-                        "    {:<10} {:<6} {:<10} {:>16} {:<9} {:>14}\n",
+                        "    {:<10} {:<6} {:<10} {:>16} {:<9} {:>14}  at {}\n",
                         l.charge_class,
                         l.resource_type,
                         l.gpu_model.as_deref().unwrap_or("-"),
                         l.quantity.to_string(),
                         l.unit,
-                        money::display(l.amount, &i.currency)
+                        money::display(l.amount, &i.currency),
+                        l.price_text()
                     ));
                 }
             }

@@ -148,11 +148,15 @@ pub struct UsageRow {
     pub resource_type: String,
     /// GPU model of gpu rows.
     pub gpu_model: Option<String>,
-    /// Unit-hours, truncated to 6 decimals (not money).
+    /// Unit-hours to 6 decimals: the rows of an invoice line split its
+    /// rounded quantity by largest remainder, so they add up to it exactly.
     pub quantity: Decimal,
     /// "core-hour", "GiB-hour", "GPU-hour".
     pub unit: String,
-    /// Price per unit-hour when one price applied to the whole row.
+    /// Price per unit-hour when one price applied to the whole row, written
+    /// as in CSV and text (no trailing zeros).
+    #[serde(serialize_with = "crate::format::price_json")]
+    #[schemars(with = "Option<String>")]
     pub unit_price: Option<Decimal>,
     /// Allocated, rounded amount.
     pub amount: Decimal,
@@ -213,7 +217,9 @@ pub async fn usage_report(pool: &gpuwatch_store::Pool, spec: &UsageSpec) -> Resu
 /// x is an amount in cents times 3600 (exact); a line is (customer,
 /// currency, invoice, charge class, resource, model). base = floor(x/3600)
 /// cents; the line's rounded total minus the bases is handed out one cent
-/// each by descending remainder.
+/// each by descending remainder. Quantities go the same way in millionths
+/// of a unit-hour (xq, base_q), against the line's quantity rounded by
+/// gpuwatch_round_quantity.
 const REPORT_SQL: &str = "
 WITH recs AS (
     SELECT r.customer_id, r.currency::text AS currency, r.invoice_id,
@@ -232,21 +238,26 @@ WITH recs AS (
 ), groups AS (
     SELECT customer_id, currency, invoice_id, charge_class, resource_type, gpu_model, workspace_id, env_id,
            min(start_time) AS ps, max(end_time) AS pe, sum(unit_seconds) AS us, sum(x) AS x,
+           sum(unit_seconds) * 1000000 AS xq,
            min(unit_price) AS pmin, max(unit_price) AS pmax
     FROM recs GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
 ), split AS (
-    SELECT g.*, div(x, 3600) - CASE WHEN mod(x, 3600) < 0 THEN 1 ELSE 0 END AS base
+    SELECT g.*, div(x, 3600) - CASE WHEN mod(x, 3600) < 0 THEN 1 ELSE 0 END AS base,
+           div(xq, 3600) - CASE WHEN mod(xq, 3600) < 0 THEN 1 ELSE 0 END AS base_q
     FROM groups g
 ), ranked AS (
     SELECT s.*,
            gpuwatch_round_money(sum(x) OVER line, 360000) * 100 - sum(base) OVER line AS leftover,
            row_number() OVER (PARTITION BY customer_id, currency, invoice_id, charge_class, resource_type, gpu_model
                               ORDER BY x - base * 3600 DESC, workspace_id NULLS FIRST, env_id NULLS FIRST) AS rn
+           , gpuwatch_round_quantity(sum(us) OVER line, 3600) * 1000000 - sum(base_q) OVER line AS leftover_q,
+           row_number() OVER (PARTITION BY customer_id, currency, invoice_id, charge_class, resource_type, gpu_model
+                              ORDER BY xq - base_q * 3600 DESC, workspace_id NULLS FIRST, env_id NULLS FIRST) AS rnq
     FROM split s
     WINDOW line AS (PARTITION BY customer_id, currency, invoice_id, charge_class, resource_type, gpu_model)
 )
 SELECT ps, pe, customer_id, invoice_id, resource_type, gpu_model, currency, workspace_id, env_id,
-       trunc(us / 3600, 6),
+       ((base_q + CASE WHEN rnq <= leftover_q THEN 1 ELSE 0 END) * 0.000001)::numeric(38, 6),
        CASE WHEN pmin = pmax THEN pmin END,
        ((base + CASE WHEN rn <= leftover THEN 1 ELSE 0 END) * 0.01)::numeric(38, 2),
        charge_class
@@ -289,7 +300,7 @@ pub fn to_csv(rows: &[UsageRow]) -> String {
                 r.quantity.to_string(),
                 r.unit.clone(),
                 r.unit_price
-                    .map(|x| x.normalize().to_string())
+                    .map(crate::format::price_text)
                     .unwrap_or_default(),
                 r.amount.to_string(),
                 r.currency.clone(),

@@ -5,4 +5,5 @@ mod common;
 
 mod invoices;
 mod meter;
+mod quantities;
 mod reconcile;
