@@ -29,6 +29,13 @@ pub struct InvoiceOptions {
     pub due_days: u32,
 }
 
+/// What invoices take from configuration beyond [`InvoiceOptions`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InvoiceDefaults {
+    /// Tax rate of customers without their own (`billing.default_tax_rate`).
+    pub tax_rate: Decimal,
+}
+
 /// What one invoice run did.
 #[derive(Debug, Default, Clone)]
 pub struct CutReport {
@@ -114,8 +121,11 @@ impl InvoiceLine {
 pub struct Invoice {
     /// Id.
     pub id: i64,
-    /// "INV-202610-42-CNY".
+    /// "INV-202610-42-CNY"; credit notes "CN-202610-000001".
     pub invoice_number: String,
+    /// "invoice" (a bill, due on `due_at`) or "credit_note" (money back to
+    /// the customer: negative total, never due).
+    pub document_type: String,
     /// Customer.
     pub customer_id: i64,
     /// Month start (UTC).
@@ -126,7 +136,9 @@ pub struct Invoice {
     pub currency: String,
     /// Sum of the lines.
     pub subtotal: Decimal,
-    /// Tax (0: gpuwatch does not compute tax).
+    /// The tax rate applied (0.06 = 6%): the customer's, or the default.
+    pub tax_rate: Decimal,
+    /// subtotal × tax_rate, rounded once by the money rule.
     pub tax: Decimal,
     /// subtotal + tax.
     pub total: Decimal,
@@ -205,20 +217,39 @@ pub async fn cut_invoices(
     opts: &InvoiceOptions,
     now: DateTime<Utc>,
 ) -> Result<CutReport> {
+    cut_invoices_with(pool, opts, &InvoiceDefaults::default(), now).await
+}
+
+/// [`cut_invoices`] with the configured defaults (tax).
+///
+/// A month gets a regular invoice per customer and currency with usage in
+/// it; that invoice also carries every record of earlier months not on a
+/// document yet (corrections and late usage of months already invoiced).
+/// After the months, a customer whose carried records give money back and
+/// had no regular invoice to take them gets a credit note for the last
+/// month cut; carried records that add up to money owed wait for the
+/// customer's next regular invoice.
+pub async fn cut_invoices_with(
+    pool: &gpuwatch_store::Pool,
+    opts: &InvoiceOptions,
+    defaults: &InvoiceDefaults,
+    now: DateTime<Utc>,
+) -> Result<CutReport> {
     let mut client = pool.get().await?;
     let tx = client
         .transaction()
         .await
         .map_err(db("starting the invoice transaction"))?;
     // The meter's lock: no record is written while invoices are cut.
-    let wm: Option<DateTime<Utc>> = tx
+    let state = tx
         .query_one(
-            "SELECT watermark FROM billing_meter_state WHERE id = 1 FOR UPDATE",
+            "SELECT watermark, invoiced_through FROM billing_meter_state WHERE id = 1 FOR UPDATE",
             &[],
         )
         .await
-        .map_err(db("locking the meter watermark"))?
-        .get(0);
+        .map_err(db("locking the meter watermark (run gpuwatch migrate?)"))?;
+    let (wm, invoiced_through): (Option<DateTime<Utc>>, Option<DateTime<Utc>>) =
+        (state.get(0), state.get(1));
     let mut report = CutReport::default();
     let due_end = month_floor(now - opts.grace);
     let metered_end = wm.map_or(DateTime::<Utc>::MIN_UTC, month_floor);
@@ -241,6 +272,7 @@ pub async fn cut_invoices(
         .map_err(db("finding uninvoiced records"))?
         .get(0);
     let Some(first) = first else {
+        advance(&tx, invoiced_through, last_end).await?;
         tx.commit().await.map_err(db("committing invoices"))?;
         return Ok(report);
     };
@@ -250,7 +282,8 @@ pub async fn cut_invoices(
         let due = tx
             .query(
                 "SELECT DISTINCT r.customer_id, r.currency::text FROM billing_records r
-                 WHERE r.invoice_id IS NULL AND r.start_time < $1
+                 WHERE r.invoice_id IS NULL AND NOT r.is_correction
+                   AND r.start_time >= $2 AND r.start_time < $1
                    AND NOT EXISTS (SELECT 1 FROM invoices i WHERE i.customer_id = r.customer_id
                                    AND i.currency = r.currency AND i.period_start = $2)
                  ORDER BY 1, 2",
@@ -259,31 +292,119 @@ pub async fn cut_invoices(
             .await
             .map_err(db("finding customers to invoice"))?;
         for r in due {
-            let id = cut_one(&tx, r.get(0), &r.get::<_, String>(1), month, end, opts, now).await?;
-            report.invoices.push(id);
+            let doc = Document {
+                customer: r.get(0),
+                currency: r.get(1),
+                start: month,
+                end,
+            };
+            report
+                .invoices
+                .push(cut_one(&tx, &doc, opts, defaults, now).await?);
         }
         month = end;
     }
+    if invoiced_through.is_none_or(|t| t < last_end) && first < last_end {
+        report
+            .invoices
+            .extend(credit_notes(&tx, last_end, opts, defaults, now).await?);
+    }
+    advance(&tx, invoiced_through, last_end).await?;
     tx.commit().await.map_err(db("committing invoices"))?;
     crate::metrics::invoices_cut(report.invoices.len());
     Ok(report)
 }
 
-async fn cut_one(
+/// Moves `invoiced_through` to the end of the last month cut (never back).
+async fn advance(
     tx: &Transaction<'_>,
+    was: Option<DateTime<Utc>>,
+    last_end: DateTime<Utc>,
+) -> Result<()> {
+    if last_end > DateTime::<Utc>::MIN_UTC && was.is_none_or(|t| t < last_end) {
+        tx.execute(
+            "UPDATE billing_meter_state SET invoiced_through = $1 WHERE id = 1",
+            &[&last_end],
+        )
+        .await
+        .map_err(db("recording the months invoiced"))?;
+    }
+    Ok(())
+}
+
+/// Records of months already invoiced that no regular invoice took and that
+/// give money back: one credit note per customer and currency, for the
+/// month ending at `last_end`.
+async fn credit_notes(
+    tx: &Transaction<'_>,
+    last_end: DateTime<Utc>,
+    opts: &InvoiceOptions,
+    defaults: &InvoiceDefaults,
+    now: DateTime<Utc>,
+) -> Result<Vec<i64>> {
+    let start = month_floor(last_end - Duration::days(1));
+    let owed = tx
+        .query(
+            "SELECT customer_id, currency::text FROM billing_records
+             WHERE invoice_id IS NULL AND start_time < $1
+             GROUP BY 1, 2 HAVING sum(quantity * usage_seconds * unit_price) < 0 ORDER BY 1, 2",
+            &[&last_end],
+        )
+        .await
+        .map_err(db("finding corrections owed back to customers"))?;
+    let mut ids = Vec::new();
+    for r in owed {
+        let doc = Document {
+            customer: r.get(0),
+            currency: r.get(1),
+            start,
+            end: last_end,
+        };
+        ids.push(cut_one(tx, &doc, opts, defaults, now).await?);
+    }
+    Ok(ids)
+}
+
+/// Whose document, in what currency, for which month.
+struct Document {
     customer: i64,
-    currency: &str,
+    currency: String,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
+}
+
+/// Cuts one document: every record of the customer and currency before
+/// `doc.end` not on a document yet. A negative total makes it a credit
+/// note (CN- number, no due date): money owed to the customer is not a bill.
+async fn cut_one(
+    tx: &Transaction<'_>,
+    doc: &Document,
     opts: &InvoiceOptions,
+    defaults: &InvoiceDefaults,
     now: DateTime<Utc>,
 ) -> Result<i64> {
+    let Document {
+        customer,
+        currency,
+        start,
+        end,
+    } = doc;
     let number = format!("INV-{}-{customer}-{currency}", start.format("%Y%m"));
+    let rate: Decimal = tx
+        .query_one(
+            "SELECT coalesce((SELECT tax_rate FROM billing_customer_settings WHERE customer_id = $1), $2)",
+            &[customer, &defaults.tax_rate],
+        )
+        .await
+        .map_err(db("reading the customer's tax rate (billing_customer_settings)"))?
+        .get(0);
+    // A temporary number while the kind is unknown: a credit note takes
+    // the next CN- number below, a regular invoice keeps its INV- one.
     let id: i64 = tx
         .query_one(
-            "INSERT INTO invoices (invoice_number, customer_id, period_start, period_end, currency, status)
-             VALUES ($1, $2, $3, $4, $5, 'draft') RETURNING id",
-            &[&number, &customer, &start, &end, &currency],
+            "INSERT INTO invoices (invoice_number, customer_id, period_start, period_end, currency, status, tax_rate)
+             VALUES ($1 || '-' || nextval('invoices_id_seq'), $2, $3, $4, $5, 'draft', $6) RETURNING id",
+            &[&number, customer, start, end, currency, &rate],
         )
         .await
         .map_err(db("creating an invoice"))?
@@ -293,7 +414,7 @@ async fn cut_one(
     tx.execute(
         "UPDATE billing_records SET invoice_id = $1
          WHERE customer_id = $2 AND currency = $3 AND invoice_id IS NULL AND start_time < $4",
-        &[&id, &customer, &currency, &end],
+        &[&id, customer, currency, end],
     )
     .await
     .map_err(db("attaching records to an invoice"))?;
@@ -301,16 +422,27 @@ async fn cut_one(
     let subtotal: Decimal = lines.iter().map(|l| l.amount).sum();
     let json = serde_json::to_value(&lines)
         .map_err(|e| BillingError::Invalid(vec![format!("invoice lines: {e}")]))?;
-    tx.execute(
-        "UPDATE invoices SET lines = $2, subtotal = $3, tax = 0, total = $3 WHERE id = $1",
-        &[&id, &json, &subtotal],
-    )
-    .await
-    .map_err(db("writing invoice lines"))?;
+    let row = tx
+        .query_one(
+            "UPDATE invoices SET lines = $2, subtotal = $3,
+                 tax = gpuwatch_round_money($3 * tax_rate, 1),
+                 total = $3 + gpuwatch_round_money($3 * tax_rate, 1),
+                 document_type = CASE WHEN $3 + gpuwatch_round_money($3 * tax_rate, 1) < 0
+                                      THEN 'credit_note' ELSE 'invoice' END,
+                 invoice_number = CASE WHEN $3 + gpuwatch_round_money($3 * tax_rate, 1) < 0
+                                       THEN 'CN-' || to_char(period_start AT TIME ZONE 'UTC', 'YYYYMM') || '-'
+                                            || lpad(nextval('billing_credit_note_number_seq')::text, 6, '0')
+                                       ELSE $4 END
+             WHERE id = $1 RETURNING invoice_number, total",
+            &[&id, &json, &subtotal, &number],
+        )
+        .await
+        .map_err(db("writing invoice lines"))?;
+    let (number, total): (String, Decimal) = (row.get(0), row.get(1));
     if opts.auto_issue {
         set_issued(tx, id, now, opts.due_days).await?;
     }
-    tracing::info!(invoice = %number, customer.id = customer, total = %subtotal, "invoice cut");
+    tracing::info!(invoice = %number, customer.id = customer, total = %total, "invoice cut");
     Ok(id)
 }
 
@@ -425,8 +557,11 @@ async fn set_issued(
     due_days: u32,
 ) -> Result<()> {
     let due = now + Duration::days(i64::from(due_days));
+    // A credit note is issued but never due: the money goes to the customer.
     tx.execute(
-        "UPDATE invoices SET status = 'issued', issued_at = $2, due_at = $3 WHERE id = $1",
+        "UPDATE invoices SET status = 'issued', issued_at = $2,
+             due_at = CASE WHEN document_type = 'credit_note' THEN NULL ELSE $3::timestamptz END
+         WHERE id = $1",
         &[&id, &now, &due],
     )
     .await
@@ -436,7 +571,7 @@ async fn set_issued(
 
 const INVOICE_COLUMNS: &str =
     "id, invoice_number, customer_id, period_start, period_end, currency::text,
-    subtotal, tax, total, status, issued_at, due_at, paid_at, lines";
+    subtotal, tax, total, status, issued_at, due_at, paid_at, lines, document_type, tax_rate";
 
 fn invoice_row(r: &tokio_postgres::Row) -> Invoice {
     let currency: String = r.get(5);
@@ -459,6 +594,8 @@ fn invoice_row(r: &tokio_postgres::Row) -> Invoice {
         paid_at: r.get(12),
         // Written by cut_one from the same type; a row that does not parse is shown without lines.
         lines: serde_json::from_value(lines).unwrap_or_default(),
+        document_type: r.get(14),
+        tax_rate: r.get(15),
     }
 }
 
@@ -612,6 +749,9 @@ pub fn render(invoices: &[Invoice], format: ReportFormat) -> String {
                 "unit_price",
                 "amount",
                 "invoice_total",
+                "document_type",
+                "tax_rate",
+                "invoice_tax",
             ],
             invoices.iter().flat_map(|i| {
                 i.lines.iter().map(move |l| {
@@ -630,6 +770,9 @@ pub fn render(invoices: &[Invoice], format: ReportFormat) -> String {
                         l.price_text(),
                         l.amount.to_string(),
                         i.total.to_string(),
+                        i.document_type.clone(),
+                        i.tax_rate.normalize().to_string(),
+                        i.tax.to_string(),
                     ]
                 })
             }),
@@ -637,12 +780,20 @@ pub fn render(invoices: &[Invoice], format: ReportFormat) -> String {
         ReportFormat::Text => {
             let mut out = String::new();
             for i in invoices {
+                let due = i
+                    .due_at
+                    .map(|d| format!("  due {}", d.format("%Y-%m-%d")))
+                    .unwrap_or_default();
                 out.push_str(&format!(
-                    "{}  customer {}  {}  {}  total {}\n",
+                    "{}  {}  customer {}  {}  {}  subtotal {}  tax {} ({}%)  total {}{due}\n",
                     i.invoice_number,
+                    i.document_type.replace('_', " "),
                     i.customer_id,
                     i.period_start.format("%Y-%m"),
                     i.status,
+                    money::display(i.subtotal, &i.currency),
+                    money::display(i.tax, &i.currency),
+                    (i.tax_rate * Decimal::ONE_HUNDRED).normalize(),
                     i.total_display
                 ));
                 for l in &i.lines {

@@ -113,8 +113,8 @@ both_backends! {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
         for (args, width, model_column) in [
-            (vec!["report", "invoices", "--month", &month, "--format", "csv"], 14, 8),
-            (vec!["report", "usage", "--month", &month, "--format", "csv", "--group-by", "resource,gpu_model"], 14, 6),
+            (vec!["report", "invoices", "--month", &month, "--format", "csv"], 17, 8),
+            (vec!["report", "usage", "--month", &month, "--format", "csv", "--group-by", "resource,gpu_model"], 15, 6),
         ] {
             let out = run(&args, &db.url);
             assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod corrections;
 mod invoices;
 mod meter;
 mod quantities;
