@@ -52,3 +52,7 @@ COMMENT ON COLUMN billing_meter_state.invoiced_through IS
     'End of the last month the invoice run cut; records before it not yet on a document are carried by the next month.';
 UPDATE billing_meter_state SET invoiced_through =
     (SELECT max(period_end) FROM invoices WHERE status <> 'void');
+
+-- A price may leave its currency to the customer (billing_customer_settings)
+-- or billing.default_currency.
+ALTER TABLE billing_prices ALTER COLUMN currency DROP NOT NULL;

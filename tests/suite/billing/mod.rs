@@ -8,3 +8,4 @@ mod invoices;
 mod meter;
 mod quantities;
 mod reconcile;
+mod tax;
