@@ -35,7 +35,7 @@ both_backends! {
         assert_eq!((one.currency.as_str(), one.subtotal, one.tax_rate, one.tax, one.total), ("USD", d("1.12"), d("0.06"), d("0.07"), d("1.19")));
         // 2 cores x 2 h x 0.05 + 8 GiB x 2 h x 0.01 = 0.36; 10% = 0.036 -> 0.04.
         assert_eq!((two.currency.as_str(), two.subtotal, two.tax_rate, two.tax, two.total), ("EUR", d("0.36"), d("0.1"), d("0.04"), d("0.40")));
-        let text = render(&[one.clone()], ReportFormat::Text);
+        let text = render(std::slice::from_ref(&one), ReportFormat::Text);
         assert!(text.contains("subtotal $1.12  tax $0.07 (6%)  total $1.19"), "{text}");
         let csv = render(&[one], ReportFormat::Csv);
         assert!(csv.lines().nth(1).unwrap().ends_with(",1.19,invoice,0.06,0.07"), "{csv}");
