@@ -85,6 +85,7 @@ async fn bench(envs: i64, days: i64, kind: Kind, keep: bool) {
         grid: Grid::hourly(),
         lateness: Duration::minutes(5),
         max_periods: 24,
+        default_currency: None,
     };
 
     let t0 = Instant::now();

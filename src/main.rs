@@ -23,7 +23,8 @@ use tokio_util::sync::CancellationToken;
 use cli::{Cli, Command, ReportKind, TokenAction};
 use config::Config;
 
-/// sysexits: bad configuration (EX_CONFIG would be 78; linkerd and we use EX_USAGE).
+/// sysexits EX_USAGE: a bad configuration or command-line argument (EX_CONFIG
+/// would be 78; linkerd and we use EX_USAGE for both).
 const EXIT_CONFIG: u8 = 64;
 /// sysexits EX_UNAVAILABLE: the database cannot be reached or refuses us.
 const EXIT_UNAVAILABLE: u8 = 69;
@@ -31,7 +32,19 @@ const EXIT_UNAVAILABLE: u8 = 69;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // A bad argument is a usage error like a bad config value (EX_USAGE),
+    // not clap's own code 2, which the README's exit-code table does not know.
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::SUCCESS // --help, --version
+            };
+        }
+    };
     let cfg = match Config::load(cli.config.as_deref(), cli.with_flags(std::env::vars())) {
         Ok(c) => c,
         Err(errors) => {
@@ -89,6 +102,7 @@ fn exit_code(f: &Failure) -> u8 {
         | Failure::Aggregator(AggregatorError::Store(s))
         | Failure::Alerter(AlerterError::Store(s)) => s,
         Failure::Alerter(AlerterError::Invalid(_)) => return EXIT_CONFIG,
+        Failure::Report(ReportError::Usage(_)) => return EXIT_CONFIG,
         Failure::Billing(b) | Failure::Report(ReportError::Billing(b)) => match b {
             BillingError::Store(s) => s,
             BillingError::Invalid(_) => return EXIT_CONFIG,

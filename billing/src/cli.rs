@@ -27,9 +27,9 @@ pub enum ReportError {
 pub struct UsageArgs {
     /// `--month YYYY-MM`.
     pub month: Option<String>,
-    /// `--from`, RFC 3339.
+    /// `--from`, RFC 3339 or YYYY-MM-DD (midnight UTC).
     pub from: Option<String>,
-    /// `--to`, RFC 3339, exclusive.
+    /// `--to`, like `--from`, exclusive.
     pub to: Option<String>,
     /// `--group-by a,b`.
     pub group_by: Option<String>,
@@ -62,7 +62,7 @@ pub async fn usage(pool: &gpuwatch_store::Pool, a: UsageArgs) -> Result<String, 
         customer_id: a.customer,
         format: Some(a.format),
     };
-    let spec = q.validate()?;
+    let spec = q.validate().map_err(as_flags)?;
     let rows = usage_report(pool, &spec).await?;
     match spec.format {
         ReportFormat::Csv => Ok(to_csv(&rows)),
@@ -86,7 +86,7 @@ pub async fn invoices(pool: &gpuwatch_store::Pool, a: InvoiceArgs) -> Result<Str
             limit: Some(1000),
             offset: Some(all.len() as i64),
         };
-        let p = list_invoices(pool, &q).await?;
+        let p = list_invoices(pool, &q).await.map_err(as_flags)?;
         let got = p.items.len();
         all.extend(p.items);
         if got == 0 || all.len() as i64 >= p.total {
@@ -116,13 +116,16 @@ pub async fn once(
     now: DateTime<Utc>,
 ) -> Result<OnceSummary, BillingError> {
     let (meter, cut) = crate::run_once(pool, settings, now).await?;
+    let metered = match meter.to {
+        Some(t) => format!("metered through {}", t.to_rfc3339()),
+        None => "nothing to meter yet (no environment status history)".into(),
+    };
     let summary = format!(
-        "metered through {}: {} records, {} corrections, {} retried periods; {} invoices cut",
-        meter.to.map_or("nothing".into(), |t| t.to_rfc3339()),
-        meter.records,
-        meter.corrections,
-        meter.retried,
-        cut.invoices.len()
+        "{metered}: {}, {}, {}; {} cut",
+        count(meter.records, "record", "records"),
+        count(meter.corrections, "correction", "corrections"),
+        count(meter.retried, "retried period", "retried periods"),
+        count(cut.invoices.len() as u64, "invoice", "invoices"),
     );
     let mut problems = Vec::new();
     if let Some(w) = cut.waiting_for_meter {
@@ -130,9 +133,11 @@ pub async fn once(
     }
     problems.extend(meter.errors.iter().map(|e| format!("billing: {e}")));
     let failure = (!meter.errors.is_empty()).then(|| {
+        let n = meter.errors.len() as u64;
         format!(
-            "{} environment periods were not billed (bad input above; fix it and run again)",
-            meter.errors.len()
+            "{} {} not billed (bad input above; fix it and run again)",
+            count(n, "environment period", "environment periods"),
+            if n == 1 { "was" } else { "were" }
         )
     });
     Ok(OnceSummary {
@@ -142,11 +147,82 @@ pub async fn once(
     })
 }
 
+/// "1 invoice", "2 invoices".
+fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// The library names fields as the API spells them (`group_by`); on the
+/// command line the same field is a flag (`--group-by`).
+fn as_flags(e: BillingError) -> BillingError {
+    const FIELDS: [&str; 7] = [
+        "from/to", "from", "to", "month", "group_by", "format", "status",
+    ];
+    match e {
+        BillingError::Invalid(v) => BillingError::Invalid(
+            v.into_iter()
+                .map(
+                    |m| match FIELDS.iter().find(|f| m.starts_with(&format!("{f}:"))) {
+                        Some(f) => format!(
+                            "--{}{}",
+                            f.replace('_', "-").replace('/', "/--"),
+                            &m[f.len()..]
+                        ),
+                        None => m,
+                    },
+                )
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+/// A range bound: RFC 3339, or a date meaning its midnight UTC (finance
+/// thinks in days: `--from 2026-10-01 --to 2026-11-01`).
 fn time(field: &str, v: Option<String>) -> Result<Option<DateTime<Utc>>, ReportError> {
     v.map(|s| {
-        s.parse::<DateTime<Utc>>().map_err(|e| {
-            ReportError::Usage(format!("--{field}: not an RFC 3339 time ({e}): {s:?}"))
+        if let Ok(d) = chrono::NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d") {
+            return Ok(d.and_time(chrono::NaiveTime::MIN).and_utc());
+        }
+        s.trim().parse::<DateTime<Utc>>().map_err(|_| {
+            ReportError::Usage(format!(
+                "--{field}: expected a date (2026-10-01) or an RFC 3339 time (2026-10-01T00:00:00Z), got {s:?}"
+            ))
         })
     })
     .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_and_times_both_bound_a_range() {
+        let day = time("from", Some("2026-10-01".into())).unwrap().unwrap();
+        assert_eq!(day.to_rfc3339(), "2026-10-01T00:00:00+00:00");
+        let t = time("to", Some("2026-10-01T12:30:00+02:00".into()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-10-01T10:30:00+00:00");
+        let e = time("from", Some("2026-10-01x".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("--from: expected a date"), "{e}");
+    }
+
+    #[test]
+    fn counts_read_as_english_and_fields_as_flags() {
+        assert_eq!(count(1, "invoice", "invoices"), "1 invoice");
+        assert_eq!(count(0, "invoice", "invoices"), "0 invoices");
+        let e = as_flags(BillingError::Invalid(vec![
+            "group_by: \"team\" is not one".into(),
+            "from/to: give both".into(),
+            "something else".into(),
+        ]));
+        assert_eq!(
+            e.to_string(),
+            "invalid request: --group-by: \"team\" is not one; --from/--to: give both; something else"
+        );
+    }
 }

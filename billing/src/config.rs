@@ -37,8 +37,11 @@ pub struct BillingConfig {
     pub auto_issue: bool,
     /// Days from issue to due date.
     pub due_days: u32,
-    /// Currency shown where a report has no rows to take it from (ISO 4217).
+    /// Currency of prices and customers that give none (ISO 4217).
     pub default_currency: String,
+    /// Tax rate of customers without their own in billing_customer_settings
+    /// ("0.06" = 6%), applied once per invoice to its subtotal.
+    pub default_tax_rate: String,
 }
 
 impl Default for BillingConfig {
@@ -54,6 +57,7 @@ impl Default for BillingConfig {
             auto_issue: true,
             due_days: 30,
             default_currency: "CNY".into(),
+            default_tax_rate: "0".into(),
         }
     }
 }
@@ -79,8 +83,10 @@ pub struct Settings {
     pub auto_issue: bool,
     /// Days to due date.
     pub due_days: u32,
-    /// Report currency fallback.
+    /// Currency of prices and customers that give none.
     pub default_currency: Currency,
+    /// Tax rate of customers without their own.
+    pub default_tax_rate: rust_decimal::Decimal,
 }
 
 fn duration(key: &str, raw: &str, errors: &mut Vec<String>) -> chrono::Duration {
@@ -142,6 +148,26 @@ impl BillingConfig {
         let currency = Currency::parse(&self.default_currency).map_err(|m| {
             e.push(format!("billing.default_currency: {m}"));
         });
+        let tax = match self
+            .default_tax_rate
+            .trim()
+            .parse::<rust_decimal::Decimal>()
+        {
+            Ok(r)
+                if r >= rust_decimal::Decimal::ZERO
+                    && r < rust_decimal::Decimal::ONE
+                    && r.scale() <= 6 =>
+            {
+                r
+            }
+            _ => {
+                e.push(format!(
+                    "billing.default_tax_rate: a fraction from 0 up to 1 with at most 6 decimals (\"0.06\" = 6%), got {:?}",
+                    self.default_tax_rate
+                ));
+                rust_decimal::Decimal::ZERO
+            }
+        };
         match (sched, inv, currency) {
             (Some(schedule), Some(invoice_schedule), Ok(default_currency)) if e.is_empty() => {
                 Ok(Settings {
@@ -155,6 +181,7 @@ impl BillingConfig {
                     auto_issue: self.auto_issue,
                     due_days: self.due_days,
                     default_currency,
+                    default_tax_rate: tax,
                 })
             }
             _ => Err(e),
@@ -187,11 +214,18 @@ mod tests {
             period: "7m".into(),
             allowed_lateness: "soon".into(),
             default_currency: "XXX".into(),
+            default_tax_rate: "6%".into(),
             ..BillingConfig::default()
         };
         let e = cfg.validate();
-        assert_eq!(e.len(), 4, "{e:?}");
-        for key in ["schedule", "period", "allowed_lateness", "default_currency"] {
+        assert_eq!(e.len(), 5, "{e:?}");
+        for key in [
+            "schedule",
+            "period",
+            "allowed_lateness",
+            "default_currency",
+            "default_tax_rate",
+        ] {
             assert!(
                 e.iter().any(|m| m.starts_with(&format!("billing.{key}:"))),
                 "{key}: {e:?}"

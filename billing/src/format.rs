@@ -4,6 +4,8 @@
 //! everywhere and a GPU model such as `A100, 80GB` stays one field.
 
 use std::fmt;
+
+use rust_decimal::Decimal;
 use std::str::FromStr;
 
 /// The rendering of a report. Not every report offers every format: a usage
@@ -89,6 +91,25 @@ pub fn csv_table<const N: usize>(
     let bytes = w.into_inner().expect("CSV into memory: flushing a Vec");
     // Only UTF-8 strings and ASCII quotes went in.
     String::from_utf8(bytes).expect("CSV of UTF-8 fields is UTF-8")
+}
+
+/// A unit price as every format writes it: its decimal value without
+/// trailing zeros (`0.05`, not the column's `0.0500000000`).
+pub fn price_text(p: Decimal) -> String {
+    p.normalize().to_string()
+}
+
+/// serde: an optional unit price as a JSON string written by [`price_text`].
+pub fn price_json<S: serde::Serializer>(p: &Option<Decimal>, s: S) -> Result<S::Ok, S::Error> {
+    match p {
+        Some(p) => s.serialize_str(&price_text(*p)),
+        None => s.serialize_none(),
+    }
+}
+
+/// serde: a unit price as a JSON string written by [`price_text`].
+pub fn price_json_one<S: serde::Serializer>(p: &Decimal, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&price_text(*p))
 }
 
 #[cfg(test)]

@@ -29,6 +29,13 @@ pub struct InvoiceOptions {
     pub due_days: u32,
 }
 
+/// What invoices take from configuration beyond [`InvoiceOptions`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InvoiceDefaults {
+    /// Tax rate of customers without their own (`billing.default_tax_rate`).
+    pub tax_rate: Decimal,
+}
+
 /// What one invoice run did.
 #[derive(Debug, Default, Clone)]
 pub struct CutReport {
@@ -49,14 +56,64 @@ pub struct InvoiceLine {
     pub gpu_model: Option<String>,
     /// Unit of the quantity ("GPU-hour").
     pub unit: String,
-    /// Unit-hours (shown truncated to 6 decimals; not money).
+    /// Unit-hours: the exact sum rounded once to 6 decimals by
+    /// `gpuwatch_round_quantity` (half away from zero; not money).
     pub quantity: Decimal,
     /// The price per unit-hour when one price applied to the whole line.
+    #[serde(serialize_with = "crate::format::price_json")]
+    #[schemars(with = "Option<String>")]
     pub unit_price: Option<Decimal>,
+    /// A line that spans a price change: one segment per price, in time
+    /// order, their quantities adding up to the line's exactly.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub price_segments: Vec<PriceSegment>,
     /// Rounded amount of the line.
     pub amount: Decimal,
     /// Number of billing records on the line.
     pub records: i64,
+}
+
+/// The part of an invoice line billed at one price.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct PriceSegment {
+    /// Price per unit-hour.
+    #[serde(serialize_with = "crate::format::price_json_one")]
+    #[schemars(with = "String")]
+    pub unit_price: Decimal,
+    /// Unit-hours at this price (the line's quantity split by largest remainder).
+    pub quantity: Decimal,
+    /// Earliest record start at this price.
+    pub from: DateTime<Utc>,
+    /// Latest record end at this price.
+    pub to: DateTime<Utc>,
+}
+
+impl PriceSegment {
+    /// "0.05 × 12.5 (2026-10-01 00:00..2026-10-15 00:00)", as CSV and text show it.
+    pub fn text(&self) -> String {
+        format!(
+            "{} x {} ({}..{})",
+            crate::format::price_text(self.unit_price),
+            self.quantity,
+            self.from.format("%Y-%m-%d %H:%M"),
+            self.to.format("%Y-%m-%d %H:%M")
+        )
+    }
+}
+
+impl InvoiceLine {
+    /// The unit price column of CSV and text: the one price, or each segment.
+    pub fn price_text(&self) -> String {
+        match self.unit_price {
+            Some(p) if self.price_segments.is_empty() => crate::format::price_text(p),
+            _ => self
+                .price_segments
+                .iter()
+                .map(PriceSegment::text)
+                .collect::<Vec<_>>()
+                .join("; "),
+        }
+    }
 }
 
 /// An invoice, as the API returns it.
@@ -64,8 +121,11 @@ pub struct InvoiceLine {
 pub struct Invoice {
     /// Id.
     pub id: i64,
-    /// "INV-202610-42-CNY".
+    /// "INV-202610-42-CNY"; credit notes "CN-202610-000001".
     pub invoice_number: String,
+    /// "invoice" (a bill, due on `due_at`) or "credit_note" (money back to
+    /// the customer: negative total, never due).
+    pub document_type: String,
     /// Customer.
     pub customer_id: i64,
     /// Month start (UTC).
@@ -76,7 +136,9 @@ pub struct Invoice {
     pub currency: String,
     /// Sum of the lines.
     pub subtotal: Decimal,
-    /// Tax (0: gpuwatch does not compute tax).
+    /// The tax rate applied (0.06 = 6%): the customer's, or the default.
+    pub tax_rate: Decimal,
+    /// subtotal × tax_rate, rounded once by the money rule.
     pub tax: Decimal,
     /// subtotal + tax.
     pub total: Decimal,
@@ -155,28 +217,50 @@ pub async fn cut_invoices(
     opts: &InvoiceOptions,
     now: DateTime<Utc>,
 ) -> Result<CutReport> {
+    cut_invoices_with(pool, opts, &InvoiceDefaults::default(), now).await
+}
+
+/// [`cut_invoices`] with the configured defaults (tax).
+///
+/// A month gets a regular invoice per customer and currency with usage in
+/// it; that invoice also carries every record of earlier months not on a
+/// document yet (corrections and late usage of months already invoiced).
+/// After the months, a customer whose carried records give money back and
+/// had no regular invoice to take them gets a credit note for the last
+/// month cut; carried records that add up to money owed wait for the
+/// customer's next regular invoice.
+pub async fn cut_invoices_with(
+    pool: &gpuwatch_store::Pool,
+    opts: &InvoiceOptions,
+    defaults: &InvoiceDefaults,
+    now: DateTime<Utc>,
+) -> Result<CutReport> {
     let mut client = pool.get().await?;
     let tx = client
         .transaction()
         .await
         .map_err(db("starting the invoice transaction"))?;
     // The meter's lock: no record is written while invoices are cut.
-    let wm: Option<DateTime<Utc>> = tx
+    let state = tx
         .query_one(
-            "SELECT watermark FROM billing_meter_state WHERE id = 1 FOR UPDATE",
+            "SELECT watermark, invoiced_through FROM billing_meter_state WHERE id = 1 FOR UPDATE",
             &[],
         )
         .await
-        .map_err(db("locking the meter watermark"))?
-        .get(0);
+        .map_err(db("locking the meter watermark (run gpuwatch migrate?)"))?;
+    let (wm, invoiced_through): (Option<DateTime<Utc>>, Option<DateTime<Utc>>) =
+        (state.get(0), state.get(1));
     let mut report = CutReport::default();
     let due_end = month_floor(now - opts.grace);
     let metered_end = wm.map_or(DateTime::<Utc>::MIN_UTC, month_floor);
     if metered_end < due_end {
-        report.waiting_for_meter = Some(format!(
-            "months before {due_end} are due but the meter has only reached {}",
-            wm.map_or("nothing".into(), |w| w.to_rfc3339())
-        ));
+        report.waiting_for_meter = Some(match wm {
+            Some(w) => format!(
+                "months before {due_end} are due but the meter has only reached {}",
+                w.to_rfc3339()
+            ),
+            None => format!("months before {due_end} are due but nothing is metered yet"),
+        });
     }
     let last_end = due_end.min(metered_end);
     let first: Option<DateTime<Utc>> = tx
@@ -188,6 +272,7 @@ pub async fn cut_invoices(
         .map_err(db("finding uninvoiced records"))?
         .get(0);
     let Some(first) = first else {
+        advance(&tx, invoiced_through, last_end).await?;
         tx.commit().await.map_err(db("committing invoices"))?;
         return Ok(report);
     };
@@ -197,7 +282,8 @@ pub async fn cut_invoices(
         let due = tx
             .query(
                 "SELECT DISTINCT r.customer_id, r.currency::text FROM billing_records r
-                 WHERE r.invoice_id IS NULL AND r.start_time < $1
+                 WHERE r.invoice_id IS NULL AND NOT r.is_correction
+                   AND r.start_time >= $2 AND r.start_time < $1
                    AND NOT EXISTS (SELECT 1 FROM invoices i WHERE i.customer_id = r.customer_id
                                    AND i.currency = r.currency AND i.period_start = $2)
                  ORDER BY 1, 2",
@@ -206,31 +292,119 @@ pub async fn cut_invoices(
             .await
             .map_err(db("finding customers to invoice"))?;
         for r in due {
-            let id = cut_one(&tx, r.get(0), &r.get::<_, String>(1), month, end, opts, now).await?;
-            report.invoices.push(id);
+            let doc = Document {
+                customer: r.get(0),
+                currency: r.get(1),
+                start: month,
+                end,
+            };
+            report
+                .invoices
+                .push(cut_one(&tx, &doc, opts, defaults, now).await?);
         }
         month = end;
     }
+    if invoiced_through.is_none_or(|t| t < last_end) && first < last_end {
+        report
+            .invoices
+            .extend(credit_notes(&tx, last_end, opts, defaults, now).await?);
+    }
+    advance(&tx, invoiced_through, last_end).await?;
     tx.commit().await.map_err(db("committing invoices"))?;
     crate::metrics::invoices_cut(report.invoices.len());
     Ok(report)
 }
 
-async fn cut_one(
+/// Moves `invoiced_through` to the end of the last month cut (never back).
+async fn advance(
     tx: &Transaction<'_>,
+    was: Option<DateTime<Utc>>,
+    last_end: DateTime<Utc>,
+) -> Result<()> {
+    if last_end > DateTime::<Utc>::MIN_UTC && was.is_none_or(|t| t < last_end) {
+        tx.execute(
+            "UPDATE billing_meter_state SET invoiced_through = $1 WHERE id = 1",
+            &[&last_end],
+        )
+        .await
+        .map_err(db("recording the months invoiced"))?;
+    }
+    Ok(())
+}
+
+/// Records of months already invoiced that no regular invoice took and that
+/// give money back: one credit note per customer and currency, for the
+/// month ending at `last_end`.
+async fn credit_notes(
+    tx: &Transaction<'_>,
+    last_end: DateTime<Utc>,
+    opts: &InvoiceOptions,
+    defaults: &InvoiceDefaults,
+    now: DateTime<Utc>,
+) -> Result<Vec<i64>> {
+    let start = month_floor(last_end - Duration::days(1));
+    let owed = tx
+        .query(
+            "SELECT customer_id, currency::text FROM billing_records
+             WHERE invoice_id IS NULL AND start_time < $1
+             GROUP BY 1, 2 HAVING sum(quantity * usage_seconds * unit_price) < 0 ORDER BY 1, 2",
+            &[&last_end],
+        )
+        .await
+        .map_err(db("finding corrections owed back to customers"))?;
+    let mut ids = Vec::new();
+    for r in owed {
+        let doc = Document {
+            customer: r.get(0),
+            currency: r.get(1),
+            start,
+            end: last_end,
+        };
+        ids.push(cut_one(tx, &doc, opts, defaults, now).await?);
+    }
+    Ok(ids)
+}
+
+/// Whose document, in what currency, for which month.
+struct Document {
     customer: i64,
-    currency: &str,
+    currency: String,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
+}
+
+/// Cuts one document: every record of the customer and currency before
+/// `doc.end` not on a document yet. A negative total makes it a credit
+/// note (CN- number, no due date): money owed to the customer is not a bill.
+async fn cut_one(
+    tx: &Transaction<'_>,
+    doc: &Document,
     opts: &InvoiceOptions,
+    defaults: &InvoiceDefaults,
     now: DateTime<Utc>,
 ) -> Result<i64> {
+    let Document {
+        customer,
+        currency,
+        start,
+        end,
+    } = doc;
     let number = format!("INV-{}-{customer}-{currency}", start.format("%Y%m"));
+    let rate: Decimal = tx
+        .query_one(
+            "SELECT coalesce((SELECT tax_rate FROM billing_customer_settings WHERE customer_id = $1), $2)",
+            &[customer, &defaults.tax_rate],
+        )
+        .await
+        .map_err(db("reading the customer's tax rate (billing_customer_settings)"))?
+        .get(0);
+    // A temporary number while the kind is unknown: a credit note takes
+    // the next CN- number below, a regular invoice keeps its INV- one.
     let id: i64 = tx
         .query_one(
-            "INSERT INTO invoices (invoice_number, customer_id, period_start, period_end, currency, status)
-             VALUES ($1, $2, $3, $4, $5, 'draft') RETURNING id",
-            &[&number, &customer, &start, &end, &currency],
+            "INSERT INTO invoices (invoice_number, customer_id, period_start, period_end, currency, status, tax_rate)
+             VALUES ($1 || '-' || nextval('invoices_id_seq'), $2, $3, $4, $5, 'draft', $6) RETURNING id",
+            &[&number, customer, start, end, currency, &rate],
         )
         .await
         .map_err(db("creating an invoice"))?
@@ -240,7 +414,7 @@ async fn cut_one(
     tx.execute(
         "UPDATE billing_records SET invoice_id = $1
          WHERE customer_id = $2 AND currency = $3 AND invoice_id IS NULL AND start_time < $4",
-        &[&id, &customer, &currency, &end],
+        &[&id, customer, currency, end],
     )
     .await
     .map_err(db("attaching records to an invoice"))?;
@@ -248,24 +422,36 @@ async fn cut_one(
     let subtotal: Decimal = lines.iter().map(|l| l.amount).sum();
     let json = serde_json::to_value(&lines)
         .map_err(|e| BillingError::Invalid(vec![format!("invoice lines: {e}")]))?;
-    tx.execute(
-        "UPDATE invoices SET lines = $2, subtotal = $3, tax = 0, total = $3 WHERE id = $1",
-        &[&id, &json, &subtotal],
-    )
-    .await
-    .map_err(db("writing invoice lines"))?;
+    let row = tx
+        .query_one(
+            "UPDATE invoices SET lines = $2, subtotal = $3,
+                 tax = gpuwatch_round_money($3 * tax_rate, 1),
+                 total = $3 + gpuwatch_round_money($3 * tax_rate, 1),
+                 document_type = CASE WHEN $3 + gpuwatch_round_money($3 * tax_rate, 1) < 0
+                                      THEN 'credit_note' ELSE 'invoice' END,
+                 invoice_number = CASE WHEN $3 + gpuwatch_round_money($3 * tax_rate, 1) < 0
+                                       THEN 'CN-' || to_char(period_start AT TIME ZONE 'UTC', 'YYYYMM') || '-'
+                                            || lpad(nextval('billing_credit_note_number_seq')::text, 6, '0')
+                                       ELSE $4 END
+             WHERE id = $1 RETURNING invoice_number, total",
+            &[&id, &json, &subtotal, &number],
+        )
+        .await
+        .map_err(db("writing invoice lines"))?;
+    let (number, total): (String, Decimal) = (row.get(0), row.get(1));
     if opts.auto_issue {
         set_issued(tx, id, now, opts.due_days).await?;
     }
-    tracing::info!(invoice = %number, customer.id = customer, total = %subtotal, "invoice cut");
+    tracing::info!(invoice = %number, customer.id = customer, total = %total, "invoice cut");
     Ok(id)
 }
 
 async fn lines_of(tx: &Transaction<'_>, id: i64) -> Result<Vec<InvoiceLine>> {
+    let segments = segments_of(tx, id).await?;
     let rows = tx
         .query(
             "SELECT CASE WHEN is_correction THEN 'correction' ELSE 'usage' END, resource_type, gpu_model,
-                    trunc(sum(quantity * usage_seconds) / 3600, 6),
+                    gpuwatch_round_quantity(sum(quantity * usage_seconds), 3600),
                     CASE WHEN min(unit_price) = max(unit_price) THEN min(unit_price) END,
                     gpuwatch_round_money(sum(quantity * usage_seconds * unit_price), 3600),
                     count(*)
@@ -288,9 +474,78 @@ async fn lines_of(tx: &Transaction<'_>, id: i64) -> Result<Vec<InvoiceLine>> {
                 gpu_model: r.get(2),
                 quantity: r.get(3),
                 unit_price: r.get(4),
+                price_segments: Vec::new(),
                 amount: r.get(5),
                 records: r.get(6),
             }
+        })
+        .collect::<Vec<_>>())
+    .map(|mut lines: Vec<InvoiceLine>| {
+        for (key, seg) in segments {
+            if let Some(l) = lines.iter_mut().find(|l| {
+                (
+                    l.charge_class.as_str(),
+                    l.resource_type.as_str(),
+                    l.gpu_model.as_deref(),
+                ) == (key.0.as_str(), key.1.as_str(), key.2.as_deref())
+            }) {
+                l.price_segments.push(seg);
+            }
+        }
+        lines.iter_mut().for_each(|l| {
+            if l.price_segments.len() < 2 {
+                l.price_segments.clear();
+            }
+        });
+        lines
+    })
+}
+
+/// A line's key (charge class, resource, model) with one of its price segments.
+type Segment = ((String, String, Option<String>), PriceSegment);
+
+/// Price segments of every line of invoice `id`, quantities split from the
+/// line's rounded quantity by largest remainder (as report rows are).
+async fn segments_of(tx: &Transaction<'_>, id: i64) -> Result<Vec<Segment>> {
+    let rows = tx
+        .query(
+            "WITH s AS (
+                 SELECT CASE WHEN is_correction THEN 'correction' ELSE 'usage' END AS class,
+                        resource_type::text AS resource, gpu_model::text AS model, unit_price,
+                        min(start_time) AS ps, max(end_time) AS pe,
+                        sum(quantity * usage_seconds) * 1000000 AS xq
+                 FROM billing_records WHERE invoice_id = $1 GROUP BY 1, 2, 3, 4
+             ), b AS (
+                 SELECT s.*, div(xq, 3600) - CASE WHEN mod(xq, 3600) < 0 THEN 1 ELSE 0 END AS base
+                 FROM s
+             ), r AS (
+                 SELECT b.*,
+                        gpuwatch_round_quantity(sum(xq) OVER line, 3600000000) * 1000000
+                            - sum(base) OVER line AS leftover,
+                        row_number() OVER (PARTITION BY class, resource, model
+                                           ORDER BY xq - base * 3600 DESC, ps) AS rn
+                 FROM b WINDOW line AS (PARTITION BY class, resource, model)
+             )
+             SELECT class, resource, model, unit_price,
+                    ((base + CASE WHEN rn <= leftover THEN 1 ELSE 0 END) * 0.000001)::numeric(38, 6),
+                    ps, pe
+             FROM r ORDER BY class, resource, model, ps, unit_price",
+            &[&id],
+        )
+        .await
+        .map_err(db("splitting invoice lines by price"))?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            (
+                (r.get(0), r.get(1), r.get(2)),
+                PriceSegment {
+                    unit_price: r.get(3),
+                    quantity: r.get(4),
+                    from: r.get(5),
+                    to: r.get(6),
+                },
+            )
         })
         .collect())
 }
@@ -302,8 +557,11 @@ async fn set_issued(
     due_days: u32,
 ) -> Result<()> {
     let due = now + Duration::days(i64::from(due_days));
+    // A credit note is issued but never due: the money goes to the customer.
     tx.execute(
-        "UPDATE invoices SET status = 'issued', issued_at = $2, due_at = $3 WHERE id = $1",
+        "UPDATE invoices SET status = 'issued', issued_at = $2,
+             due_at = CASE WHEN document_type = 'credit_note' THEN NULL ELSE $3::timestamptz END
+         WHERE id = $1",
         &[&id, &now, &due],
     )
     .await
@@ -313,7 +571,7 @@ async fn set_issued(
 
 const INVOICE_COLUMNS: &str =
     "id, invoice_number, customer_id, period_start, period_end, currency::text,
-    subtotal, tax, total, status, issued_at, due_at, paid_at, lines";
+    subtotal, tax, total, status, issued_at, due_at, paid_at, lines, document_type, tax_rate";
 
 fn invoice_row(r: &tokio_postgres::Row) -> Invoice {
     let currency: String = r.get(5);
@@ -336,6 +594,8 @@ fn invoice_row(r: &tokio_postgres::Row) -> Invoice {
         paid_at: r.get(12),
         // Written by cut_one from the same type; a row that does not parse is shown without lines.
         lines: serde_json::from_value(lines).unwrap_or_default(),
+        document_type: r.get(14),
+        tax_rate: r.get(15),
     }
 }
 
@@ -489,6 +749,9 @@ pub fn render(invoices: &[Invoice], format: ReportFormat) -> String {
                 "unit_price",
                 "amount",
                 "invoice_total",
+                "document_type",
+                "tax_rate",
+                "invoice_tax",
             ],
             invoices.iter().flat_map(|i| {
                 i.lines.iter().map(move |l| {
@@ -504,11 +767,12 @@ pub fn render(invoices: &[Invoice], format: ReportFormat) -> String {
                         l.gpu_model.clone().unwrap_or_default(),
                         l.quantity.to_string(),
                         l.unit.to_string(),
-                        l.unit_price
-                            .map(|p| p.normalize().to_string())
-                            .unwrap_or_default(),
+                        l.price_text(),
                         l.amount.to_string(),
                         i.total.to_string(),
+                        i.document_type.clone(),
+                        i.tax_rate.normalize().to_string(),
+                        i.tax.to_string(),
                     ]
                 })
             }),
@@ -516,23 +780,32 @@ pub fn render(invoices: &[Invoice], format: ReportFormat) -> String {
         ReportFormat::Text => {
             let mut out = String::new();
             for i in invoices {
+                let due = i
+                    .due_at
+                    .map(|d| format!("  due {}", d.format("%Y-%m-%d")))
+                    .unwrap_or_default();
                 out.push_str(&format!(
-                    "{}  customer {}  {}  {}  total {}\n",
+                    "{}  {}  customer {}  {}  {}  subtotal {}  tax {} ({}%)  total {}{due}\n",
                     i.invoice_number,
+                    i.document_type.replace('_', " "),
                     i.customer_id,
                     i.period_start.format("%Y-%m"),
                     i.status,
+                    money::display(i.subtotal, &i.currency),
+                    money::display(i.tax, &i.currency),
+                    (i.tax_rate * Decimal::ONE_HUNDRED).normalize(),
                     i.total_display
                 ));
                 for l in &i.lines {
                     out.push_str(&format!(
-                        "    {:<10} {:<6} {:<10} {:>16} {:<9} {:>14}\n",
+                        "    {:<10} {:<6} {:<10} {:>16} {:<9} {:>14}  at {}\n",
                         l.charge_class,
                         l.resource_type,
                         l.gpu_model.as_deref().unwrap_or("-"),
                         l.quantity.to_string(),
                         l.unit,
-                        money::display(l.amount, &i.currency)
+                        money::display(l.amount, &i.currency),
+                        l.price_text()
                     ));
                 }
             }

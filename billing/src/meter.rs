@@ -32,6 +32,8 @@ pub struct MeterOptions {
     pub lateness: chrono::Duration,
     /// Periods per transaction.
     pub max_periods: u32,
+    /// Currency of prices and customers that give none (`billing.default_currency`).
+    pub default_currency: Option<crate::money::Currency>,
 }
 
 /// What one meter run did.
@@ -153,7 +155,8 @@ async fn run_in(
         caught_up: end >= target,
         ..MeterReport::default()
     };
-    let prices = PriceBook::new(load_prices(tx).await?);
+    let prices = PriceBook::new(load_prices(tx).await?)
+        .with_currencies(customer_currencies(tx).await?, opts.default_currency);
     let mut rows: Rows = Vec::new();
     let mut errors: Vec<Skipped> = Vec::new();
 
@@ -226,6 +229,17 @@ async fn record_errors(tx: &Transaction<'_>, errors: &[Skipped]) -> Result<()> {
         );
     }
     Ok(())
+}
+
+async fn customer_currencies(tx: &Transaction<'_>) -> Result<HashMap<i64, String>> {
+    let rows = tx
+        .query(
+            "SELECT customer_id, currency::text FROM billing_customer_settings WHERE currency IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(db("reading customers' currencies (billing_customer_settings)"))?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 async fn load_prices(tx: &Transaction<'_>) -> Result<Vec<Price>> {

@@ -19,8 +19,8 @@ pub struct PriceEntry {
     pub gpu_model: String,
     /// Price per unit-hour.
     pub unit_price: Decimal,
-    /// Currency.
-    pub currency: String,
+    /// Currency; None: the customer's, else `billing.default_currency`.
+    pub currency: Option<String>,
     /// In force from.
     pub valid_from: DateTime<Utc>,
     /// In force until (exclusive); None = until further notice.
@@ -39,8 +39,10 @@ pub struct NewPrice {
     pub gpu_model: Option<String>,
     /// Price per unit-hour (a string or number; kept exact).
     pub unit_price: Decimal,
-    /// ISO 4217 code the meter knows.
-    pub currency: String,
+    /// ISO 4217 code the meter knows; absent: each customer's currency, else
+    /// `billing.default_currency`.
+    #[serde(default)]
+    pub currency: Option<String>,
     /// In force from (whole seconds).
     pub valid_from: DateTime<Utc>,
     /// In force until (exclusive).
@@ -79,7 +81,7 @@ impl NewPrice {
                 self.unit_price
             ));
         }
-        if let Err(m) = Currency::parse(&self.currency) {
+        if let Some(Err(m)) = self.currency.as_deref().map(Currency::parse) {
             e.push(format!("currency: {m}"));
         }
         if self.valid_from.timestamp_subsec_nanos() != 0 {

@@ -1,9 +1,12 @@
 //! Usage reports for finance: billing records of a time range, split by the
 //! dimensions asked for, each row inside one invoice line.
 //!
-//! Which records a range holds: invoiced records by their invoice's month
-//! (so a month's report is exactly that month's invoices, corrections of
-//! earlier months included), records not yet invoiced by their start time.
+//! Which records a range holds: invoiced records by their document's month
+//! (so a month's report is exactly that month's invoices and credit notes,
+//! corrections of earlier months included and marked with the month they
+//! correct), records not yet invoiced by their start time, or by the month
+//! after the last one cut if they start before it: a month's report never
+//! changes once the invoice run has cut it.
 //! Voided invoices are left out. Rows that split an invoice line (by
 //! workspace or environment) get the line's rounded amount by a
 //! largest-remainder allocation done in exact NUMERIC arithmetic: each row
@@ -148,11 +151,15 @@ pub struct UsageRow {
     pub resource_type: String,
     /// GPU model of gpu rows.
     pub gpu_model: Option<String>,
-    /// Unit-hours, truncated to 6 decimals (not money).
+    /// Unit-hours to 6 decimals: the rows of an invoice line split its
+    /// rounded quantity by largest remainder, so they add up to it exactly.
     pub quantity: Decimal,
     /// "core-hour", "GiB-hour", "GPU-hour".
     pub unit: String,
-    /// Price per unit-hour when one price applied to the whole row.
+    /// Price per unit-hour when one price applied to the whole row, written
+    /// as in CSV and text (no trailing zeros).
+    #[serde(serialize_with = "crate::format::price_json")]
+    #[schemars(with = "Option<String>")]
     pub unit_price: Option<Decimal>,
     /// Allocated, rounded amount.
     pub amount: Decimal,
@@ -164,6 +171,9 @@ pub struct UsageRow {
     pub invoice_id: Option<i64>,
     /// "usage" or "correction".
     pub charge_class: String,
+    /// The month ("2026-08") these records correct, when it is not the
+    /// month that carries them (a late change to a month already invoiced).
+    pub corrects_period: Option<String>,
 }
 
 /// The report rows of a validated request.
@@ -205,6 +215,7 @@ pub async fn usage_report(pool: &gpuwatch_store::Pool, spec: &UsageSpec) -> Resu
                 currency,
                 invoice_id: r.get(3),
                 charge_class: r.get(12),
+                corrects_period: r.get(13),
             }
         })
         .collect())
@@ -213,7 +224,9 @@ pub async fn usage_report(pool: &gpuwatch_store::Pool, spec: &UsageSpec) -> Resu
 /// x is an amount in cents times 3600 (exact); a line is (customer,
 /// currency, invoice, charge class, resource, model). base = floor(x/3600)
 /// cents; the line's rounded total minus the bases is handed out one cent
-/// each by descending remainder.
+/// each by descending remainder. Quantities go the same way in millionths
+/// of a unit-hour (xq, base_q), against the line's quantity rounded by
+/// gpuwatch_round_quantity.
 const REPORT_SQL: &str = "
 WITH recs AS (
     SELECT r.customer_id, r.currency::text AS currency, r.invoice_id,
@@ -223,39 +236,51 @@ WITH recs AS (
            CASE WHEN $4 THEN r.env_id::text END AS env_id,
            r.quantity * r.usage_seconds AS unit_seconds,
            r.quantity * r.usage_seconds * r.unit_price * 100 AS x,
-           r.unit_price, r.start_time, r.end_time
+           r.unit_price, r.start_time, r.end_time,
+           CASE WHEN r.start_time < coalesce(i.period_start, date_trunc('month', greatest(r.start_time, m.invoiced_through) AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')
+                THEN to_char(r.start_time AT TIME ZONE 'UTC', 'YYYY-MM') END AS corrects_period
     FROM billing_records r
+    CROSS JOIN billing_meter_state m
     LEFT JOIN invoices i ON i.id = r.invoice_id
     WHERE ((i.id IS NOT NULL AND i.status <> 'void' AND i.period_start >= $1 AND i.period_start < $2)
-        OR (r.invoice_id IS NULL AND r.start_time >= $1 AND r.start_time < $2))
+        OR (r.invoice_id IS NULL AND greatest(r.start_time, m.invoiced_through) >= $1
+            AND greatest(r.start_time, m.invoiced_through) < $2))
       AND ($5::bigint IS NULL OR r.customer_id = $5)
 ), groups AS (
     SELECT customer_id, currency, invoice_id, charge_class, resource_type, gpu_model, workspace_id, env_id,
+           corrects_period,
            min(start_time) AS ps, max(end_time) AS pe, sum(unit_seconds) AS us, sum(x) AS x,
+           sum(unit_seconds) * 1000000 AS xq,
            min(unit_price) AS pmin, max(unit_price) AS pmax
-    FROM recs GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
+    FROM recs GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9
 ), split AS (
-    SELECT g.*, div(x, 3600) - CASE WHEN mod(x, 3600) < 0 THEN 1 ELSE 0 END AS base
+    SELECT g.*, div(x, 3600) - CASE WHEN mod(x, 3600) < 0 THEN 1 ELSE 0 END AS base,
+           div(xq, 3600) - CASE WHEN mod(xq, 3600) < 0 THEN 1 ELSE 0 END AS base_q
     FROM groups g
 ), ranked AS (
     SELECT s.*,
            gpuwatch_round_money(sum(x) OVER line, 360000) * 100 - sum(base) OVER line AS leftover,
            row_number() OVER (PARTITION BY customer_id, currency, invoice_id, charge_class, resource_type, gpu_model
-                              ORDER BY x - base * 3600 DESC, workspace_id NULLS FIRST, env_id NULLS FIRST) AS rn
+                              ORDER BY x - base * 3600 DESC, workspace_id NULLS FIRST, env_id NULLS FIRST,
+                                       corrects_period NULLS FIRST) AS rn
+           , gpuwatch_round_quantity(sum(us) OVER line, 3600) * 1000000 - sum(base_q) OVER line AS leftover_q,
+           row_number() OVER (PARTITION BY customer_id, currency, invoice_id, charge_class, resource_type, gpu_model
+                              ORDER BY xq - base_q * 3600 DESC, workspace_id NULLS FIRST, env_id NULLS FIRST,
+                                       corrects_period NULLS FIRST) AS rnq
     FROM split s
     WINDOW line AS (PARTITION BY customer_id, currency, invoice_id, charge_class, resource_type, gpu_model)
 )
 SELECT ps, pe, customer_id, invoice_id, resource_type, gpu_model, currency, workspace_id, env_id,
-       trunc(us / 3600, 6),
+       ((base_q + CASE WHEN rnq <= leftover_q THEN 1 ELSE 0 END) * 0.000001)::numeric(38, 6),
        CASE WHEN pmin = pmax THEN pmin END,
        ((base + CASE WHEN rn <= leftover THEN 1 ELSE 0 END) * 0.01)::numeric(38, 2),
-       charge_class
+       charge_class, corrects_period
 FROM ranked
 ORDER BY customer_id, currency, invoice_id NULLS LAST, charge_class DESC, resource_type, gpu_model,
-         workspace_id NULLS FIRST, env_id NULLS FIRST";
+         corrects_period NULLS FIRST, workspace_id NULLS FIRST, env_id NULLS FIRST";
 
 /// Column names of the CSV rendering, in order.
-pub const CSV_COLUMNS: [&str; 14] = [
+pub const CSV_COLUMNS: [&str; 15] = [
     "period_start",
     "period_end",
     "customer_id",
@@ -270,6 +295,7 @@ pub const CSV_COLUMNS: [&str; 14] = [
     "currency",
     "invoice_id",
     "charge_class",
+    "corrects_period",
 ];
 
 /// Renders rows as CSV (RFC 4180 quoting; amounts as plain decimals, the
@@ -289,12 +315,13 @@ pub fn to_csv(rows: &[UsageRow]) -> String {
                 r.quantity.to_string(),
                 r.unit.clone(),
                 r.unit_price
-                    .map(|x| x.normalize().to_string())
+                    .map(crate::format::price_text)
                     .unwrap_or_default(),
                 r.amount.to_string(),
                 r.currency.clone(),
                 r.invoice_id.map(|x| x.to_string()).unwrap_or_default(),
                 r.charge_class.clone(),
+                r.corrects_period.clone().unwrap_or_default(),
             ]
         }),
     )

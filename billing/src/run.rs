@@ -5,7 +5,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::grid::Grid;
-use crate::invoice::{cut_invoices, CutReport, InvoiceOptions};
+use crate::invoice::{cut_invoices_with, CutReport, InvoiceDefaults, InvoiceOptions};
 use crate::meter::{meter_until_caught_up, MeterOptions, MeterReport};
 use crate::Result;
 
@@ -19,6 +19,14 @@ impl Settings {
             },
             lateness: self.lateness,
             max_periods: self.max_periods_per_run,
+            default_currency: Some(self.default_currency),
+        }
+    }
+
+    /// What invoices take from configuration beyond their options.
+    pub fn invoice_defaults(&self) -> InvoiceDefaults {
+        InvoiceDefaults {
+            tax_rate: self.default_tax_rate,
         }
     }
 
@@ -39,7 +47,7 @@ pub async fn run_once(
     now: DateTime<Utc>,
 ) -> Result<(MeterReport, CutReport)> {
     let m = meter_until_caught_up(pool, &s.meter_options(), now).await?;
-    let c = cut_invoices(pool, &s.invoice_options(), now).await?;
+    let c = cut_invoices_with(pool, &s.invoice_options(), &s.invoice_defaults(), now).await?;
     Ok((m, c))
 }
 
@@ -53,7 +61,7 @@ pub async fn run(pool: gpuwatch_store::Pool, s: Settings, shutdown: Cancellation
     loop {
         let now = Utc::now();
         if invoice_pending {
-            match cut_invoices(&pool, &s.invoice_options(), now).await {
+            match cut_invoices_with(&pool, &s.invoice_options(), &s.invoice_defaults(), now).await {
                 Ok(r) => {
                     invoice_pending = r.waiting_for_meter.is_some();
                     if let Some(w) = r.waiting_for_meter {

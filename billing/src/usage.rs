@@ -84,8 +84,9 @@ pub struct Price {
     pub gpu_model: String,
     /// Price per unit-hour.
     pub unit_price: Decimal,
-    /// Currency code as stored (checked when used).
-    pub currency: String,
+    /// Currency code as stored (checked when used); None: the customer's
+    /// currency, else the default.
+    pub currency: Option<String>,
     /// In force from.
     pub valid_from: DateTime<Utc>,
     /// In force until (exclusive); None = open.
@@ -96,6 +97,10 @@ pub struct Price {
 #[derive(Debug, Default, Clone)]
 pub struct PriceBook {
     by_key: HashMap<(Resource, String), Vec<Price>>,
+    /// Currencies of customers that have their own (billing_customer_settings).
+    customer_currency: HashMap<i64, String>,
+    /// `billing.default_currency`, for prices and customers that give none.
+    default_currency: Option<Currency>,
 }
 
 impl PriceBook {
@@ -111,7 +116,36 @@ impl PriceBook {
         for v in by_key.values_mut() {
             v.sort_by_key(|p| p.valid_from);
         }
-        PriceBook { by_key }
+        PriceBook {
+            by_key,
+            ..PriceBook::default()
+        }
+    }
+
+    /// Where a price gives no currency: the customer's, else `default`.
+    pub fn with_currencies(
+        mut self,
+        customer_currency: HashMap<i64, String>,
+        default: Option<Currency>,
+    ) -> PriceBook {
+        self.customer_currency = customer_currency;
+        self.default_currency = default;
+        self
+    }
+
+    /// The currency a price bills a customer in.
+    fn currency(&self, p: &Price, customer: i64) -> Result<&'static str, String> {
+        let code = p
+            .currency
+            .as_deref()
+            .or_else(|| self.customer_currency.get(&customer).map(String::as_str));
+        match (code, self.default_currency) {
+            (Some(c), _) => Currency::parse(c).map(|c| c.code),
+            (None, Some(d)) => Ok(d.code),
+            (None, None) => Err(
+                "no currency: the price gives none, nor the customer (billing_customer_settings) nor billing.default_currency".into(),
+            ),
+        }
     }
 
     /// The price in force at `t`.
@@ -254,8 +288,8 @@ pub fn meter_period(
                     )));
                     break;
                 };
-                let currency = match Currency::parse(&p.currency) {
-                    Ok(c) => c.code,
+                let currency = match prices.currency(p, s.customer_id) {
+                    Ok(c) => c,
                     Err(e) => {
                         problems.push(fail(format!("price {}: {e}", p.unit_price)));
                         break;
@@ -341,7 +375,7 @@ mod tests {
             resource: r,
             gpu_model: model.into(),
             unit_price: d(p),
-            currency: cur.into(),
+            currency: Some(cur.into()),
             valid_from: t(from),
             valid_to: to.map(t),
         }

@@ -74,6 +74,7 @@ async fn october(s: &Server, finance: &str) -> Vec<i64> {
         grid: Grid::hourly(),
         lateness: Duration::minutes(5),
         max_periods: 24 * 40,
+        default_currency: None,
     };
     let r = gpuwatch_billing::meter_until_caught_up(&s.pool, &meter, t("2026-11-01T06:10:00Z"))
         .await

@@ -66,7 +66,7 @@ both_backends! {
         assert!(stderr.contains("environment env-bad resource gpu period"), "{stderr}");
         assert!(stderr.contains("no price in force for model \"A100\""), "{stderr}");
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(stdout.contains("invoices cut") && !stdout.contains(" 0 invoices cut"), "{stdout}");
+        assert!(stdout.contains(" cut") && !stdout.contains(" 0 invoices cut"), "{stdout}");
 
         let usage = run(&["report", "usage", "--month", &month, "--format", "csv", "--group-by", "environment"], &db.url);
         assert!(usage.status.success(), "{}", String::from_utf8_lossy(&usage.stderr));
@@ -113,8 +113,8 @@ both_backends! {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
         for (args, width, model_column) in [
-            (vec!["report", "invoices", "--month", &month, "--format", "csv"], 14, 8),
-            (vec!["report", "usage", "--month", &month, "--format", "csv", "--group-by", "resource,gpu_model"], 14, 6),
+            (vec!["report", "invoices", "--month", &month, "--format", "csv"], 17, 8),
+            (vec!["report", "usage", "--month", &month, "--format", "csv", "--group-by", "resource,gpu_model"], 15, 6),
         ] {
             let out = run(&args, &db.url);
             assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
@@ -127,5 +127,43 @@ both_backends! {
                 "{args:?}: the GPU model is one field, intact: {rows:?}"
             );
         }
+    }
+}
+
+both_backends! {
+    async fn report_arguments_dates_and_messages_read_as_finance_expects(db) {
+        let out = run(&["migrate"], &db.url);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+        // A date is a range bound at midnight UTC, like the RFC 3339 form.
+        for (from, to) in [("2026-10-01", "2026-11-01"), ("2026-10-01T00:00:00Z", "2026-11-01")] {
+            let ok = run(&["report", "usage", "--from", from, "--to", to, "--format", "json"], &db.url);
+            assert!(ok.status.success(), "{from}..{to}: {}", String::from_utf8_lossy(&ok.stderr));
+            assert_eq!(String::from_utf8_lossy(&ok.stdout).trim(), "[]");
+        }
+
+        // Every bad argument: exit 64, one line naming the argument.
+        for (args, names) in [
+            (vec!["report", "usage", "--from", "2026-10-01x", "--to", "2026-11-01"], "--from"),
+            (vec!["report", "usage", "--from", "2026-10-01", "--to", "soon"], "--to"),
+            (vec!["report", "usage", "--month", "2026-10", "--customer", "abc"], "--customer"),
+            (vec!["report", "invoices", "--customer", "abc"], "--customer"),
+            (vec!["report", "usage", "--month", "2026-10", "--format", "xml"], "--format"),
+            (vec!["report", "invoices", "--status", "open"], "--status"),
+            (vec!["report", "usage", "--month", "2026-10", "--group-by", "team"], "--group-by"),
+            (vec!["report", "usage", "--month", "2026-10", "--bogus"], "--bogus"),
+        ] {
+            let bad = run(&args, &db.url);
+            let stderr = String::from_utf8_lossy(&bad.stderr);
+            assert_eq!(bad.status.code(), Some(64), "{args:?}: {stderr}");
+            assert!(stderr.contains(names), "{args:?} must name {names}: {stderr}");
+        }
+
+        // Nothing to meter yet: the summary says so in words, and counts in English.
+        let once = run(&["billing", "--once"], &db.url);
+        assert!(once.status.success(), "{}", String::from_utf8_lossy(&once.stderr));
+        let text = format!("{}{}", String::from_utf8_lossy(&once.stdout), String::from_utf8_lossy(&once.stderr));
+        assert!(!text.contains("reached nothing") && !text.contains("through nothing"), "{text}");
+        assert!(text.contains("0 invoices cut"), "{text}");
     }
 }

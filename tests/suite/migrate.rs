@@ -44,7 +44,7 @@ const SEED_TABLES: [&str; 33] = [
 /// tokens, the alerter's groups, outbox, silences and inhibition rules,
 /// billing's status history, prices and meter state, the DLWorkspace sync's
 /// job history, cursor, retries, cluster records and owner map).
-const OWN_TABLES: [&str; 27] = [
+const OWN_TABLES: [&str; 28] = [
     "gpu_metrics_fleet_1h",
     "gpu_metrics_fleet_1d",
     "host_metrics_fleet_1h",
@@ -67,6 +67,7 @@ const OWN_TABLES: [&str; 27] = [
     "billing_recompute_queue",
     "billing_prices",
     "billing_meter_errors",
+    "billing_customer_settings",
     "training_job_status_history",
     "dlworkspace_cursors",
     "dlworkspace_retry",

@@ -48,6 +48,7 @@ pub fn hourly() -> MeterOptions {
         grid: Grid::hourly(),
         lateness: Duration::minutes(5),
         max_periods: 24 * 40,
+        default_currency: None,
     }
 }
 

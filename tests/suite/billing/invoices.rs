@@ -132,7 +132,7 @@ both_backends! {
         assert_eq!(csv.lines().count(), 6);
         assert!(csv.starts_with("period_start,period_end,customer_id,workspace_id,env_id,resource_type"));
         // 2 cores x 2 h at 0.05, not invoiced yet.
-        assert!(csv.contains(",2,21,env-2,cpu,,4.000000,core-hour,0.05,0.20,CNY,,usage\n"), "{csv}");
+        assert!(csv.contains(",2,21,env-2,cpu,,4.000000,core-hour,0.05,0.20,CNY,,usage,\n"), "{csv}");
         let bad = UsageQuery { month: Some("2026-13".into()), ..Default::default() };
         assert!(matches!(bad.validate(), Err(BillingError::Invalid(v)) if v[0].starts_with("month:")));
     }

@@ -3,6 +3,9 @@
 
 mod common;
 
+mod corrections;
 mod invoices;
 mod meter;
+mod quantities;
 mod reconcile;
+mod tax;
