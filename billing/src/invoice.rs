@@ -4,9 +4,11 @@
 //!
 //! A line's amount is `gpuwatch_round_money(Σ quantity × seconds × price,
 //! 3600)`: the exact sum of its records, rounded once, half away from zero.
-//! The subtotal is the exact sum of the lines (a CHECK enforces it). Records
-//! that arrive after their month was invoiced (corrections, late usage) are
-//! not invoiced yet and land on the customer's next invoice.
+//! The subtotal is the exact sum of the lines (a CHECK enforces it); tax is
+//! the subtotal times the customer's rate, rounded once by the same rule.
+//! Records that arrive after their month was invoiced (corrections, late
+//! usage) land on the customer's next regular invoice, or, when there is
+//! none and they give money back, on a credit note (see [`cut_invoices_with`]).
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
 use gpuwatch_store::listing::{self, Filter, Page, Source};
