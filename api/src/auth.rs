@@ -153,17 +153,11 @@ pub async fn caller(pool: &Pool, headers: &HeaderMap) -> Result<Caller, ApiError
     // Where standbys serve reads, a token is also checked there while the
     // primary cannot be reached (a failover), so reads keep answering;
     // revocations reach the standbys within the replication lag.
-    let client = match pool.get().await {
-        Err(e) if e.is_temporary() && pool.has_readers() => pool.readers().get().await?,
-        other => other?,
+    let found = match lookup(pool, token).await {
+        Err(e) if e.is_temporary() && pool.has_readers() => lookup(pool.readers(), token).await,
+        other => other,
     };
-    let row = client
-        .query_opt(
-            "SELECT id, role, host_id FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
-            &[&hash(token)],
-        )
-        .await
-        .map_err(|e| ApiError::from(StoreError::query("looking up the token", e)))?
+    let row = found?
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unknown or revoked token"))?;
     let token_id: i64 = row.get(0);
     let stored: String = row.get(1);
@@ -180,6 +174,18 @@ pub async fn caller(pool: &Pool, headers: &HeaderMap) -> Result<Caller, ApiError
         role,
         host_id: row.get(2),
     })
+}
+
+/// The live token record of `token`, if any.
+async fn lookup(pool: &Pool, token: &str) -> Result<Option<tokio_postgres::Row>, StoreError> {
+    let client = pool.get().await?;
+    client
+        .query_opt(
+            "SELECT id, role, host_id FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
+            &[&hash(token)],
+        )
+        .await
+        .map_err(|e| StoreError::query("looking up the token", e))
 }
 
 #[cfg(test)]
