@@ -22,4 +22,8 @@ cargo build --release --quiet
 # or ./target; cargo itself says which.
 target_dir=$(cargo metadata --format-version 1 --no-deps |
   sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+# The simulated control plane bills the day from midnight UTC; the meter
+# runs every minute here (not at ten past each hour) so the money shows at
+# once: gpuwatch report usage --from "$(date -u +%F)" --to "$(date -u -d tomorrow +%F)"
+export GPUWATCH_BILLING__SCHEDULE="${GPUWATCH_BILLING__SCHEDULE:-0 * * * * *}"
 exec "${target_dir:-target}/release/gpuwatch" all "$@"

@@ -56,6 +56,12 @@ pub async fn run_once(
 /// after each meter run while a due month waits for the meter). Failures are
 /// logged and retried at the next tick; the loop ends with `shutdown`.
 pub async fn run(pool: gpuwatch_store::Pool, s: Settings, shutdown: CancellationToken) {
+    // Catch up on start, as the invoice run does: periods that closed while
+    // the meter was down are billed now, not at the next tick.
+    match meter_until_caught_up(&pool, &s.meter_options(), Utc::now()).await {
+        Ok(r) => log_meter(&r),
+        Err(e) => tracing::error!(error = %e, "meter run failed; retrying at the next tick"),
+    }
     let mut invoice_pending = true; // catch up on start
     let mut next_invoice = next_tick(&s.invoice_schedule, Utc::now()).map(|t| t + s.invoice_grace);
     loop {

@@ -202,6 +202,12 @@ pub struct SimConfig {
         deserialize_with = "gpuwatch_store::duration::seconds"
     )]
     pub silent_host_after_secs: u64,
+    /// Simulate a control plane too, where the collector writes to the
+    /// database directly (`sink = "direct"`, as under `gpuwatch all`):
+    /// customers, workspaces and default prices, and environments on the
+    /// first hosts that start, resize and stop through the UTC day, with
+    /// their samples. The meter bills them, so the quick start shows money.
+    pub environments: bool,
 }
 
 impl Default for SimConfig {
@@ -212,6 +218,7 @@ impl Default for SimConfig {
             seed: 42,
             hot_gpu: true,
             silent_host_after_secs: 600,
+            environments: true,
         }
     }
 }

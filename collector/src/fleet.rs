@@ -111,11 +111,8 @@ impl Fleet {
         match self {
             Fleet::Sim(f) => {
                 let (gpu, host) = f.sample(at);
-                Batch {
-                    gpu,
-                    host,
-                    env: Vec::new(),
-                }
+                let env = f.env_samples(at, &gpu);
+                Batch { gpu, host, env }
             }
             Fleet::Host(a) => a.collect(at),
         }

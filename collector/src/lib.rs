@@ -16,6 +16,7 @@
 #![deny(missing_docs)]
 
 mod config;
+pub mod control_plane;
 mod error;
 mod fleet;
 mod run;

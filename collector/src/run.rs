@@ -46,6 +46,7 @@ pub async fn run_with(
     opts: RunOptions,
     shutdown: CancellationToken,
 ) -> Result<(), CollectorError> {
+    crate::control_plane::start(&cfg, &sink, &mut fleet, shutdown.clone());
     let mut spool = Spool::open(&cfg.spool.dir, cfg.spool.max_bytes)?;
     if !spool.is_empty() {
         tracing::info!(

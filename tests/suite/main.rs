@@ -34,5 +34,6 @@ mod ingest;
 mod migrate;
 mod outage;
 mod quota_alert;
+mod sim;
 mod tls;
 mod writer;

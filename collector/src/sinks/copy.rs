@@ -28,6 +28,11 @@ impl CopySink {
         }
     }
 
+    /// The database it writes to.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
     /// Upserts hosts and GPUs and learns their ids.
     pub async fn register(&mut self, inv: &Inventory) -> Result<(), SinkError> {
         let now = Utc::now();

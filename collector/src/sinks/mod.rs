@@ -65,6 +65,14 @@ impl Sink {
 }
 
 impl Sink {
+    /// The database of the direct sink; none over HTTP.
+    pub fn pool(&self) -> Option<&gpuwatch_store::Pool> {
+        match self {
+            Sink::Copy(s) => Some(s.pool()),
+            Sink::Http(_) => None,
+        }
+    }
+
     /// Registers (or refreshes) the inventory; later batches may only name
     /// GPUs it holds.
     pub async fn register(&mut self, inventory: &Inventory) -> Result<(), SinkError> {

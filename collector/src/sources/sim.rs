@@ -10,10 +10,12 @@
 //! last host goes silent `silent_host_after_secs` after start.
 
 use std::f64::consts::TAU;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
-use chrono::{DateTime, Timelike, Utc};
+use chrono::{DateTime, DurationRound, TimeDelta, Timelike, Utc};
 use gpuwatch_store::inventory::{GpuInfo, HostInfo};
-use gpuwatch_store::{GpuSample, HostSample};
+use gpuwatch_store::{EnvSample, GpuSample, HostSample};
 
 use crate::{GpuReading, SimConfig};
 
@@ -35,6 +37,50 @@ const MODELS: &[(&str, &str, &str, i64, i32, f64)] = &[
 pub struct SimFleet {
     cfg: SimConfig,
     started: DateTime<Utc>,
+    /// Set once the simulated control plane has written the environments'
+    /// rows: their samples are sent from then on, never before (a sample
+    /// of an environment the database does not know is refused).
+    environments: Option<Arc<AtomicBool>>,
+}
+
+/// Hosts that carry simulated environments (the first ones), and how many each.
+const ENV_HOSTS: u32 = 6;
+const ENVS_PER_HOST: u32 = 2;
+/// The simulated control plane's customers.
+pub const SIM_CUSTOMERS: [&str; 3] = ["acme-research", "globex-ai", "initech-labs"];
+
+/// One simulated environment: where it runs, whose it is, which GPUs it holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimEnv {
+    /// `environments.id`.
+    pub id: String,
+    /// Host index.
+    pub host: u32,
+    /// Index into [`SIM_CUSTOMERS`].
+    pub customer: usize,
+    /// The GPU indices it holds on its host.
+    pub gpus: Vec<u32>,
+    /// Its GPUs' model.
+    pub gpu_model: String,
+    /// 0: runs all day and doubles its CPU and memory at noon UTC; 1: a batch
+    /// environment that runs twice a day.
+    kind: u32,
+    /// Batch start (seconds after midnight) and run length.
+    start: i64,
+    length: i64,
+}
+
+/// What an environment holds at a moment: the columns the meter bills from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnvState {
+    /// `running` or `stopped`.
+    pub status: &'static str,
+    /// Cores.
+    pub cpu: i32,
+    /// Bytes.
+    pub memory: i64,
+    /// GPUs.
+    pub gpu: i32,
 }
 
 /// splitmix64: a tiny, well-mixed hash, stable across versions (unlike a seeded std RNG).
@@ -71,7 +117,171 @@ impl Curve {
 impl SimFleet {
     /// A fleet whose silent host counts from `started`.
     pub fn new(cfg: SimConfig, started: DateTime<Utc>) -> Self {
-        SimFleet { cfg, started }
+        SimFleet {
+            cfg,
+            started,
+            environments: None,
+        }
+    }
+
+    /// Sends environment samples once `ready` is set (by the simulated
+    /// control plane, after it wrote the environments).
+    pub fn with_environments(&mut self, ready: Arc<AtomicBool>) {
+        self.environments = Some(ready);
+    }
+
+    /// The simulated environments: [`ENVS_PER_HOST`] on each of the first
+    /// [`ENV_HOSTS`] hosts, each holding half of its host's GPUs.
+    pub fn environments(&self) -> Vec<SimEnv> {
+        let half = (self.cfg.gpus_per_host / 2).max(1);
+        let mut out = Vec::new();
+        for h in 0..self.cfg.hosts.min(ENV_HOSTS) {
+            for k in 0..ENVS_PER_HOST {
+                let gpus: Vec<u32> =
+                    (k * half..((k + 1) * half).min(self.cfg.gpus_per_host)).collect();
+                if gpus.is_empty() {
+                    continue;
+                }
+                let u = unit(self.key(8, h as u64, k as u64));
+                out.push(SimEnv {
+                    id: format!("sim-env-{h:03}-{k}"),
+                    host: h,
+                    customer: (h * ENVS_PER_HOST + k) as usize % SIM_CUSTOMERS.len(),
+                    gpus,
+                    gpu_model: self.model(h).0.to_string(),
+                    kind: k,
+                    start: 3_600 + (u * 7_200.0) as i64,
+                    length: 14_400 + (unit(self.key(9, h as u64, k as u64)) * 14_400.0) as i64,
+                });
+            }
+        }
+        out
+    }
+
+    /// The state of `e` at `t`, from its daily plan.
+    pub fn env_state(&self, e: &SimEnv, t: DateTime<Utc>) -> EnvState {
+        let secs = t.num_seconds_from_midnight() as i64;
+        let gpu = e.gpus.len() as i32;
+        let base = EnvState {
+            status: "running",
+            cpu: 8 * gpu,
+            memory: 32 * GIB * gpu as i64,
+            gpu,
+        };
+        match e.kind {
+            0 if secs >= 43_200 => EnvState {
+                cpu: base.cpu * 2,
+                memory: base.memory * 2,
+                ..base
+            },
+            0 => base,
+            _ if (e.start..e.start + e.length).contains(&secs)
+                || (54_000..79_200).contains(&secs) =>
+            {
+                base
+            }
+            _ => EnvState {
+                status: "stopped",
+                ..base
+            },
+        }
+    }
+
+    /// The times in a day (seconds after midnight) at which `e` changes.
+    fn env_changes(e: &SimEnv) -> Vec<i64> {
+        match e.kind {
+            0 => vec![0, 43_200],
+            _ => vec![e.start, e.start + e.length, 54_000, 79_200],
+        }
+    }
+
+    /// Every change of every environment in `(from, to]`, in time order:
+    /// what a control plane would have done over that time.
+    pub fn env_events(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Vec<(DateTime<Utc>, SimEnv, EnvState)> {
+        let envs = self.environments();
+        let mut out = Vec::new();
+        let Ok(mut day) = from.duration_trunc(TimeDelta::days(1)) else {
+            return out;
+        };
+        while day <= to {
+            for e in &envs {
+                for s in Self::env_changes(e) {
+                    let at = day + TimeDelta::seconds(s);
+                    if at > from && at <= to {
+                        out.push((at, e.clone(), self.env_state(e, at)));
+                    }
+                }
+            }
+            day += TimeDelta::days(1);
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.id.cmp(&b.1.id)));
+        out
+    }
+
+    /// When `e`'s current run began (its network counters count from there).
+    fn running_since(&self, e: &SimEnv, t: DateTime<Utc>) -> DateTime<Utc> {
+        let day = t.duration_trunc(TimeDelta::days(1)).unwrap_or(t);
+        let secs = t.num_seconds_from_midnight() as i64;
+        let start = match e.kind {
+            0 => 0,
+            _ if secs >= 54_000 => 54_000,
+            _ => e.start,
+        };
+        day + TimeDelta::seconds(start)
+    }
+
+    /// Samples of the environments running at `t` on reporting hosts, from
+    /// the GPU samples of the same collection; none until the control plane
+    /// has written the environments.
+    pub fn env_samples(&self, t: DateTime<Utc>, gpus: &[GpuReading]) -> Vec<EnvSample> {
+        if !self
+            .environments
+            .as_ref()
+            .is_some_and(|r| r.load(Ordering::Acquire))
+        {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for e in self.environments() {
+            let state = self.env_state(&e, t);
+            if state.status != "running" || !self.reports(e.host, t) {
+                continue;
+            }
+            let host = Self::host_id(e.host);
+            let mine: Vec<&GpuSample> = gpus
+                .iter()
+                .map(|g| &g.sample)
+                .filter(|g| g.host_id == host)
+                .enumerate()
+                .filter(|(i, _)| e.gpus.contains(&(*i as u32)))
+                .map(|(_, g)| g)
+                .collect();
+            let util = mine
+                .iter()
+                .filter_map(|g| g.utilization_percent)
+                .sum::<f64>()
+                / mine.len().max(1) as f64;
+            let load = util / 100.0;
+            let used = (state.memory as f64 * (0.25 + 0.6 * load)) as i64;
+            let up = (t - self.running_since(&e, t)).num_seconds().max(0);
+            out.push(EnvSample {
+                env_id: e.id.clone(),
+                host_id: Some(host),
+                collected_at: t,
+                cpu_usage_percent: Some(round2(state.cpu as f64 * 100.0 * (0.15 + 0.7 * load))),
+                memory_used: Some(used),
+                memory_usage_percent: Some(round2(100.0 * used as f64 / state.memory as f64)),
+                gpu_usage_percent: Some(round2(util)),
+                gpu_memory_used: Some(mine.iter().filter_map(|g| g.memory_used).sum()),
+                network_rx_bytes: Some(up * 40_000_000),
+                network_tx_bytes: Some(up * 6_000_000),
+            });
+        }
+        out
     }
 
     fn key(&self, a: u64, b: u64, c: u64) -> u64 {
@@ -321,8 +531,66 @@ mod tests {
             seed,
             hot_gpu: true,
             silent_host_after_secs: 60,
+            environments: true,
         };
         SimFleet::new(cfg, Utc.with_ymd_and_hms(2026, 11, 24, 0, 0, 0).unwrap())
+    }
+
+    #[test]
+    fn environment_events_replay_to_the_plans_state() {
+        let f = fleet(3);
+        let day = Utc.with_ymd_and_hms(2026, 11, 24, 0, 0, 0).unwrap();
+        let envs = f.environments();
+        assert_eq!(envs.len(), 6, "{envs:?}");
+        // Replaying the day's events from midnight gives the state the plan
+        // says at every minute, so a control plane that applies events
+        // writes exactly the plan's history.
+        let mut state: std::collections::HashMap<String, EnvState> = envs
+            .iter()
+            .map(|e| (e.id.clone(), f.env_state(e, day)))
+            .collect();
+        let events = f.env_events(day, day + TimeDelta::days(1) - TimeDelta::seconds(1));
+        assert!(events.len() >= 3 * 4, "{}", events.len());
+        let mut next = events.iter().peekable();
+        for m in 0..1_440 {
+            let t = day + TimeDelta::minutes(m);
+            while let Some((at, e, s)) = next.peek() {
+                if *at > t {
+                    break;
+                }
+                state.insert(e.id.clone(), *s);
+                next.next();
+            }
+            for e in &envs {
+                assert_eq!(state[&e.id], f.env_state(e, t), "{} at {t}", e.id);
+            }
+        }
+        // Something runs, something stops, something resizes.
+        let noon = day + TimeDelta::hours(12);
+        assert!(envs
+            .iter()
+            .any(|e| f.env_state(e, noon).cpu > f.env_state(e, day).cpu));
+        assert!(envs.iter().any(|e| f.env_state(e, day).status == "stopped"));
+    }
+
+    #[test]
+    fn environment_samples_wait_for_the_control_plane() {
+        let mut f = fleet(3);
+        let t = Utc.with_ymd_and_hms(2026, 11, 24, 0, 0, 30).unwrap();
+        let (gpus, _) = f.sample(t);
+        assert!(f.env_samples(t, &gpus).is_empty());
+        let ready = Arc::new(AtomicBool::new(false));
+        f.with_environments(ready.clone());
+        assert!(f.env_samples(t, &gpus).is_empty());
+        ready.store(true, Ordering::Release);
+        let envs = f.env_samples(t, &gpus);
+        let running = f
+            .environments()
+            .iter()
+            .filter(|e| f.env_state(e, t).status == "running")
+            .count();
+        assert_eq!(envs.len(), running);
+        assert!(envs.iter().all(|e| e.gpu_usage_percent.is_some()));
     }
 
     #[test]

@@ -123,6 +123,7 @@ pub async fn generate(cfg: &StoreConfig, spec: &Spec, now: DateTime<Utc>) -> (Po
             seed: 8,
             hot_gpu: true,
             silent_host_after_secs: (silent_at - start).num_seconds() as u64,
+            environments: false,
         },
         start,
     );
