@@ -203,11 +203,12 @@ async fn main() {
         // Wait for all 8 rules' firing notifications about this GPU.
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut got: HashMap<String, f64> = HashMap::new();
-        let id_label = id.to_string();
+        // gpu_id is internal and never sent; the UUID names the GPU.
+        let id_label = format!("GPU-{id}");
         while got.len() < RULES_PER_HOST && Instant::now() < deadline {
             for (at, b) in arrivals.lock().unwrap().iter() {
                 for a in b["alerts"].as_array().into_iter().flatten() {
-                    if a["status"] == "firing" && a["labels"]["gpu_id"] == id_label.as_str() {
+                    if a["status"] == "firing" && a["labels"]["gpu_uuid"] == id_label.as_str() {
                         let name = a["labels"]["alertname"].as_str().unwrap_or("").to_string();
                         got.entry(name)
                             .or_insert_with(|| at.duration_since(t0).as_secs_f64() * 1000.0);

@@ -334,7 +334,7 @@ fn payload(
         "truncatedAlerts": 0,
         "status": if alerts.iter().any(|a| a.firing()) { "firing" } else { "resolved" },
         "receiver": receiver,
-        "groupLabels": group_labels,
+        "groupLabels": crate::series::public(group_labels),
         "commonLabels": crate::series::public(&common(alerts.iter().map(|a| &a.labels))),
         "commonAnnotations": common(alerts.iter().map(|a| &a.annotations)),
         "externalURL": base,

@@ -211,3 +211,46 @@ pub async fn replay_notification(
     admin::replay_notification(st.pool(), &id).await?;
     Ok(StatusCode::ACCEPTED)
 }
+
+/// `GET /api/v1/inhibit-rules`
+pub async fn list_inhibitions(
+    State(st): State<AppState>,
+    Params(q): Params<admin::InhibitionQuery>,
+) -> Res<Page<admin::Inhibition>> {
+    Ok(Json(admin::list_inhibitions(st.pool(), q).await?))
+}
+
+/// `POST /api/v1/inhibit-rules`
+pub async fn create_inhibition(
+    State(st): State<AppState>,
+    Body(input): Body<admin::InhibitionInput>,
+) -> Result<(StatusCode, Json<admin::Inhibition>), ApiError> {
+    let i = admin::create_inhibition(st.pool(), input).await?;
+    Ok((StatusCode::CREATED, Json(i)))
+}
+
+/// `GET /api/v1/inhibit-rules/{id}`
+pub async fn get_inhibition(
+    State(st): State<AppState>,
+    PathParam(id): PathParam<i64>,
+) -> Res<admin::Inhibition> {
+    Ok(Json(admin::get_inhibition(st.pool(), id).await?))
+}
+
+/// `PUT /api/v1/inhibit-rules/{id}`
+pub async fn update_inhibition(
+    State(st): State<AppState>,
+    PathParam(id): PathParam<i64>,
+    Body(input): Body<admin::InhibitionInput>,
+) -> Res<admin::Inhibition> {
+    Ok(Json(admin::update_inhibition(st.pool(), id, input).await?))
+}
+
+/// `DELETE /api/v1/inhibit-rules/{id}`
+pub async fn delete_inhibition(
+    State(st): State<AppState>,
+    PathParam(id): PathParam<i64>,
+) -> Result<StatusCode, ApiError> {
+    admin::delete_inhibition(st.pool(), id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

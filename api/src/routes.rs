@@ -148,6 +148,55 @@ pub fn api(state: AppState) -> (Router<AppState>, serde_json::Value) {
         )
         .add(
             Endpoint::get(
+                "/api/v1/inhibit-rules",
+                READ,
+                "Inhibition rules.",
+                schema::<list::Page<admin::Inhibition>>,
+            )
+            .query(query::<admin::InhibitionQuery>),
+            get(al::list_inhibitions),
+        )
+        .add(
+            Endpoint::get(
+                "/api/v1/inhibit-rules",
+                WRITE,
+                "Create an inhibition rule.",
+                schema::<admin::Inhibition>,
+            )
+            .with_body("post", schema::<admin::InhibitionInput>, 201),
+            post(al::create_inhibition),
+        )
+        .add(
+            Endpoint::get(
+                "/api/v1/inhibit-rules/{id}",
+                READ,
+                "One inhibition rule.",
+                schema::<admin::Inhibition>,
+            ),
+            get(al::get_inhibition),
+        )
+        .add(
+            Endpoint::get(
+                "/api/v1/inhibit-rules/{id}",
+                WRITE,
+                "Replace an inhibition rule.",
+                schema::<admin::Inhibition>,
+            )
+            .with_body("put", schema::<admin::InhibitionInput>, 200),
+            put(al::update_inhibition),
+        )
+        .add(
+            Endpoint::get(
+                "/api/v1/inhibit-rules/{id}",
+                WRITE,
+                "Delete an inhibition rule.",
+                schema::<Value>,
+            )
+            .method("delete", 204),
+            delete(al::delete_inhibition),
+        )
+        .add(
+            Endpoint::get(
                 "/api/v1/silences",
                 READ,
                 "Silences.",

@@ -284,3 +284,40 @@ both_backends! {
         assert_eq!(sil["created_by"], format!("api-token:{token_id}"));
     }
 }
+
+both_backends! {
+    async fn inhibition_rules_are_managed_through_the_api(db) {
+        use reqwest::{Method, StatusCode};
+        let s = crate::common::ApiClient::start(&db, gpuwatch_api::ApiConfig::default()).await;
+        let (operator, viewer) = (s.token("operator").await, s.token("viewer").await);
+        let (st, page) = s.send(Method::GET, "/api/v1/inhibit-rules", &viewer, None).await;
+        assert_eq!(st, StatusCode::OK, "{page}");
+        let shipped = page["total"].as_i64().unwrap();
+        assert_eq!(shipped, 2, "the two shipped rules are listed: {page}");
+
+        let body = json!({"name": "critical mutes warning", "source_matchers": "{severity=\"critical\"}",
+                          "target_matchers": [{"name": "severity", "value": "warning"}], "equal": ["host", "gpu"]});
+        let (st, made) = s.send(Method::POST, "/api/v1/inhibit-rules", &operator, Some(body.clone())).await;
+        assert_eq!(st, StatusCode::CREATED, "{made}");
+        assert_eq!(made["source_matchers"][0], json!({"name": "severity", "op": "=", "value": "critical"}));
+        let id = made["id"].as_i64().unwrap();
+        assert_eq!(s.send(Method::POST, "/api/v1/inhibit-rules", &viewer, Some(body.clone())).await.0, StatusCode::FORBIDDEN);
+        assert_eq!(s.send(Method::POST, "/api/v1/inhibit-rules", &operator, Some(body)).await.0, StatusCode::CONFLICT, "names are unique");
+
+        let (st, bad) = s.send(Method::PUT, &format!("/api/v1/inhibit-rules/{id}"), &operator, Some(json!({
+            "name": "x", "source_matchers": [], "target_matchers": "{gpu=~\"(\"}", "equal": ["no-dash"]}))).await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+        assert!(bad["error"]["message"].as_str().unwrap().contains("target_matchers") || bad["error"]["message"].as_str().unwrap().contains("source_matchers"), "{bad}");
+        let (st, got) = s.send(Method::GET, &format!("/api/v1/inhibit-rules/{id}"), &viewer, None).await;
+        assert_eq!((st, got["name"].clone()), (StatusCode::OK, json!("critical mutes warning")), "a refused update changes nothing");
+
+        let (st, upd) = s.send(Method::PUT, &format!("/api/v1/inhibit-rules/{id}"), &operator, Some(json!({
+            "name": "critical mutes warning", "source_matchers": "{severity=\"critical\"}",
+            "target_matchers": "{severity=~\"warning|info\"}", "enabled": false}))).await;
+        assert_eq!(st, StatusCode::OK, "{upd}");
+        assert_eq!(upd["enabled"], false);
+        assert_eq!(upd["equal"], json!([]));
+        assert_eq!(s.send(Method::DELETE, &format!("/api/v1/inhibit-rules/{id}"), &operator, None).await.0, StatusCode::NO_CONTENT);
+        assert_eq!(s.send(Method::GET, &format!("/api/v1/inhibit-rules/{id}"), &viewer, None).await.0, StatusCode::NOT_FOUND);
+    }
+}

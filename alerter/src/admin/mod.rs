@@ -3,16 +3,18 @@
 //! their replay. Inputs are `deny_unknown_fields` serde structs; outputs
 //! serialise to JSON; a webhook's secret is write-only and never output.
 //!
-//! One file per resource: rules, silences, webhooks and alerts
+//! One file per resource: rules, silences, inhibition rules, webhooks and alerts
 //! (alerts, notifications and replay); everything is re-exported here.
 //! Paging is the store's [`gpuwatch_store::listing`], as everywhere.
 
 mod alerts;
+mod inhibitions;
 mod rules;
 mod silences;
 mod webhooks;
 
 pub use alerts::*;
+pub use inhibitions::*;
 pub use rules::*;
 pub use silences::*;
 pub use webhooks::*;

@@ -137,5 +137,11 @@ mod tests {
         assert_eq!(retry_after("7"), Some(Duration::from_secs(7)));
         assert_eq!(retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None); // in the past
         assert!(retry_after("soon").is_none());
+        // An HTTP date (IMF-fixdate) a minute ahead: about 60 s from now.
+        let ahead = (Utc::now() + chrono::Duration::seconds(60))
+            .format("%a, %d %b %Y %H:%M:%S GMT")
+            .to_string();
+        let d = retry_after(&ahead).expect("a future HTTP date");
+        assert!((55..=60).contains(&d.as_secs()), "{ahead} -> {d:?}");
     }
 }
