@@ -275,11 +275,25 @@ async fn token(cfg: Config, action: TokenAction) -> Result<(), Failure> {
     use gpuwatch_api::tokens;
     let pool = gpuwatch_store::connect(&cfg.database).await?;
     match action {
-        TokenAction::Create { role, name, host } => {
-            let (id, token) = tokens::create(&pool, &name, &role, host.as_deref()).await?;
+        TokenAction::Create {
+            role,
+            name,
+            host,
+            any_host,
+            expires,
+        } => {
+            let args = tokens::CreateArgs {
+                name: &name,
+                role: &role,
+                host: host.as_deref(),
+                any_host,
+                expires: expires.as_deref(),
+            };
+            let (id, token) = tokens::create(&pool, &args).await?;
             println!("id {id}\ntoken {token}");
             eprintln!("gpuwatch: keep the token now; only its hash is stored");
         }
+        TokenAction::List => print!("{}", tokens::render(&tokens::list(&pool).await?)),
         TokenAction::Revoke { id } => {
             tokens::revoke(&pool, id).await?;
             println!("revoked {id}");

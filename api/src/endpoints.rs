@@ -13,7 +13,7 @@ use schemars::generate::{SchemaGenerator, SchemaSettings};
 use schemars::{JsonSchema, Schema};
 use serde_json::{json, Map, Value};
 
-use crate::{auth, ApiError, AppState};
+use crate::{ApiError, AppState};
 
 /// Every role but agent may read the fleet and alerts.
 pub const READ: &[&str] = &["admin", "operator", "viewer"];
@@ -166,7 +166,7 @@ async fn authorize(
     mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let caller = auth::caller(state.pool(), req.headers()).await?;
+    let caller = state.caller(req.headers()).await?;
     if !roles.contains(&caller.role.as_str()) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

@@ -34,4 +34,5 @@ mod migrate;
 mod outage;
 mod quota_alert;
 mod tls;
+mod tokens;
 mod writer;

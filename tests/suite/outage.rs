@@ -40,7 +40,15 @@ fn outage(down: Down) {
     ];
     run(&["migrate"], &base);
     let token = run(
-        &["token", "create", "--role", "agent", "--name", "sim-fleet"],
+        &[
+            "token",
+            "create",
+            "--role",
+            "agent",
+            "--any-host",
+            "--name",
+            "sim-fleet",
+        ],
         &base,
     )
     .lines()
