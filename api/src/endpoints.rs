@@ -23,6 +23,8 @@ pub const WRITE: &[&str] = &["admin", "operator"];
 pub const FINANCE: &[&str] = &["admin", "finance"];
 /// Agents push samples (admin too, for tooling).
 pub const AGENT: &[&str] = &["agent", "admin"];
+/// What only an agent asks for (its host's environments).
+pub const AGENT_ONLY: &[&str] = &["agent"];
 
 type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
 

@@ -86,3 +86,25 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathPar
         }
     }
 }
+
+/// Checks a text input before it reaches a query: 1 to `max` characters and
+/// no control characters (PostgreSQL refuses NUL in text, which would
+/// otherwise surface as a database error). 422 naming `field` otherwise.
+pub fn text(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
+    let problem = if value.is_empty() {
+        Some("must not be empty".to_string())
+    } else if value.chars().count() > max {
+        Some(format!("is longer than {max} characters"))
+    } else if value.chars().any(char::is_control) {
+        Some("must not contain control characters (NUL, newline, ...)".to_string())
+    } else {
+        None
+    };
+    match problem {
+        Some(p) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("{field}: {p}"),
+        )),
+        None => Ok(()),
+    }
+}

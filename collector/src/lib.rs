@@ -16,6 +16,7 @@
 #![deny(missing_docs)]
 
 mod config;
+mod delivery;
 mod error;
 mod fleet;
 mod run;

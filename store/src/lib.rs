@@ -31,6 +31,7 @@ pub mod matcher;
 pub mod metrics;
 mod migrate;
 mod payload;
+pub mod placement;
 mod pool;
 pub mod replication;
 mod rows;
