@@ -12,6 +12,7 @@ mod common;
 mod dashboards_support;
 mod ha_cluster;
 
+mod agent_delivery;
 mod agent_metrics;
 mod aggregator;
 mod alerter;
