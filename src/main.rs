@@ -113,10 +113,11 @@ fn init_tracing(log: &config::LogConfig) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.level));
     // Colour only for a person at a terminal: a file or the journal would
     // keep the escape codes as text.
+    let ansi = std::io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_ansi(ansi)
+        .with_writer(move || gpuwatch_store::logging::EscapedLines::new(std::io::stderr(), ansi));
     if log.format == "json" {
         builder.json().init();
     } else {

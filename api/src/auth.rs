@@ -97,10 +97,14 @@ impl Caller {
         match (&self.host_id, asked) {
             (Some(bound), None) => Ok(bound),
             (Some(bound), Some(h)) if h == bound => Ok(bound),
-            (Some(bound), Some(h)) => Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                format!("this token reports for host {bound:?}, not {h:?}"),
-            )),
+            (Some(bound), Some(h)) => {
+                // A misconfigured or hostile agent: worth an operator's look.
+                tracing::warn!(token.id = self.token_id, host.id = %bound, asked = %h, "agent token asked for another host; refused");
+                Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    format!("this token reports for host {bound:?}, not {h:?}"),
+                ))
+            }
             (None, Some(h)) => Ok(h),
             (None, None) => Err(ApiError::new(
                 StatusCode::BAD_REQUEST,

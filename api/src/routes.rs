@@ -25,9 +25,9 @@ pub fn api(state: AppState) -> (Router<AppState>, serde_json::Value) {
                 "/api/v1/ingest",
                 AGENT,
                 "Store one batch of a host's samples (gzip'd JSON, IngestPayload).",
-                schema::<serde_json::Value>,
+                crate::endpoints::ingest_result,
             )
-            .with_body("post", schema::<serde_json::Value>, 200),
+            .with_body("post", crate::endpoints::ingest_payload, 200),
             post(ingest::ingest),
         )
         .add(

@@ -27,6 +27,7 @@ mod config;
 mod error;
 pub mod inventory;
 pub mod listing;
+pub mod logging;
 pub mod matcher;
 pub mod metrics;
 mod migrate;

@@ -226,3 +226,76 @@ async fn an_http_agent_gets_the_environments_of_its_own_host_only() {
         "refused, and the agent keeps its list"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_id_with_a_newline_cannot_forge_a_log_line() {
+    let db = TestDb::new(Kind::Postgres).await;
+    let url = db.store_config().url;
+    gpuwatch_run(&["migrate"], &[("DATABASE_URL", url.clone())]);
+    let serve = ServeProc::start(&url, &[]);
+    let gateway = create_token(&url, &["--role", "agent", "--any-host", "--name", "gw"]);
+    let forged = "gpu01\n2026-01-01T00:00:00.000000Z ERROR gpuwatch: forged record";
+    let payload = serde_json::json!({
+        "version": gpuwatch_store::PAYLOAD_VERSION,
+        "host": {"id": forged, "name": "gpu01", "hostname": "gpu01", "ip_address": "10.0.0.1",
+            "os_type": "linux", "os_version": "12", "arch": "x86_64", "total_cpu": 8,
+            "total_memory": 1_i64 << 30, "total_disk": 1_i64 << 30, "total_gpu": 0, "labels": {}},
+        "gpus": [],
+        "batch": {"gpu": [], "env": [], "host": [{
+            "host_id": forged,
+            "collected_at": chrono::Utc::now().to_rfc3339(),
+            "cpu_usage_percent": 5.0,
+        }]},
+    });
+    let http = reqwest::Client::new();
+    let status = http
+        .post(format!("{}/api/v1/ingest", serve.url))
+        .bearer_auth(&gateway)
+        .json(&payload)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+    // The same id through the agent endpoint's query: refused before any log.
+    let refused = http
+        .get(format!("{}/api/v1/agent/environments", serve.url))
+        .query(&[("host", forged)])
+        .bearer_auth(&gateway)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 422);
+    eprintln!("ingest of a host id with a newline answered {status}");
+    let mut log = Vec::new();
+    if status == 200 {
+        // Stored: the id is in the log, on the one line of its record.
+        wait_for(
+            "serve to log the inventory",
+            Duration::from_secs(30),
+            || {
+                log = serve.proc.log();
+                log.iter().any(|l| l.contains("inventory registered"))
+            },
+        );
+        let line = log
+            .iter()
+            .find(|l| l.contains("inventory registered"))
+            .unwrap();
+        assert!(
+            line.contains(r"gpu01\n2026-01-01"),
+            "the id is logged escaped: {line}"
+        );
+    } else {
+        assert!(
+            (400..500).contains(&status),
+            "refused as the caller's fault: {status}"
+        );
+        log = serve.proc.log();
+    }
+    assert!(
+        !log.iter().any(|l| l.starts_with("2026-01-01")),
+        "a forged line:\n{}",
+        log.join("\n")
+    );
+}
