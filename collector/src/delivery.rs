@@ -12,7 +12,12 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
+use gpuwatch_store::Batch;
+
 use crate::sinks::{Sink, SinkError};
+
+/// Most spooled batches sent in one request when a backlog is replayed.
+const MERGE_BATCHES: usize = 16;
 use crate::sources::cgroup::EnvTarget;
 use crate::spool::Spool;
 use crate::{CollectorError, Inventory};
@@ -119,32 +124,51 @@ impl Delivery {
             return Ok(pass);
         }
         loop {
-            let Some((seq, batch)) = lock(&self.spool).oldest()? else {
+            // A backlog goes out several batches per request: after an
+            // outage the agent catches up at the server's pace, not one
+            // cycle's batch per round trip.
+            let group = lock(&self.spool).oldest_n(MERGE_BATCHES)?;
+            if group.is_empty() {
                 break;
-            };
-            let started = std::time::Instant::now();
-            match self.sink.send(&batch).await {
-                Ok(inserted) => {
-                    lock(&self.spool).remove(seq)?;
-                    crate::serve::delivered(&Ok(()));
-                    tracing::info!(
-                        rows = batch.len(),
-                        inserted,
-                        latency_ms = started.elapsed().as_millis() as u64,
-                        "batch delivered"
-                    );
-                    pass.sent += 1;
+            }
+            if group.len() > 1 {
+                let mut merged = Batch::default();
+                for (_, b) in &group {
+                    merged.gpu.extend(b.gpu.iter().cloned());
+                    merged.host.extend(b.host.iter().cloned());
+                    merged.env.extend(b.env.iter().cloned());
                 }
-                Err(e) if e.transient => {
-                    crate::serve::delivered(&Err(e.clone()));
-                    pass.transient = Some(e);
-                    break;
+                match self.sink.send(&merged).await {
+                    Ok(inserted) => {
+                        let mut spool = lock(&self.spool);
+                        for (seq, _) in &group {
+                            spool.remove(*seq)?;
+                        }
+                        drop(spool);
+                        for _ in &group {
+                            crate::serve::delivered(&Ok(()));
+                        }
+                        tracing::info!(
+                            batches = group.len(),
+                            rows = merged.len(),
+                            inserted,
+                            "spooled batches delivered"
+                        );
+                        pass.sent += group.len() as u64;
+                        continue;
+                    }
+                    Err(e) if e.transient => {
+                        crate::serve::delivered(&Err(e.clone()));
+                        pass.transient = Some(e);
+                        break;
+                    }
+                    // One of them is refused: find which, one at a time.
+                    Err(_) => {}
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, spool.seq = seq, "batch refused by the receiver; set aside in the spool's rejected/ with the reason");
-                    lock(&self.spool).reject(seq, &e.message)?;
-                    crate::serve::delivered(&Err(e.clone()));
-                    pass.refused.push(e.message);
+            }
+            for (seq, batch) in group {
+                if !self.send_one(seq, &batch, &mut pass).await? {
+                    return Ok(pass);
                 }
             }
         }
@@ -152,6 +176,42 @@ impl Delivery {
             tracing::info!(replayed = pass.sent, "spool replayed; the sink is back");
         }
         Ok(pass)
+    }
+
+    /// Sends one batch; false when a transient failure ends the pass.
+    async fn send_one(
+        &mut self,
+        seq: u64,
+        batch: &Batch,
+        pass: &mut Pass,
+    ) -> Result<bool, CollectorError> {
+        let started = std::time::Instant::now();
+        match self.sink.send(batch).await {
+            Ok(inserted) => {
+                lock(&self.spool).remove(seq)?;
+                crate::serve::delivered(&Ok(()));
+                tracing::info!(
+                    rows = batch.len(),
+                    inserted,
+                    latency_ms = started.elapsed().as_millis() as u64,
+                    "batch delivered"
+                );
+                pass.sent += 1;
+                Ok(true)
+            }
+            Err(e) if e.transient => {
+                crate::serve::delivered(&Err(e.clone()));
+                pass.transient = Some(e);
+                Ok(false)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, spool.seq = seq, "batch refused by the receiver; set aside in the spool's rejected/ with the reason");
+                lock(&self.spool).reject(seq, &e.message)?;
+                crate::serve::delivered(&Err(e.clone()));
+                pass.refused.push(e.message);
+                Ok(true)
+            }
+        }
     }
 
     async fn refresh_environments(&mut self) {

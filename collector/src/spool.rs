@@ -228,6 +228,33 @@ impl Spool {
         Ok(None)
     }
 
+    /// Up to `n` oldest batches, oldest first (unreadable files are set
+    /// aside as in [`Spool::oldest`]).
+    pub fn oldest_n(&mut self, n: usize) -> Result<Vec<(u64, Batch)>, SpoolError> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while out.len() < n && i < self.entries.len() {
+            let seq = self.entries[i].0;
+            let path = self.path(seq);
+            let mut json = Vec::new();
+            let read = fs::File::open(&path).and_then(|f| GzDecoder::new(f).read_to_end(&mut json));
+            match read
+                .map_err(|e| e.to_string())
+                .and_then(|_| serde_json::from_slice::<Batch>(&json).map_err(|e| e.to_string()))
+            {
+                Ok(b) => {
+                    out.push((seq, b));
+                    i += 1;
+                }
+                Err(e) => {
+                    tracing::error!(spool.file = %path.display(), error = %e, "unreadable spool file moved to rejected/");
+                    self.reject(seq, &format!("unreadable spool file: {e}"))?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Removes a batch that was delivered. Already gone is fine: a full
     /// spool may have dropped it while it was being sent.
     pub fn remove(&mut self, seq: u64) -> Result<(), SpoolError> {
