@@ -168,10 +168,21 @@ pub enum TokenAction {
         /// A name to recognise it by.
         #[arg(long, default_value = "token")]
         name: String,
-        /// For agent tokens: the only host it may report for.
+        /// For agent tokens: the only host it may report for (required
+        /// unless --any-host).
         #[arg(long)]
         host: Option<String>,
+        /// For agent tokens: report for any host (a gateway, the simulated
+        /// fleet). Listed as such by `token list`.
+        #[arg(long)]
+        any_host: bool,
+        /// Stop working after this long, e.g. 30d or 12h (default: never).
+        #[arg(long)]
+        expires: Option<String>,
     },
+    /// List tokens: prefix, role, host, created, last used, expiry (never
+    /// the token itself).
+    List,
     /// Revoke a token by its id.
     Revoke {
         /// The id `token create` printed.

@@ -127,10 +127,11 @@ fn init_tracing(log: &config::LogConfig) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.level));
     // Colour only for a person at a terminal: a file or the journal would
     // keep the escape codes as text.
+    let ansi = std::io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_ansi(ansi)
+        .with_writer(move || gpuwatch_store::logging::EscapedLines::new(std::io::stderr(), ansi));
     if log.format == "json" {
         builder.json().init();
     } else {
@@ -289,11 +290,25 @@ async fn token(cfg: Config, action: TokenAction) -> Result<(), Failure> {
     use gpuwatch_api::tokens;
     let pool = gpuwatch_store::connect(&cfg.database).await?;
     match action {
-        TokenAction::Create { role, name, host } => {
-            let (id, token) = tokens::create(&pool, &name, &role, host.as_deref()).await?;
+        TokenAction::Create {
+            role,
+            name,
+            host,
+            any_host,
+            expires,
+        } => {
+            let args = tokens::CreateArgs {
+                name: &name,
+                role: &role,
+                host: host.as_deref(),
+                any_host,
+                expires: expires.as_deref(),
+            };
+            let (id, token) = tokens::create(&pool, &args).await?;
             println!("id {id}\ntoken {token}");
             eprintln!("gpuwatch: keep the token now; only its hash is stored");
         }
+        TokenAction::List => print!("{}", tokens::render(&tokens::list(&pool).await?)),
         TokenAction::Revoke { id } => {
             tokens::revoke(&pool, id).await?;
             println!("revoked {id}");

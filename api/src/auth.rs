@@ -1,7 +1,14 @@
 //! Bearer tokens: created and revoked by `gpuwatch token`, checked per
 //! request against a SHA-256 hash; the token itself is never stored or logged.
+//! Agent tokens are bound to one host unless made `--any-host`; tokens may
+//! expire; lookups are cached for a few seconds ([`TokenCache`]).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, StatusCode};
+use chrono::{DateTime, Utc};
 use gpuwatch_store::{Pool, StoreError};
 use sha2::{Digest, Sha256};
 
@@ -79,9 +86,35 @@ pub struct Caller {
     pub role: Role,
     /// For agent tokens bound to a host: that host.
     pub host_id: Option<String>,
+    /// An agent token created with `--any-host`: it may report for any host.
+    pub any_host: bool,
 }
 
-fn hash(token: &str) -> String {
+impl Caller {
+    /// The host an agent-only request is about: the token's bound host, or,
+    /// for an `--any-host` (or admin) token, the host the request names.
+    pub fn agent_host<'a>(&'a self, asked: Option<&'a str>) -> Result<&'a str, ApiError> {
+        match (&self.host_id, asked) {
+            (Some(bound), None) => Ok(bound),
+            (Some(bound), Some(h)) if h == bound => Ok(bound),
+            (Some(bound), Some(h)) => {
+                // A misconfigured or hostile agent: worth an operator's look.
+                tracing::warn!(token.id = self.token_id, host.id = %bound, asked = %h, "agent token asked for another host; refused");
+                Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    format!("this token reports for host {bound:?}, not {h:?}"),
+                ))
+            }
+            (None, Some(h)) => Ok(h),
+            (None, None) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "host: required, because this token is not bound to a host",
+            )),
+        }
+    }
+}
+
+pub(crate) fn hash(token: &str) -> String {
     Sha256::digest(token.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -89,6 +122,9 @@ fn hash(token: &str) -> String {
 }
 
 /// A new token and its record. Returns (id, token); the token is shown once.
+/// An agent token without `host_id` reports for any host, as with
+/// `gpuwatch token create --any-host` ([`crate::tokens::create`] is the
+/// checked path operators take).
 pub async fn create(
     pool: &Pool,
     name: &str,
@@ -98,22 +134,14 @@ pub async fn create(
     let role = Role::parse(role).ok_or_else(|| {
         StoreError::Unsupported(format!("role {role:?} is not one of {}", ROLES.join(", ")))
     })?;
-    let mut raw = [0u8; 32];
-    getrandom::fill(&mut raw)
-        .map_err(|e| StoreError::Unsupported(format!("no randomness for a token: {e}")))?;
-    let token = format!(
-        "gwt_{}",
-        raw.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    );
-    let client = pool.get().await?;
-    let row = client
-        .query_one(
-            "INSERT INTO api_tokens (name, role, host_id, token_hash, token_prefix) VALUES ($1, $2, $3, $4, $5) RETURNING id",
-            &[&name, &role.as_str(), &host_id, &hash(&token), &&token[..12]],
-        )
-        .await
-        .map_err(|e| StoreError::query("creating the token", e))?;
-    Ok((row.get(0), token))
+    let spec = crate::tokens::NewToken {
+        name,
+        role,
+        host_id,
+        any_host: role == Role::Agent && host_id.is_none(),
+        expires_at: None,
+    };
+    crate::tokens::insert(pool, &spec).await
 }
 
 /// Revokes a token by id; false if there was no such live token.
@@ -129,8 +157,8 @@ pub async fn revoke(pool: &Pool, id: i64) -> Result<bool, StoreError> {
     Ok(n == 1)
 }
 
-/// The caller of a request, or 401 with what is wrong.
-pub async fn caller(pool: &Pool, headers: &HeaderMap) -> Result<Caller, ApiError> {
+/// The bearer token of a request, or 401 saying how to send one.
+fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
     let header = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -140,7 +168,7 @@ pub async fn caller(pool: &Pool, headers: &HeaderMap) -> Result<Caller, ApiError
                 "missing bearer token: send Authorization: Bearer <token>",
             )
         })?;
-    let token = header
+    Ok(header
         .strip_prefix("Bearer ")
         .or_else(|| header.strip_prefix("bearer "))
         .ok_or_else(|| {
@@ -149,15 +177,55 @@ pub async fn caller(pool: &Pool, headers: &HeaderMap) -> Result<Caller, ApiError
                 "the Authorization header must be \"Bearer <token>\"",
             )
         })?
-        .trim();
+        .trim())
+}
+
+/// A live token as the database holds it.
+#[derive(Debug, Clone)]
+struct Found {
+    caller: Caller,
+    expires_at: Option<DateTime<Utc>>,
+}
+
+impl Found {
+    /// The caller, or 401 once the token has expired: checked on every
+    /// request, cached or not, so expiry is exact.
+    fn check(&self, now: DateTime<Utc>) -> Result<Caller, ApiError> {
+        match self.expires_at {
+            Some(at) if at <= now => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                format!(
+                    "token {} expired at {}; create a new one with `gpuwatch token create`",
+                    self.caller.token_id,
+                    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ),
+            )),
+            _ => Ok(self.caller.clone()),
+        }
+    }
+}
+
+/// The caller of a request, or 401 with what is wrong; asks the database
+/// every time (see [`TokenCache`] for the cached path).
+pub async fn caller(pool: &Pool, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    lookup(pool, &hash(bearer(headers)?))
+        .await?
+        .check(Utc::now())
+}
+
+async fn lookup(pool: &Pool, token_hash: &str) -> Result<Found, ApiError> {
     // Where standbys serve reads, a token is also checked there while the
-    // primary cannot be reached (a failover), so reads keep answering;
-    // revocations reach the standbys within the replication lag.
-    let found = match lookup(pool, token).await {
-        Err(e) if e.is_temporary() && pool.has_readers() => lookup(pool.readers(), token).await,
+    // primary cannot be reached (a failover), so reads keep answering; a
+    // standby cannot record the use, and a revocation reaches it within the
+    // replication lag.
+    let found = match find(pool, token_hash, true).await {
+        Err(e) if e.is_temporary() && pool.has_readers() => {
+            find(pool.readers(), token_hash, false).await
+        }
         other => other,
     };
-    let row = found?
+    let row = found
+        .map_err(ApiError::from)?
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unknown or revoked token"))?;
     let token_id: i64 = row.get(0);
     let stored: String = row.get(1);
@@ -169,23 +237,92 @@ pub async fn caller(pool: &Pool, headers: &HeaderMap) -> Result<Caller, ApiError
             format!("token {token_id} has role {stored:?}, which is not one of {}; create a new token", ROLES.join(", ")),
         )
     })?;
-    Ok(Caller {
-        token_id,
-        role,
-        host_id: row.get(2),
+    Ok(Found {
+        caller: Caller {
+            token_id,
+            role,
+            host_id: row.get(2),
+            any_host: row.get(3),
+        },
+        expires_at: row.get(4),
     })
 }
 
-/// The live token record of `token`, if any.
-async fn lookup(pool: &Pool, token: &str) -> Result<Option<tokio_postgres::Row>, StoreError> {
+/// The live record of a token; `mark_use` records its use in the same
+/// statement (no extra round trip; the cache keeps it to one write per token
+/// per cache period).
+async fn find(
+    pool: &Pool,
+    token_hash: &str,
+    mark_use: bool,
+) -> Result<Option<tokio_postgres::Row>, StoreError> {
+    let sql = if mark_use {
+        "UPDATE api_tokens SET last_used_at = now() \
+         WHERE token_hash = $1 AND revoked_at IS NULL \
+         RETURNING id, role, host_id, any_host, expires_at"
+    } else {
+        "SELECT id, role, host_id, any_host, expires_at FROM api_tokens \
+         WHERE token_hash = $1 AND revoked_at IS NULL"
+    };
     let client = pool.get().await?;
     client
-        .query_opt(
-            "SELECT id, role, host_id FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
-            &[&hash(token)],
-        )
+        .query_opt(sql, &[&token_hash])
         .await
         .map_err(|e| StoreError::query("looking up the token", e))
+}
+
+/// Most tokens a cache holds; past it, the cache starts over (a flood of
+/// distinct valid tokens is not a case worth more memory).
+const CACHE_ENTRIES: usize = 10_000;
+
+/// Token lookups remembered for `ttl`, so a busy API does not query the
+/// token table on every request. A revoked token is refused at the latest
+/// `ttl` after its revocation, by every replica, with no signal between
+/// them: each entry simply ages out. Unknown tokens are never cached, so
+/// guessing cannot fill it. A zero `ttl` turns it off.
+#[derive(Debug)]
+pub struct TokenCache {
+    ttl: Duration,
+    entries: Mutex<HashMap<String, (Instant, Found)>>,
+}
+
+impl TokenCache {
+    /// A cache whose entries live `ttl`.
+    pub fn new(ttl: Duration) -> Self {
+        TokenCache {
+            ttl,
+            entries: Mutex::default(),
+        }
+    }
+
+    /// The caller of a request, from the cache while its entry is fresh.
+    pub async fn caller(&self, pool: &Pool, headers: &HeaderMap) -> Result<Caller, ApiError> {
+        let key = hash(bearer(headers)?);
+        if let Some(found) = self.fresh(&key) {
+            return found.check(Utc::now());
+        }
+        let found = lookup(pool, &key).await?;
+        if !self.ttl.is_zero() {
+            let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+            if entries.len() >= CACHE_ENTRIES {
+                entries.clear();
+            }
+            entries.insert(key, (Instant::now(), found.clone()));
+        }
+        found.check(Utc::now())
+    }
+
+    fn fresh(&self, key: &str) -> Option<Found> {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        match entries.get(key) {
+            Some((at, found)) if at.elapsed() < self.ttl => Some(found.clone()),
+            Some(_) => {
+                entries.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -23,6 +23,14 @@ pub struct ApiConfig {
     pub max_age_days: i64,
     /// `[api.tls]`: HTTPS (and optionally mTLS); plain HTTP without it.
     pub tls: Option<crate::tls::TlsConfig>,
+    /// How long a token lookup is remembered, seconds; a revoked token is
+    /// refused at the latest this long after. 0 asks the database every time.
+    #[serde(
+        rename = "token_cache",
+        alias = "token_cache_secs",
+        deserialize_with = "gpuwatch_store::duration::seconds"
+    )]
+    pub token_cache_secs: u64,
 }
 
 impl Default for ApiConfig {
@@ -35,6 +43,7 @@ impl Default for ApiConfig {
             max_future_secs: 300,
             max_age_days: 30,
             tls: None,
+            token_cache_secs: 5,
         }
     }
 }
@@ -66,6 +75,12 @@ impl ApiConfig {
         }
         if self.max_age_days < 1 {
             e.push("api.max_age_days: must be at least 1".into());
+        }
+        if self.token_cache_secs > 60 {
+            e.push(format!(
+                "api.token_cache: at most 60s (a revoked token works that long), got {}s",
+                self.token_cache_secs
+            ));
         }
         if let Some(tls) = &self.tls {
             e.extend(tls.validate());

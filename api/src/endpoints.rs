@@ -13,7 +13,7 @@ use schemars::generate::{SchemaGenerator, SchemaSettings};
 use schemars::{JsonSchema, Schema};
 use serde_json::{json, Map, Value};
 
-use crate::{auth, ApiError, AppState};
+use crate::{ApiError, AppState};
 
 /// Every role but agent may read the fleet and alerts.
 pub const READ: &[&str] = &["admin", "operator", "viewer"];
@@ -23,6 +23,8 @@ pub const WRITE: &[&str] = &["admin", "operator"];
 pub const FINANCE: &[&str] = &["admin", "finance"];
 /// Agents push samples (admin too, for tooling).
 pub const AGENT: &[&str] = &["agent", "admin"];
+/// What only an agent asks for (its host's environments).
+pub const AGENT_ONLY: &[&str] = &["agent"];
 
 type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
 
@@ -41,6 +43,38 @@ pub fn query<T: JsonSchema>(_: &mut SchemaGenerator) -> Schema {
         .with(|s| s.inline_subschemas = true)
         .into_generator()
         .into_root_schema_for::<T>()
+}
+
+/// `POST /api/v1/ingest`'s body, in outline: the store's
+/// [`gpuwatch_store::IngestPayload`] (every field is checked by the
+/// server, which answers 4xx naming each problem).
+pub fn ingest_payload(_: &mut SchemaGenerator) -> Schema {
+    let text =
+        json!({"type": "string", "minLength": 1, "maxLength": 64, "pattern": TEXT_ID_PATTERN});
+    let rows = json!({"type": "array", "items": {"type": "object"}});
+    schemars::json_schema!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["version", "host", "gpus", "batch"],
+        "properties": {
+            "version": {"const": gpuwatch_store::PAYLOAD_VERSION},
+            "host": {"type": "object", "required": ["id"], "properties": {"id": text}},
+            "gpus": rows,
+            "batch": {"type": "object", "additionalProperties": false,
+                "required": ["gpu", "host", "env"],
+                "properties": {"gpu": rows, "host": rows, "env": rows}}
+        }
+    })
+}
+
+/// `POST /api/v1/ingest`'s answer.
+pub fn ingest_result(_: &mut SchemaGenerator) -> Schema {
+    let count = json!({"type": "integer", "minimum": 0});
+    schemars::json_schema!({
+        "type": "object",
+        "required": ["rows", "inserted", "duplicates"],
+        "properties": {"rows": count, "inserted": count, "duplicates": count}
+    })
 }
 
 /// One endpoint.
@@ -166,7 +200,7 @@ async fn authorize(
     mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let caller = auth::caller(state.pool(), req.headers()).await?;
+    let caller = state.caller(req.headers()).await?;
     if !roles.contains(&caller.role.as_str()) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -182,13 +216,65 @@ async fn authorize(
     Ok(next.run(req).await)
 }
 
+/// What a path id is, by the collection it names: host ids are text (as
+/// agents send them), notifications are UUIDs (their idempotency id), every
+/// other collection is keyed by a BIGSERIAL.
+fn path_id_schema(path: &str) -> Value {
+    if path.starts_with("/api/v1/hosts/") {
+        json!({"type": "string", "minLength": 1, "maxLength": 64, "pattern": TEXT_ID_PATTERN})
+    } else if path.starts_with("/api/v1/notifications/") {
+        json!({"type": "string", "format": "uuid"})
+    } else {
+        json!({"type": "integer", "format": "int64", "minimum": 1, "maximum": i64::MAX})
+    }
+}
+
+/// No control characters: what the extractors refuse ([`crate::extract`]).
+const TEXT_ID_PATTERN: &str = "^[^\\u0000-\\u001f\\u007f]+$";
+
+/// `YYYY-MM`, as billing parses a month.
+const MONTH_PATTERN: &str = "^[0-9]{4}-(0[1-9]|1[0-2])$";
+
 fn path_params(path: &str) -> Vec<Value> {
     path.split('/')
         .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
         .map(|name| {
-            json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}})
+            json!({"name": name, "in": "path", "required": true, "schema": path_id_schema(path)})
         })
         .collect()
+}
+
+/// What the server enforces on a query parameter beyond its type, by the
+/// parameter's name: paging bounds from the store's listing, months as
+/// billing reads them, and no control characters in any text.
+fn constrain(name: &str, schema: &mut Value) {
+    let Some(o) = schema.as_object_mut() else {
+        return;
+    };
+    match name {
+        "limit" => {
+            o.insert("minimum".into(), json!(1));
+            o.insert("maximum".into(), json!(crate::list::MAX_LIMIT));
+        }
+        "offset" => {
+            o.insert("minimum".into(), json!(0));
+        }
+        "month" => {
+            o.insert("pattern".into(), json!(MONTH_PATTERN));
+        }
+        _ => {
+            let text = o.get("type").is_some_and(|t| {
+                t == "string" || t.as_array().is_some_and(|a| a.contains(&json!("string")))
+            });
+            if text
+                && !o.contains_key("enum")
+                && !o.contains_key("format")
+                && !o.contains_key("pattern")
+            {
+                o.insert("pattern".into(), json!(TEXT_ID_PATTERN));
+            }
+        }
+    }
 }
 
 fn query_params(schema: &Schema) -> Vec<Value> {
@@ -209,6 +295,7 @@ fn query_params(schema: &Schema) -> Vec<Value> {
                         .as_object_mut()
                         .and_then(|o| o.remove("description"))
                         .unwrap_or(Value::Null);
+                    constrain(name, &mut s);
                     let mut p = json!({"name": name, "in": "query",
                         "required": required.contains(&name.as_str()), "schema": s});
                     if !description.is_null() {
@@ -270,6 +357,12 @@ pub fn openapi(endpoints: &[Endpoint]) -> Value {
         responses.insert(e.ok.to_string(), ok);
         for code in ["400", "401", "403", "404", "409", "422", "503"] {
             responses.insert(code.into(), error_response());
+        }
+        if e.body.is_some() {
+            // Bodies have a size limit and a media type.
+            for code in ["413", "415"] {
+                responses.insert(code.into(), error_response());
+            }
         }
         op.insert("responses".into(), Value::Object(responses));
         op.insert("security".into(), json!([{"bearer": []}]));

@@ -21,7 +21,7 @@ use flate2::read::GzDecoder;
 use gpuwatch_store::{inventory, GpuSample, IngestPayload, PAYLOAD_VERSION};
 
 use crate::validate::check_payload;
-use crate::{auth, ApiError, AppState};
+use crate::{ApiError, AppState};
 
 /// Answer of a successful ingest.
 #[derive(Debug, serde::Serialize)]
@@ -40,7 +40,7 @@ pub async fn ingest(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<IngestResult>, ApiError> {
-    let caller = auth::caller(&st.pool, &headers).await?;
+    let caller = st.caller(&headers).await?;
     if caller.role != "agent" && caller.role != "admin" {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

@@ -8,9 +8,9 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 
-use crate::endpoints::{query, schema, Api, Endpoint, AGENT, FINANCE, READ, WRITE};
+use crate::endpoints::{query, schema, Api, Endpoint, AGENT, AGENT_ONLY, FINANCE, READ, WRITE};
 use crate::probes::{metrics, ready};
-use crate::{alerting, billing, ingest, inventory, jobs, list, ApiError, AppState};
+use crate::{agent, alerting, billing, ingest, inventory, jobs, list, ApiError, AppState};
 
 /// `/api/v1`'s endpoints: the router and the OpenAPI document, from one table.
 pub fn api(state: AppState) -> (Router<AppState>, serde_json::Value) {
@@ -25,10 +25,20 @@ pub fn api(state: AppState) -> (Router<AppState>, serde_json::Value) {
                 "/api/v1/ingest",
                 AGENT,
                 "Store one batch of a host's samples (gzip'd JSON, IngestPayload).",
-                schema::<serde_json::Value>,
+                crate::endpoints::ingest_result,
             )
-            .with_body("post", schema::<serde_json::Value>, 200),
+            .with_body("post", crate::endpoints::ingest_payload, 200),
             post(ingest::ingest),
+        )
+        .add(
+            Endpoint::get(
+                "/api/v1/agent/environments",
+                AGENT_ONLY,
+                "The running environments placed on the agent token's host.",
+                schema::<Vec<gpuwatch_store::placement::PlacedEnvironment>>,
+            )
+            .query(query::<agent::EnvironmentsQuery>),
+            get(agent::environments),
         )
         .add(
             Endpoint::get(

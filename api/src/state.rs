@@ -23,6 +23,8 @@ pub struct AppState {
     /// host id → (inventory fingerprint, UUID → gpus.id): inventory is
     /// written only when it changes.
     pub(crate) known: KnownInventory,
+    /// Token lookups, remembered for `api.token_cache`.
+    pub(crate) tokens: Arc<crate::auth::TokenCache>,
 }
 
 impl AppState {
@@ -30,6 +32,9 @@ impl AppState {
     /// is run by the caller, see [`Exporter::run`]).
     pub fn new(pool: Pool, writer: WriterConfig, cfg: ApiConfig, exporter: Arc<Exporter>) -> Self {
         AppState {
+            tokens: Arc::new(crate::auth::TokenCache::new(
+                std::time::Duration::from_secs(cfg.token_cache_secs),
+            )),
             writer: Arc::new(BatchWriter::new(pool.clone(), writer)),
             pool,
             cfg: Arc::new(cfg),
@@ -59,6 +64,15 @@ impl AppState {
 
     pub(crate) fn webhook_defaults(&self) -> &gpuwatch_alerter::WebhookConfig {
         &self.webhook_defaults
+    }
+
+    /// The caller of a request (401/403 when its token is not good),
+    /// through the token cache.
+    pub async fn caller(
+        &self,
+        headers: &axum::http::HeaderMap,
+    ) -> Result<crate::auth::Caller, crate::ApiError> {
+        self.tokens.caller(&self.pool, headers).await
     }
 
     /// The database pool.

@@ -170,8 +170,26 @@ impl HttpConfig {
 pub struct SpoolConfig {
     /// Directory of the spool (created if missing).
     pub dir: PathBuf,
-    /// Size cap in bytes; beyond it the oldest batches are dropped.
+    /// Size cap in bytes; beyond it the oldest batches are dropped (the
+    /// newest data is what an operator looks at first after an outage).
     pub max_bytes: u64,
+    /// Most refused batches kept in `rejected/` (oldest pruned first).
+    pub rejected_keep: usize,
+    /// Refused batches older than this are pruned from `rejected/`.
+    #[serde(
+        rename = "rejected_max_age",
+        alias = "rejected_max_age_secs",
+        deserialize_with = "gpuwatch_store::duration::seconds"
+    )]
+    pub rejected_max_age_secs: u64,
+    /// Longest wait between retries of a delivery that failed for a
+    /// transient reason (the wait doubles from 1 s up to this).
+    #[serde(
+        rename = "retry_max",
+        alias = "retry_max_secs",
+        deserialize_with = "gpuwatch_store::duration::seconds"
+    )]
+    pub retry_max_secs: u64,
 }
 
 impl Default for SpoolConfig {
@@ -179,6 +197,9 @@ impl Default for SpoolConfig {
         SpoolConfig {
             dir: PathBuf::from("/var/lib/gpuwatch/spool"),
             max_bytes: 256 << 20,
+            rejected_keep: 100,
+            rejected_max_age_secs: 7 * 86_400,
+            retry_max_secs: 60,
         }
     }
 }
@@ -262,6 +283,12 @@ impl CollectorConfig {
             e.push(format!(
                 "collector.interval_secs: must be between 1 and 3600, got {}",
                 self.interval_secs
+            ));
+        }
+        if !(1..=3600).contains(&self.spool.retry_max_secs) {
+            e.push(format!(
+                "collector.spool.retry_max: must be between 1s and 1h, got {}s",
+                self.spool.retry_max_secs
             ));
         }
         if self.spool.max_bytes < 1 << 20 {

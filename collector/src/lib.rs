@@ -17,6 +17,7 @@
 
 mod config;
 pub mod control_plane;
+mod delivery;
 mod error;
 mod fleet;
 mod run;

@@ -1,13 +1,18 @@
-//! The collector's loop: sample every tick, deliver, spool what could not be
-//! delivered, and replay the spool in order when the sink is back.
+//! The collector's loop: sample every tick and append the batch to the
+//! spool; a delivery task of its own ([`crate::delivery`]) sends the spool
+//! in order, so collection never waits on the receiver.
 
 use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use chrono::{SubsecRound, Utc};
 use gpuwatch_store::Batch;
+use tokio::sync::{watch, Notify};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
+use crate::delivery::{lock, Backoff, Delivery};
 use crate::fleet::Fleet;
 use crate::serve::AgentMetrics;
 use crate::sinks::Sink;
@@ -38,24 +43,52 @@ pub async fn run(
 
 /// [`run`] over a fleet of the caller's, handing each cycle to `metrics`
 /// when the agent serves its own `/metrics` ([`crate::serve::listen`]).
+///
+/// Collection and delivery are separate tasks joined by the spool: each
+/// cycle's batch is appended to the spool (durably) and the delivery task
+/// is woken ([`crate::delivery`]). A receiver that is slow, down or
+/// refusing never delays the next sample.
 pub async fn run_with(
     mut fleet: Fleet,
     mut metrics: Option<AgentMetrics>,
     cfg: CollectorConfig,
-    mut sink: Sink,
+    sink: Sink,
     opts: RunOptions,
     shutdown: CancellationToken,
 ) -> Result<(), CollectorError> {
     crate::control_plane::start(&cfg, &sink, &mut fleet, shutdown.clone());
-    let mut spool = Spool::open(&cfg.spool.dir, cfg.spool.max_bytes)?;
+    let spool = Spool::open(&cfg.spool.dir, cfg.spool.max_bytes)?.with_rejected_limits(
+        cfg.spool.rejected_keep,
+        Duration::from_secs(cfg.spool.rejected_max_age_secs),
+    );
     if !spool.is_empty() {
         tracing::info!(
             batches = spool.len(),
             "spooled batches from an earlier run will be replayed"
         );
     }
-    let mut registered = false;
-    let mut last_inventory = None;
+    let spool = Arc::new(Mutex::new(spool));
+    let (inventory_tx, inventory_rx) = watch::channel(None);
+    let (envs_tx, mut envs_rx) = watch::channel(None);
+    let delivery = Delivery {
+        sink,
+        spool: spool.clone(),
+        inventory: inventory_rx,
+        registered: None,
+        host: fleet.host_id().map(str::to_string),
+        environments: envs_tx,
+        backoff: Backoff::new(
+            Duration::from_secs(1),
+            Duration::from_secs(cfg.spool.retry_max_secs),
+        ),
+    };
+    let wake = Arc::new(Notify::new());
+    let (mut local, task) = if opts.once || opts.print {
+        (Some(delivery), None)
+    } else {
+        let task = tokio::spawn(delivery.run(wake.clone(), shutdown.clone()));
+        (None, Some(task))
+    };
     let mut ticks: u64 = 0;
     let mut ticker = tokio::time::interval(cfg.interval());
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -67,6 +100,11 @@ pub async fn run_with(
         }
         let cycle = std::time::Instant::now();
         let at = Utc::now().trunc_subsecs(0);
+        if envs_rx.has_changed().unwrap_or(false) {
+            if let Some(envs) = envs_rx.borrow_and_update().clone() {
+                fleet.set_environments(envs);
+            }
+        }
         // NVML reads block (PCIe throughput waits ~20 ms per read); keep them
         // off the async workers.
         let batch = match fleet {
@@ -84,61 +122,59 @@ pub async fn run_with(
             }
             continue;
         }
-        ticks += 1;
-        if registered && ticks.is_multiple_of(INVENTORY_EVERY) {
-            // Re-register only when something changed (a GPU swapped, labels edited).
-            if let Ok(inv) = fleet.inventory() {
-                if last_inventory.as_ref() != Some(&inv) {
-                    registered = false;
-                }
-            }
-        }
-        if !registered {
+        // Re-read the inventory now and then; the delivery task registers it
+        // only when it changed (a GPU swapped, labels edited).
+        if ticks.is_multiple_of(INVENTORY_EVERY) || inventory_tx.borrow().is_none() {
             match fleet.inventory() {
-                Ok(inv) => match sink.register(&inv).await {
-                    Ok(()) => {
-                        registered = true;
-                        last_inventory = Some(inv);
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot register the inventory yet; spooling and retrying next tick")
-                    }
-                },
+                Ok(inv) => {
+                    inventory_tx.send_if_modified(|cur| {
+                        let changed = cur.as_ref() != Some(&inv);
+                        if changed {
+                            *cur = Some(inv);
+                        }
+                        changed
+                    });
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read the inventory; retrying next tick")
                 }
             }
         }
-        if let Some(host) = fleet.host_id().map(str::to_string) {
-            if let Some(envs) = sink.environments(&host).await {
-                fleet.set_environments(envs);
-            }
-        }
-        let delivered = deliver(&mut sink, &mut spool, batch, registered).await?;
+        ticks += 1;
+        lock(&spool).push(&batch)?;
         if let Some(m) = &metrics {
-            m.delivered(&delivered, cycle.elapsed());
+            m.cycle(cycle.elapsed());
         }
-        if opts.once {
-            return match delivered {
-                Ok(()) => Ok(()),
-                Err(e) => Err(CollectorError::Undelivered {
-                    spooled: spool.len(),
-                    reason: e.message,
-                }),
-            };
+        match local.as_mut() {
+            Some(d) => return once(d, &spool).await,
+            None => wake.notify_one(),
         }
     }
-    if registered && !spool.is_empty() {
-        tracing::info!(
-            batches = spool.len(),
-            "replaying the spool once more before exit"
-        );
-        let _ = drain(&mut sink, &mut spool).await?;
+    if let Some(task) = task {
+        match task.await {
+            Ok(r) => r?,
+            Err(e) => tracing::error!(error = %e, "the delivery task ended abnormally"),
+        }
     }
-    if !spool.is_empty() {
-        tracing::warn!(batches = spool.len(), dir = %cfg.spool.dir.display(), "exiting with spooled batches; the next start replays them");
+    let left = lock(&spool).len();
+    if left > 0 {
+        tracing::warn!(batches = left, dir = %cfg.spool.dir.display(), "exiting with spooled batches; the next start replays them");
     }
     Ok(())
+}
+
+/// `--once`: one pass over the spool, and what kept anything back.
+async fn once(d: &mut Delivery, spool: &Mutex<Spool>) -> Result<(), CollectorError> {
+    let mut pass = d.pass().await?;
+    let reason = match (pass.transient, pass.refused.pop()) {
+        (None, None) => return Ok(()),
+        (Some(e), _) => e.message,
+        (None, Some(reason)) => reason,
+    };
+    Err(CollectorError::Undelivered {
+        spooled: lock(spool).len(),
+        reason,
+    })
 }
 
 fn print(inventory: &crate::Inventory, batch: &Batch) {
@@ -150,79 +186,4 @@ fn print(inventory: &crate::Inventory, batch: &Batch) {
         "{}",
         serde_json::to_string_pretty(&doc).unwrap_or_default()
     );
-}
-
-/// Sends the new batch (after anything already spooled, to keep order);
-/// what cannot be sent goes to the spool. Returns the last delivery failure.
-async fn deliver(
-    sink: &mut Sink,
-    spool: &mut Spool,
-    batch: Batch,
-    registered: bool,
-) -> Result<Result<(), crate::sinks::SinkError>, CollectorError> {
-    if registered && spool.is_empty() {
-        let started = std::time::Instant::now();
-        match sink.send(&batch).await {
-            Ok(inserted) => {
-                tracing::info!(
-                    rows = batch.len(),
-                    inserted,
-                    latency_ms = started.elapsed().as_millis() as u64,
-                    "batch delivered"
-                );
-                return Ok(Ok(()));
-            }
-            Err(e) if e.transient => {
-                tracing::error!(error = %e, "batch not delivered; spooled for replay");
-                spool.push(&batch)?;
-                return Ok(Err(e));
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "batch refused by the receiver; kept in the spool's rejected/ for inspection");
-                spool.push(&batch)?;
-                if let Some((seq, _)) = spool.oldest()? {
-                    spool.reject(seq)?;
-                }
-                return Ok(Err(e));
-            }
-        }
-    }
-    spool.push(&batch)?;
-    if !registered {
-        return Ok(Err(crate::sinks::SinkError {
-            transient: true,
-            message: "inventory not registered".into(),
-        }));
-    }
-    drain(sink, spool).await
-}
-
-/// Replays the spool oldest first until it is empty or the sink fails.
-async fn drain(
-    sink: &mut Sink,
-    spool: &mut Spool,
-) -> Result<Result<(), crate::sinks::SinkError>, CollectorError> {
-    let mut replayed = 0;
-    while let Some((seq, b)) = spool.oldest()? {
-        match sink.send(&b).await {
-            Ok(_) => {
-                spool.remove(seq)?;
-                replayed += 1;
-            }
-            Err(e) if e.transient => {
-                if replayed > 0 {
-                    tracing::info!(replayed, left = spool.len(), "spool partly replayed");
-                }
-                return Ok(Err(e));
-            }
-            Err(e) => {
-                tracing::error!(error = %e, spool.seq = seq, "spooled batch refused by the receiver; moved to rejected/");
-                spool.reject(seq)?;
-            }
-        }
-    }
-    if replayed > 0 {
-        tracing::info!(replayed, "spool replayed; the sink is back");
-    }
-    Ok(Ok(()))
 }

@@ -6,7 +6,10 @@
 //! batch or nothing. The total size is capped: past the cap the oldest
 //! batches are dropped (and counted), because the newest data is what an
 //! operator looks at first after an outage. Batches the receiver rejects
-//! for good (4xx) go to `rejected/` for inspection instead of blocking the queue.
+//! for good (4xx) go to `rejected/` for inspection instead of blocking the
+//! queue, each with a `.reason` file beside it holding the receiver's answer;
+//! `rejected/` keeps at most `rejected_keep` batches, none older than
+//! `rejected_max_age`.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -73,14 +76,26 @@ pub fn register_metrics(registry: &prometheus::Registry) -> Result<(), prometheu
             Box::new(SPOOL_BATCHES.clone()),
             Box::new(SPOOL_BYTES.clone()),
             Box::new(SPOOL_DROPPED.clone()),
+            Box::new(SPOOL_REJECTED.clone()),
         ],
     )
 }
+
+static SPOOL_REJECTED: std::sync::LazyLock<prometheus::IntCounter> =
+    std::sync::LazyLock::new(|| {
+        prometheus::IntCounter::new(
+            "gpuwatch_collector_spool_rejected_total",
+            "Batches set aside in the spool's rejected/ (refused by the receiver, or unreadable).",
+        )
+        .expect("valid counter")
+    });
 
 /// A bounded, ordered, crash-safe queue of batches in a directory.
 pub struct Spool {
     dir: PathBuf,
     max_bytes: u64,
+    rejected_keep: usize,
+    rejected_max_age: std::time::Duration,
     /// (sequence, size in bytes), oldest first.
     entries: Vec<(u64, u64)>,
     next: u64,
@@ -110,12 +125,23 @@ impl Spool {
         let spool = Spool {
             dir: dir.to_path_buf(),
             max_bytes,
+            rejected_keep: 100,
+            rejected_max_age: std::time::Duration::from_secs(7 * 86_400),
             entries,
             next,
             dropped: 0,
         };
         spool.publish();
         Ok(spool)
+    }
+
+    /// Keeps at most `keep` refused batches in `rejected/`, none older than
+    /// `max_age`, and prunes what is there now beyond that.
+    pub fn with_rejected_limits(mut self, keep: usize, max_age: std::time::Duration) -> Self {
+        self.rejected_keep = keep;
+        self.rejected_max_age = max_age;
+        self.prune_rejected();
+        self
     }
 
     /// Spool depth for `/metrics` (when the agent runs inside `gpuwatch all`).
@@ -195,33 +221,131 @@ impl Spool {
                 Ok(b) => return Ok(Some((seq, b))),
                 Err(e) => {
                     tracing::error!(spool.file = %path.display(), error = %e, "unreadable spool file moved to rejected/");
-                    self.reject(seq)?;
+                    self.reject(seq, &format!("unreadable spool file: {e}"))?;
                 }
             }
         }
         Ok(None)
     }
 
-    /// Removes a batch that was delivered.
+    /// Up to `n` oldest batches, oldest first (unreadable files are set
+    /// aside as in [`Spool::oldest`]).
+    pub fn oldest_n(&mut self, n: usize) -> Result<Vec<(u64, Batch)>, SpoolError> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while out.len() < n && i < self.entries.len() {
+            let seq = self.entries[i].0;
+            let path = self.path(seq);
+            let mut json = Vec::new();
+            let read = fs::File::open(&path).and_then(|f| GzDecoder::new(f).read_to_end(&mut json));
+            match read
+                .map_err(|e| e.to_string())
+                .and_then(|_| serde_json::from_slice::<Batch>(&json).map_err(|e| e.to_string()))
+            {
+                Ok(b) => {
+                    out.push((seq, b));
+                    i += 1;
+                }
+                Err(e) => {
+                    tracing::error!(spool.file = %path.display(), error = %e, "unreadable spool file moved to rejected/");
+                    self.reject(seq, &format!("unreadable spool file: {e}"))?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes a batch that was delivered. Already gone is fine: a full
+    /// spool may have dropped it while it was being sent.
     pub fn remove(&mut self, seq: u64) -> Result<(), SpoolError> {
         let path = self.path(seq);
-        fs::remove_file(&path).map_err(io(&path))?;
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&path)(e)),
+            _ => {}
+        }
         self.entries.retain(|(s, _)| *s != seq);
         self.publish();
         Ok(())
     }
 
-    /// Moves a batch the receiver refused for good to `rejected/`.
-    pub fn reject(&mut self, seq: u64) -> Result<(), SpoolError> {
+    /// Moves a batch the receiver refused for good to `rejected/`, with
+    /// `reason` (the receiver's answer) in a `.reason` file beside it, then
+    /// prunes `rejected/`.
+    pub fn reject(&mut self, seq: u64, reason: &str) -> Result<(), SpoolError> {
         let path = self.path(seq);
-        let to = self
-            .dir
-            .join("rejected")
-            .join(path.file_name().unwrap_or_default());
-        fs::rename(&path, &to).map_err(io(&path))?;
+        let rejected = self.dir.join("rejected");
+        let to = rejected.join(path.file_name().unwrap_or_default());
+        let why = rejected.join(format!("{seq:020}.reason"));
+        let text = format!(
+            "refused at {}\n{}\n",
+            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            reason.trim_end()
+        );
+        fs::write(&why, text).map_err(io(&why))?;
+        match fs::rename(&path, &to) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&path)(e)),
+            _ => {}
+        }
+        SPOOL_REJECTED.inc();
         self.entries.retain(|(s, _)| *s != seq);
         self.publish();
+        self.prune_rejected();
         Ok(())
+    }
+
+    /// The batches in `rejected/`, oldest first, with their reasons.
+    pub fn rejected(&self) -> Vec<(PathBuf, String)> {
+        let mut out: Vec<(PathBuf, String)> = self
+            .rejected_files()
+            .into_iter()
+            .map(|(seq, _)| {
+                let reason =
+                    fs::read_to_string(self.dir.join("rejected").join(format!("{seq:020}.reason")))
+                        .unwrap_or_default();
+                (
+                    self.dir.join("rejected").join(format!("{seq:020}.json.gz")),
+                    reason,
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// (sequence, modified) of every batch in `rejected/`, oldest first.
+    fn rejected_files(&self) -> Vec<(u64, std::time::SystemTime)> {
+        let Ok(dir) = fs::read_dir(self.dir.join("rejected")) else {
+            return Vec::new();
+        };
+        let mut files: Vec<(u64, std::time::SystemTime)> = dir
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let seq = name.strip_suffix(".json.gz")?.parse::<u64>().ok()?;
+                let modified = e.metadata().and_then(|m| m.modified()).ok()?;
+                Some((seq, modified))
+            })
+            .collect();
+        files.sort_unstable();
+        files
+    }
+
+    /// Deletes refused batches (and their reasons) beyond the count and age
+    /// limits, oldest first. A failure only leaves a file for the next time.
+    fn prune_rejected(&self) {
+        let files = self.rejected_files();
+        let over = files.len().saturating_sub(self.rejected_keep);
+        let now = std::time::SystemTime::now();
+        for (i, (seq, modified)) in files.iter().enumerate() {
+            let old = now
+                .duration_since(*modified)
+                .is_ok_and(|age| age > self.rejected_max_age);
+            if i < over || old {
+                let base = self.dir.join("rejected");
+                let _ = fs::remove_file(base.join(format!("{seq:020}.json.gz")));
+                let _ = fs::remove_file(base.join(format!("{seq:020}.reason")));
+            }
+        }
     }
 }
 
@@ -278,6 +402,7 @@ mod tests {
         s.push(&batch(2)).unwrap();
         fs::write(dir.path().join(format!("{:020}.json.gz", 0)), b"not gzip").unwrap();
         assert_eq!(s.oldest().unwrap().unwrap().1, batch(2));
+        assert!(s.rejected()[0].1.contains("unreadable spool file"));
         assert!(dir
             .path()
             .join("rejected")
@@ -287,5 +412,45 @@ mod tests {
         fs::write(dir.path().join("00000000000000000009.json.tmp"), b"partial").unwrap();
         let s = Spool::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn a_refused_batch_keeps_its_reason_and_rejected_is_pruned_by_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(dir.path(), 1 << 20)
+            .unwrap()
+            .with_rejected_limits(2, std::time::Duration::from_secs(3600));
+        for n in 1..=3 {
+            s.push(&batch(n)).unwrap();
+        }
+        for seq in 0..3 {
+            s.reject(seq, &format!("answered 422: problem {seq}"))
+                .unwrap();
+        }
+        let kept = s.rejected();
+        assert_eq!(kept.len(), 2, "{kept:?}");
+        assert!(kept[0].0.ends_with(format!("{:020}.json.gz", 1)));
+        assert!(kept[0].1.contains("answered 422: problem 1"), "{kept:?}");
+        assert!(!dir
+            .path()
+            .join("rejected")
+            .join(format!("{:020}.reason", 0))
+            .exists());
+        assert!(s.is_empty());
+        // A batch dropped while it was being sent is gone already: fine.
+        s.remove(7).unwrap();
+    }
+
+    #[test]
+    fn rejected_batches_past_the_age_limit_are_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(dir.path(), 1 << 20).unwrap();
+        s.push(&batch(1)).unwrap();
+        s.reject(0, "refused").unwrap();
+        assert_eq!(s.rejected().len(), 1);
+        // Older than zero: any time at all must pass.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let s = s.with_rejected_limits(100, std::time::Duration::ZERO);
+        assert!(s.rejected().is_empty());
     }
 }

@@ -416,3 +416,57 @@ impl Drop for Proc {
         let _ = self.child.kill();
     }
 }
+
+/// A `gpuwatch serve` process on a free port over `database_url`, waited
+/// for until `/health` answers; `extra` adds settings (`GPUWATCH_…`).
+#[allow(dead_code)]
+pub struct ServeProc {
+    /// `http://127.0.0.1:<port>`
+    pub url: String,
+    /// Its port.
+    pub port: u16,
+    /// The process; dropping it kills serve.
+    pub proc: Proc,
+}
+
+#[allow(dead_code)]
+impl ServeProc {
+    pub fn start(database_url: &str, extra: &[(&str, String)]) -> ServeProc {
+        ServeProc::start_on(free_port(), database_url, extra)
+    }
+
+    /// On a given port (a restart keeps the agents' URL).
+    pub fn start_on(port: u16, database_url: &str, extra: &[(&str, String)]) -> ServeProc {
+        let mut env = vec![
+            ("DATABASE_URL", database_url.to_string()),
+            ("GPUWATCH_API__LISTEN", format!("127.0.0.1:{port}")),
+        ];
+        env.extend(extra.iter().cloned());
+        let proc = Proc::spawn(&["serve"], &env);
+        let url = format!("http://127.0.0.1:{port}");
+        let health = format!("{url}/health");
+        wait_for(
+            "serve to answer /health",
+            std::time::Duration::from_secs(60),
+            || {
+                Command::new("curl")
+                    .args(["-sf", "-o", "/dev/null", &health])
+                    .status()
+                    .map(|s| s.success())
+                    .unwrap_or(false)
+            },
+        );
+        ServeProc { url, port, proc }
+    }
+}
+
+/// The token `gpuwatch token create ARGS` printed.
+#[allow(dead_code)]
+pub fn create_token(database_url: &str, args: &[&str]) -> String {
+    let mut all = vec!["token", "create"];
+    all.extend_from_slice(args);
+    gpuwatch_run(&all, &[("DATABASE_URL", database_url.to_string())])
+        .lines()
+        .find_map(|l| l.strip_prefix("token ").map(str::to_string))
+        .expect("token create prints the token")
+}

@@ -423,7 +423,15 @@ fn the_primary_dies_twice_under_load_and_nothing_is_lost_or_doubled() {
     let db = [("DATABASE_URL", url.clone())];
     gpuwatch_run(&["migrate"], &db);
     let token = gpuwatch_run(
-        &["token", "create", "--role", "agent", "--name", "sim-fleet"],
+        &[
+            "token",
+            "create",
+            "--role",
+            "agent",
+            "--any-host",
+            "--name",
+            "sim-fleet",
+        ],
         &db,
     )
     .lines()

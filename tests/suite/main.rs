@@ -12,6 +12,7 @@ mod common;
 mod dashboards_support;
 mod ha_cluster;
 
+mod agent_delivery;
 mod agent_metrics;
 mod aggregator;
 mod alerter;
@@ -36,4 +37,5 @@ mod outage;
 mod quota_alert;
 mod sim;
 mod tls;
+mod tokens;
 mod writer;

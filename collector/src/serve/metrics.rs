@@ -13,7 +13,7 @@ pub(crate) static CYCLE_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
     Histogram::with_opts(
         HistogramOpts::new(
             "gpuwatch_agent_cycle_duration_seconds",
-            "Wall time of one collection cycle: sampling, rendering /metrics and delivery.",
+            "Wall time of one collection cycle: sampling, spooling and rendering /metrics (delivery runs apart).",
         )
         .buckets(vec![
             0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -25,7 +25,7 @@ pub(crate) static CYCLE_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
 pub(crate) static BATCHES_SENT: LazyLock<IntCounter> = LazyLock::new(|| {
     IntCounter::new(
         "gpuwatch_agent_batches_sent_total",
-        "Cycles whose batch the sink took (after any spooled batches before it).",
+        "Batches the sink took (spooled ones replayed included).",
     )
     .expect("valid counter")
 });
@@ -33,7 +33,7 @@ pub(crate) static BATCHES_SENT: LazyLock<IntCounter> = LazyLock::new(|| {
 pub(crate) static BATCHES_REFUSED: LazyLock<IntCounter> = LazyLock::new(|| {
     IntCounter::new(
         "gpuwatch_agent_batches_refused_total",
-        "Cycles whose batch the receiver refused for good (kept in the spool's rejected/).",
+        "Batches the receiver refused for good (set aside in the spool's rejected/ with its reason).",
     )
     .expect("valid counter")
 });

@@ -37,6 +37,21 @@ use crate::{CollectorConfig, CollectorError, Fleet};
 
 pub use http::router;
 
+/// Counts one delivery's outcome (the delivery task calls it per batch).
+pub(crate) fn delivered(outcome: &Result<(), SinkError>) {
+    match outcome {
+        Ok(()) => {
+            metrics::BATCHES_SENT.inc();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            metrics::LAST_DELIVERY.set(now);
+        }
+        Err(e) if !e.transient => metrics::BATCHES_REFUSED.inc(),
+        Err(_) => {}
+    }
+}
+
 /// Publishes between inventory reads and pod look-ups (a GPU swapped or
 /// a pod restarted shows within this many cycles; a new UUID at once).
 const REFRESH_EVERY: u64 = 30;
@@ -173,20 +188,9 @@ impl AgentMetrics {
         self.exporter.publish(out, gpus, hosts, started.elapsed());
     }
 
-    /// Counts the cycle's delivery outcome and its duration.
-    pub fn delivered(&self, outcome: &Result<(), SinkError>, cycle: Duration) {
+    /// Records how long a collection cycle took (delivery runs apart).
+    pub fn cycle(&self, cycle: Duration) {
         metrics::CYCLE_SECONDS.observe(cycle.as_secs_f64());
-        match outcome {
-            Ok(()) => {
-                metrics::BATCHES_SENT.inc();
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0.0, |d| d.as_secs_f64());
-                metrics::LAST_DELIVERY.set(now);
-            }
-            Err(e) if !e.transient => metrics::BATCHES_REFUSED.inc(),
-            Err(_) => {}
-        }
     }
 
     fn refresh_inventory(&mut self, fleet: &mut Fleet) {

@@ -49,32 +49,8 @@ impl CopySink {
     /// The running environments placed on `host`, or `None` (logged) when
     /// the database cannot say; the caller keeps its previous list then.
     pub async fn environments(&self, host: &str) -> Option<Vec<EnvTarget>> {
-        let rows = async {
-            self.pool
-                .get()
-                .await?
-                .query(
-                    "SELECT id, container_id, cgroup_path, cpu, memory FROM environments
-                     WHERE host_id = $1 AND status = 'running' AND deleted_at IS NULL",
-                    &[&host],
-                )
-                .await
-                .map_err(|e| {
-                    gpuwatch_store::StoreError::query("listing this host's running environments", e)
-                })
-        };
-        match rows.await {
-            Ok(rows) => Some(
-                rows.iter()
-                    .map(|r| EnvTarget {
-                        env_id: r.get(0),
-                        container_id: r.get(1),
-                        cgroup_path: r.get(2),
-                        cpu_cores: f64::from(r.get::<_, i32>(3)),
-                        memory_bytes: r.get(4),
-                    })
-                    .collect(),
-            ),
+        match gpuwatch_store::placement::running_on(&self.pool, host).await {
+            Ok(placed) => Some(placed.into_iter().map(EnvTarget::from).collect()),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot refresh the environment list; keeping the last one");
                 None

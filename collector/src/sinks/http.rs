@@ -16,6 +16,7 @@ use super::tls::explain;
 pub struct HttpSink {
     client: reqwest::Client,
     endpoint: String,
+    environments: String,
     token: String,
     inventory: Inventory,
 }
@@ -39,6 +40,10 @@ impl HttpSink {
         Ok(HttpSink {
             client,
             endpoint: format!("{}/api/v1/ingest", cfg.url.trim_end_matches('/')),
+            environments: format!(
+                "{}/api/v1/agent/environments",
+                cfg.url.trim_end_matches('/')
+            ),
             token: cfg.token.clone(),
             inventory: Vec::new(),
         })
@@ -126,11 +131,44 @@ impl HttpSink {
                 .unwrap_or(0);
             return Ok(inserted);
         }
-        let transient =
-            status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429;
+        let code = status.as_u16();
+        if code == 401 || code == 403 {
+            tracing::error!(status = code, answer = %text.trim(), "serve refused this agent's token; fix collector.http.token (batches wait in the spool)");
+        }
+        let transient = status.is_server_error() || matches!(code, 401 | 403 | 408 | 429);
         Err(SinkError {
             transient,
             message: format!("POST {} answered {status}: {}", self.endpoint, text.trim()),
         })
+    }
+
+    /// The running environments placed on `host`, from serve's agent
+    /// endpoint (the token decides which host that may be).
+    pub async fn environments(&self, host: &str) -> Option<Vec<crate::sources::cgroup::EnvTarget>> {
+        let got = async {
+            let resp = self
+                .client
+                .get(&self.environments)
+                .query(&[("host", host)])
+                .bearer_auth(&self.token)
+                .send()
+                .await
+                .map_err(|e| explain(&e))?;
+            let status = resp.status();
+            if !status.is_success() {
+                let text = resp.text().await.unwrap_or_default();
+                return Err(format!("answered {status}: {}", text.trim()));
+            }
+            resp.json::<Vec<gpuwatch_store::placement::PlacedEnvironment>>()
+                .await
+                .map_err(|e| format!("the answer is not an environment list: {e}"))
+        };
+        match got.await {
+            Ok(placed) => Some(placed.into_iter().map(Into::into).collect()),
+            Err(e) => {
+                tracing::warn!(url = %self.environments, error = %e, "cannot refresh the environment list; keeping the last one");
+                None
+            }
+        }
     }
 }

@@ -10,13 +10,15 @@ use gpuwatch_store::{Batch, StoreConfig};
 use crate::{CollectorConfig, CollectorError, Inventory, SinkKind};
 
 /// A failed delivery.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct SinkError {
     /// What went wrong, for the log.
     pub message: String,
     /// True when the same batch may succeed later (receiver down, 5xx,
-    /// 408/429); false when the receiver refused it for good (4xx).
+    /// 408/429, and 401/403: a token problem is the agent's configuration,
+    /// not the batch's); false when the receiver refused the batch itself
+    /// for good (any other 4xx).
     pub transient: bool,
 }
 
@@ -85,12 +87,13 @@ impl Sink {
         }
     }
 
-    /// The running environments of `host` to sample, where the sink can
-    /// tell (the database can; over HTTP this is not offered yet).
+    /// The running environments of `host` to sample: from the database, or
+    /// from `gpuwatch serve`'s agent endpoint. `None` (logged) when the
+    /// sink cannot say now; the caller keeps its previous list then.
     pub async fn environments(&self, host: &str) -> Option<Vec<crate::sources::cgroup::EnvTarget>> {
         match self {
             Sink::Copy(s) => s.environments(host).await,
-            Sink::Http(_) => None,
+            Sink::Http(s) => s.environments(host).await,
         }
     }
 

@@ -51,6 +51,18 @@ pub struct EnvTarget {
     pub memory_bytes: i64,
 }
 
+impl From<gpuwatch_store::placement::PlacedEnvironment> for EnvTarget {
+    fn from(p: gpuwatch_store::placement::PlacedEnvironment) -> Self {
+        EnvTarget {
+            env_id: p.id,
+            container_id: p.container_id,
+            cgroup_path: p.cgroup_path,
+            cpu_cores: f64::from(p.cpu),
+            memory_bytes: p.memory,
+        }
+    }
+}
+
 /// The environment source: keeps the host's layout and the last CPU
 /// counter per environment.
 #[derive(Debug)]
