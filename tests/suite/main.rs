@@ -33,5 +33,6 @@ mod ingest;
 mod migrate;
 mod outage;
 mod quota_alert;
+mod tiers;
 mod tls;
 mod writer;
