@@ -78,3 +78,86 @@ CREATE TRIGGER gpuwatch_tier_invalidate_update AFTER UPDATE ON environment_metri
 CREATE TRIGGER gpuwatch_tier_invalidate_delete AFTER DELETE ON environment_metrics
     REFERENCING OLD TABLE AS gpuwatch_old_rows
     FOR EACH STATEMENT EXECUTE FUNCTION gpuwatch_tier_invalidate('environment_metrics', '8413363680032547130');
+
+-- Counters are reset-aware. Per bucket, <counter>_increase is the sum of the
+-- steps between consecutive samples in the bucket, a drop counted as a
+-- restart from 0; with <counter>_first and _last, the increase over any run
+-- of buckets follows from the tiers alone (gpuwatch_counter_rate). Appended
+-- to the tier tables (aggregator/src/spec.rs puts them last, before
+-- materialized_at, which is therefore added again at the end: the buckets
+-- it stamps are recomputed below anyway).
+CREATE OR REPLACE FUNCTION gpuwatch_counter_increase_step(state bigint[], v bigint) RETURNS bigint[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    -- state: {previous value, increase so far}. A drop is a restart from 0,
+    -- so the new value is all increase (Prometheus' increase()).
+    SELECT CASE
+        WHEN v IS NULL THEN state
+        WHEN state IS NULL THEN ARRAY[v, 0]
+        WHEN v >= state[1] THEN ARRAY[v, state[2] + (v - state[1])]
+        ELSE ARRAY[v, state[2] + v]
+    END
+$$;
+
+CREATE OR REPLACE FUNCTION gpuwatch_counter_increase_final(state bigint[]) RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT state[2] $$;
+
+CREATE OR REPLACE FUNCTION gpuwatch_counter_delta(prev bigint, v bigint) RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    -- The increase from one sample (or bucket's last) to the next (or the
+    -- next bucket's first), counted as the aggregate counts it.
+    SELECT CASE WHEN prev IS NULL OR v IS NULL THEN NULL WHEN v >= prev THEN v - prev ELSE v END
+$$;
+
+CREATE AGGREGATE gpuwatch_counter_increase(bigint) (
+    SFUNC = gpuwatch_counter_increase_step,
+    STYPE = bigint[],
+    FINALFUNC = gpuwatch_counter_increase_final
+);
+
+ALTER TABLE gpu_metrics_1h
+    ADD COLUMN energy_consumed_mj_increase BIGINT,
+    ADD COLUMN ecc_sbe_volatile_increase BIGINT,
+    ADD COLUMN ecc_dbe_volatile_increase BIGINT,
+    DROP COLUMN materialized_at,
+    ADD COLUMN materialized_at timestamptz NOT NULL DEFAULT now();
+ALTER TABLE host_metrics_1h
+    ADD COLUMN disk_io_read_bytes_increase BIGINT,
+    ADD COLUMN disk_io_write_bytes_increase BIGINT,
+    ADD COLUMN network_rx_bytes_increase BIGINT,
+    ADD COLUMN network_tx_bytes_increase BIGINT,
+    ADD COLUMN network_rx_packets_increase BIGINT,
+    ADD COLUMN network_tx_packets_increase BIGINT,
+    DROP COLUMN materialized_at,
+    ADD COLUMN materialized_at timestamptz NOT NULL DEFAULT now();
+ALTER TABLE environment_metrics_1h
+    ADD COLUMN network_rx_bytes_increase BIGINT,
+    ADD COLUMN network_tx_bytes_increase BIGINT,
+    DROP COLUMN materialized_at,
+    ADD COLUMN materialized_at timestamptz NOT NULL DEFAULT now();
+
+ALTER TABLE gpu_metrics_1d
+    ADD COLUMN energy_consumed_mj_increase BIGINT,
+    ADD COLUMN ecc_sbe_volatile_increase BIGINT,
+    ADD COLUMN ecc_dbe_volatile_increase BIGINT,
+    DROP COLUMN materialized_at,
+    ADD COLUMN materialized_at timestamptz NOT NULL DEFAULT now();
+ALTER TABLE host_metrics_1d
+    ADD COLUMN disk_io_read_bytes_increase BIGINT,
+    ADD COLUMN disk_io_write_bytes_increase BIGINT,
+    ADD COLUMN network_rx_bytes_increase BIGINT,
+    ADD COLUMN network_tx_bytes_increase BIGINT,
+    ADD COLUMN network_rx_packets_increase BIGINT,
+    ADD COLUMN network_tx_packets_increase BIGINT,
+    DROP COLUMN materialized_at,
+    ADD COLUMN materialized_at timestamptz NOT NULL DEFAULT now();
+ALTER TABLE environment_metrics_1d
+    ADD COLUMN network_rx_bytes_increase BIGINT,
+    ADD COLUMN network_tx_bytes_increase BIGINT,
+    DROP COLUMN materialized_at,
+    ADD COLUMN materialized_at timestamptz NOT NULL DEFAULT now();
+
+-- Buckets materialised before this migration lack the increase: recompute
+-- those raw still holds (the aggregator clamps the range to raw retention).
+INSERT INTO gpuwatch_tier_invalidations (source, tier, lo, hi)
+SELECT source, tier, '2000-01-01 00:00:00+00', watermark FROM gpuwatch_tier_state
+ WHERE watermark IS NOT NULL;
