@@ -34,5 +34,6 @@ mod migrate;
 mod outage;
 mod quota_alert;
 mod tiers;
+mod tiers_api;
 mod tls;
 mod writer;

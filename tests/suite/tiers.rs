@@ -8,6 +8,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use futures_util::SinkExt;
+use gpuwatch_aggregator::spec::{Tier, SOURCES};
 use gpuwatch_aggregator::{run_once, AggregatorConfig};
 use gpuwatch_store::testing::TestDb;
 use gpuwatch_store::{both_backends, tier_lock_key, GpuSample, Pool};
@@ -350,5 +351,157 @@ both_backends! {
             let (table, args): (String, String) = (r.get(0), r.get(1));
             assert_eq!(args, format!("{table}\\000{}\\000", tier_lock_key(&table)), "{table}");
         }
+    }
+}
+
+/// Prometheus' increase() over samples, per bucket of `step_secs` from
+/// `from`: each step between consecutive samples counts in the later
+/// sample's bucket, a drop as a restart from 0 (the first sample adds 0).
+fn raw_increase(
+    samples: &[(DateTime<Utc>, i64)],
+    from: DateTime<Utc>,
+    step_secs: i64,
+) -> Vec<(DateTime<Utc>, f64)> {
+    let mut out: Vec<(DateTime<Utc>, f64)> = Vec::new();
+    let mut prev: Option<i64> = None;
+    for &(t, v) in samples {
+        let dv = match prev {
+            Some(a) if v >= a => v - a,
+            Some(_) => v,
+            None => 0,
+        };
+        prev = Some(v);
+        let k = (t - from).num_seconds().div_euclid(step_secs);
+        let bucket = from + Duration::seconds(k * step_secs);
+        match out.last_mut() {
+            Some((b0, acc)) if *b0 == bucket => *acc += dv as f64,
+            _ => out.push((bucket, dv as f64)),
+        }
+    }
+    out
+}
+
+both_backends! {
+    async fn counter_increase_survives_a_restart_mid_hour_and_a_reboot_at_an_hours_edge(db) {
+        let (pool, w) = setup(&db).await;
+        let base = day_start(Utc::now()) - Duration::days(3);
+        // A sample a minute for two days; the agent restarts at 10:30 on day
+        // one (counters start again near 0), the host reboots so that the
+        // first sample of 14:00 on day two is already after the reset.
+        let restart = base + Duration::hours(10) + Duration::minutes(30);
+        let reboot = base + Duration::days(1) + Duration::hours(14);
+        let mut counter = 5_000_000i64;
+        let mut rx: Vec<(DateTime<Utc>, i64)> = Vec::new();
+        for m in 0..(2 * 24 * 60) {
+            let t = base + Duration::minutes(m);
+            counter = if t == restart { 1_234 } else if t == reboot { 77 } else { counter + 1_000 + (m * 37) % 500 };
+            rx.push((t, counter));
+        }
+        let hosts: Vec<gpuwatch_store::HostSample> = rx
+            .iter()
+            .map(|(t, v)| gpuwatch_store::HostSample { host_id: "h0".into(), collected_at: *t, network_rx_bytes: Some(*v), ..Default::default() })
+            .collect();
+        let gpus: Vec<GpuSample> = rx
+            .iter()
+            .map(|(t, v)| GpuSample { gpu_id: 1, host_id: "h0".into(), collected_at: *t, energy_consumed_mj: Some(*v * 3), ..Default::default() })
+            .collect();
+        w.write(&hosts).await.unwrap();
+        w.write(&gpus).await.unwrap();
+        let cfg = AggregatorConfig { max_hourly_buckets_per_run: 1_000, max_daily_buckets_per_run: 10, lateness_secs: 0, ..Default::default() };
+        let end = base + Duration::days(2);
+        while !run_once(&pool, &cfg, end).await.unwrap().unwrap().caught_up() {}
+        let c = db.client().await;
+        let (from, to) = (base, end - Duration::seconds(1));
+        for (source, id, counter, scale) in [("host_metrics", "h0", "network_rx_bytes", 1), ("gpu_metrics", "1", "energy_consumed_mj", 3)] {
+            let samples: Vec<(DateTime<Utc>, i64)> = rx.iter().map(|(t, v)| (*t, v * scale)).collect();
+            // Raw (1 minute, 10 minutes), hourly (1 hour, 6 hours) and daily (1 day) rows.
+            for (step, secs) in [("1 minute", 60), ("10 minutes", 600), ("1 hour", 3_600), ("6 hours", 21_600), ("1 day", 86_400)] {
+                let expect = raw_increase(&samples, from, secs);
+                for agg in ["increase", "rate"] {
+                    let got: Vec<(DateTime<Utc>, f64)> = c
+                        .query(
+                            "SELECT bucket, value FROM gpuwatch_counter_series($1, ARRAY[$2], $3, $4, $5, $6::text::interval, $7)",
+                            &[&source, &id, &counter, &from, &to, &step, &agg],
+                        )
+                        .await
+                        .unwrap()
+                        .iter()
+                        .map(|r| (r.get(0), r.get(1)))
+                        .collect();
+                    let want: Vec<(DateTime<Utc>, f64)> = expect
+                        .iter()
+                        .map(|(b, v)| {
+                            let span = ((*b + Duration::seconds(secs)).min(to) - *b).num_milliseconds() as f64 / 1e3;
+                            (*b, if agg == "rate" { v / span } else { *v })
+                        })
+                        .collect();
+                    assert_eq!(got.len(), want.len(), "{source} {agg} step {step}: bucket count");
+                    for (g, e) in got.iter().zip(&want) {
+                        assert_eq!(g.0, e.0, "{source} {agg} step {step}");
+                        assert!((g.1 - e.1).abs() <= 1e-9 * e.1.abs().max(1.0), "{source} {agg} step {step} bucket {}: got {}, raw {}", g.0, g.1, e.1);
+                        assert!(g.1 >= 0.0, "a reset never makes a negative increase");
+                    }
+                }
+            }
+        }
+        // The hourly rows themselves hold the corrected increase.
+        let inc: i64 = c
+            .query_one("SELECT network_rx_bytes_increase FROM host_metrics_1h WHERE host_id = 'h0' AND bucket = $1", &[&(base + Duration::hours(10))])
+            .await
+            .unwrap()
+            .get(0);
+        let in_hour: Vec<(DateTime<Utc>, i64)> = rx.iter().filter(|(t, _)| (*t - base).num_minutes() / 60 == 10).copied().collect();
+        let want: f64 = raw_increase(&in_hour, base, 86_400).iter().map(|(_, v)| v).sum();
+        assert_eq!(inc as f64, want, "the increase inside the hour of the restart");
+    }
+}
+
+both_backends! {
+    async fn an_aggregator_down_for_ten_days_catches_up_with_complete_tiers(db) {
+        let (pool, w) = setup(&db).await;
+        let now = day_start(Utc::now()) + Duration::hours(5);
+        let t0 = now - Duration::days(10);
+        let specs: Vec<Spec> = (0..4u8).flat_map(|g| (0..10 * 24 * 6u32).map(move |i| (g, i * 10, (i * 13 + g as u32) as u16))).collect();
+        let cfg = AggregatorConfig::default();
+        // Up for the first hour, then down while agents keep writing.
+        let first: Vec<Spec> = specs.iter().filter(|s| s.1 < 60).copied().collect();
+        w.write(&first.iter().map(|s| gpu(s, t0)).collect::<Vec<_>>()).await.unwrap();
+        run_once(&pool, &cfg, t0 + Duration::hours(1) + Duration::minutes(5)).await.unwrap();
+        w.write(&specs.iter().map(|s| gpu(s, t0)).collect::<Vec<_>>()).await.unwrap();
+        w.write(&specs.iter().map(|s| host(s, t0)).collect::<Vec<_>>()).await.unwrap();
+        let c = db.client().await;
+        let closed = |t: Tier| gpuwatch_aggregator::materialize::floor(now - Duration::seconds(cfg.lateness_secs as i64), t);
+        let snapshot = |sql: String, t: Tier| {
+            let c = &c;
+            async move {
+                let (a, b) = (DateTime::<Utc>::UNIX_EPOCH, closed(t));
+                crate::aggregator::json_rows(c, &format!("SELECT to_jsonb(x) - 'materialized_at' FROM ({sql}) x ORDER BY 1"), &[&a, &b]).await
+            }
+        };
+        let mut expect = Vec::new();
+        for s in &SOURCES[..2] {
+            for t in Tier::ALL {
+                expect.push((s.tier_table(t), t, snapshot(s.select_sql(t), t).await));
+            }
+        }
+        // Started again ten days later: it catches up over bounded runs.
+        let mut runs = 0;
+        while !run_once(&pool, &cfg, now).await.unwrap().unwrap().caught_up() {
+            runs += 1;
+            assert!(runs < 50, "never caught up");
+        }
+        for (table, t, want) in &expect {
+            assert!(!want.is_empty());
+            let got = snapshot(format!("SELECT * FROM {table} WHERE bucket >= $1 AND bucket < $2"), *t).await;
+            assert_eq!(got.len(), want.len(), "{table}: every bucket of the ten days is materialised");
+            assert!(got == *want, "{table}: a bucket differs from the raw rows it was computed from");
+        }
+        // And only then is raw retention applied.
+        let old: i64 = c
+            .query_one("SELECT (SELECT count(*) FROM gpu_metrics WHERE collected_at < $1) + (SELECT count(*) FROM host_metrics WHERE collected_at < $1)", &[&(now - Duration::days(7))])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(old, 0, "raw rows older than retention go once the tiers hold them");
     }
 }
