@@ -81,8 +81,9 @@ CREATE TRIGGER gpuwatch_tier_invalidate_delete AFTER DELETE ON environment_metri
 
 -- Counters are reset-aware. Per bucket, <counter>_increase is the sum of the
 -- steps between consecutive samples in the bucket, a drop counted as a
--- restart from 0; with <counter>_first and _last, the increase over any run
--- of buckets follows from the tiers alone (gpuwatch_counter_rate). Appended
+-- restart from 0; with <counter>_first, _last and _last_at (the time of
+-- _last), the increase over any run of buckets, and the time it accrued
+-- in, follow from the tiers alone (gpuwatch_counter_rate). Appended
 -- to the tier tables (aggregator/src/spec.rs puts them last, before
 -- materialized_at, which is therefore added again at the end: the buckets
 -- it stamps are recomputed below anyway).
@@ -116,43 +117,65 @@ CREATE AGGREGATE gpuwatch_counter_increase(bigint) (
 
 ALTER TABLE gpu_metrics_1h
     ADD COLUMN energy_consumed_mj_increase BIGINT,
+    ADD COLUMN energy_consumed_mj_last_at timestamptz,
     ADD COLUMN ecc_sbe_volatile_increase BIGINT,
+    ADD COLUMN ecc_sbe_volatile_last_at timestamptz,
     ADD COLUMN ecc_dbe_volatile_increase BIGINT,
+    ADD COLUMN ecc_dbe_volatile_last_at timestamptz,
     DROP COLUMN materialized_at,
     ADD COLUMN materialized_at timestamptz NOT NULL DEFAULT now();
 ALTER TABLE host_metrics_1h
     ADD COLUMN disk_io_read_bytes_increase BIGINT,
+    ADD COLUMN disk_io_read_bytes_last_at timestamptz,
     ADD COLUMN disk_io_write_bytes_increase BIGINT,
+    ADD COLUMN disk_io_write_bytes_last_at timestamptz,
     ADD COLUMN network_rx_bytes_increase BIGINT,
+    ADD COLUMN network_rx_bytes_last_at timestamptz,
     ADD COLUMN network_tx_bytes_increase BIGINT,
+    ADD COLUMN network_tx_bytes_last_at timestamptz,
     ADD COLUMN network_rx_packets_increase BIGINT,
+    ADD COLUMN network_rx_packets_last_at timestamptz,
     ADD COLUMN network_tx_packets_increase BIGINT,
+    ADD COLUMN network_tx_packets_last_at timestamptz,
     DROP COLUMN materialized_at,
     ADD COLUMN materialized_at timestamptz NOT NULL DEFAULT now();
 ALTER TABLE environment_metrics_1h
     ADD COLUMN network_rx_bytes_increase BIGINT,
+    ADD COLUMN network_rx_bytes_last_at timestamptz,
     ADD COLUMN network_tx_bytes_increase BIGINT,
+    ADD COLUMN network_tx_bytes_last_at timestamptz,
     DROP COLUMN materialized_at,
     ADD COLUMN materialized_at timestamptz NOT NULL DEFAULT now();
 
 ALTER TABLE gpu_metrics_1d
     ADD COLUMN energy_consumed_mj_increase BIGINT,
+    ADD COLUMN energy_consumed_mj_last_at timestamptz,
     ADD COLUMN ecc_sbe_volatile_increase BIGINT,
+    ADD COLUMN ecc_sbe_volatile_last_at timestamptz,
     ADD COLUMN ecc_dbe_volatile_increase BIGINT,
+    ADD COLUMN ecc_dbe_volatile_last_at timestamptz,
     DROP COLUMN materialized_at,
     ADD COLUMN materialized_at timestamptz NOT NULL DEFAULT now();
 ALTER TABLE host_metrics_1d
     ADD COLUMN disk_io_read_bytes_increase BIGINT,
+    ADD COLUMN disk_io_read_bytes_last_at timestamptz,
     ADD COLUMN disk_io_write_bytes_increase BIGINT,
+    ADD COLUMN disk_io_write_bytes_last_at timestamptz,
     ADD COLUMN network_rx_bytes_increase BIGINT,
+    ADD COLUMN network_rx_bytes_last_at timestamptz,
     ADD COLUMN network_tx_bytes_increase BIGINT,
+    ADD COLUMN network_tx_bytes_last_at timestamptz,
     ADD COLUMN network_rx_packets_increase BIGINT,
+    ADD COLUMN network_rx_packets_last_at timestamptz,
     ADD COLUMN network_tx_packets_increase BIGINT,
+    ADD COLUMN network_tx_packets_last_at timestamptz,
     DROP COLUMN materialized_at,
     ADD COLUMN materialized_at timestamptz NOT NULL DEFAULT now();
 ALTER TABLE environment_metrics_1d
     ADD COLUMN network_rx_bytes_increase BIGINT,
+    ADD COLUMN network_rx_bytes_last_at timestamptz,
     ADD COLUMN network_tx_bytes_increase BIGINT,
+    ADD COLUMN network_tx_bytes_last_at timestamptz,
     DROP COLUMN materialized_at,
     ADD COLUMN materialized_at timestamptz NOT NULL DEFAULT now();
 

@@ -54,39 +54,43 @@ BEGIN
       INTO v_tier, step, h_from, raw_from, wm_1h, wm_1d
       FROM gpuwatch_tier_plan(p_source, p_from, p_step) t;
 
-    -- Units are tier rows (first, last, increase inside) and raw samples
-    -- (first = last, nothing inside). A unit adds its own increase and the
-    -- step from the unit before it (last to first, a drop counted as a
-    -- restart from 0), so raw samples and tier rows give the same sum over
-    -- any step that is a multiple of the tier's bucket. The window reaches
-    -- one step back for the unit before the first bucket.
+    -- Units are tier rows (first, last, the time of last, increase inside)
+    -- and raw samples (first = last, nothing inside). A unit adds its own
+    -- increase and the step from the unit before it (last to first, a drop
+    -- counted as a restart from 0), and the time from the unit before's
+    -- last sample to its own: so raw samples and tier rows give the same
+    -- increase and the same rate (increase over that time) for any step
+    -- that is a multiple of the tier's bucket. The window reaches one step
+    -- back for the unit before the first bucket.
     q := format($f$
-        WITH units (k, ts, first, last, inc) AS (
-            SELECT d.%1$I::text, d.bucket, d.%2$I, d.%3$I, d.%4$I FROM %5$I d
+        WITH units (k, ts, at, first, last, inc) AS (
+            SELECT d.%1$I::text, d.bucket, d.%10$I, d.%2$I, d.%3$I, d.%4$I FROM %5$I d
              WHERE $6 = '1d' AND d.bucket < $7 AND d.bucket >= date_bin('1 day', $2 - $4, $9) AND d.bucket <= $3
                AND d.%1$I = ANY ($1::%6$s) AND d.%2$I IS NOT NULL
             UNION ALL
-            SELECT h.%1$I::text, h.bucket, h.%2$I, h.%3$I, h.%4$I FROM %7$I h
+            SELECT h.%1$I::text, h.bucket, h.%10$I, h.%2$I, h.%3$I, h.%4$I FROM %7$I h
              WHERE $6 IN ('1h', '1d') AND h.bucket >= $8 AND h.bucket < $10
                AND h.bucket >= date_bin('1 hour', $2 - $4, $9) AND h.bucket <= $3
                AND h.%1$I = ANY ($1::%6$s) AND h.%2$I IS NOT NULL
             UNION ALL
-            SELECT r.%1$I::text, r.collected_at, r.%8$I, r.%8$I, 0 FROM %9$I r
+            SELECT r.%1$I::text, r.collected_at, r.collected_at, r.%8$I, r.%8$I, 0 FROM %9$I r
              WHERE r.collected_at >= greatest($2 - greatest($4, interval '15 minutes'), $11) AND r.collected_at <= $3
                AND r.%1$I = ANY ($1::%6$s) AND r.%8$I IS NOT NULL
         ), steps AS (
-            SELECT date_bin($4, ts, $9) AS b,
-                   inc + coalesce(gpuwatch_counter_delta(lag(last) OVER w, first), 0) AS dv
+            SELECT k, date_bin($4, ts, $9) AS b,
+                   inc + coalesce(gpuwatch_counter_delta(lag(last) OVER w, first), 0) AS dv,
+                   coalesce(extract(epoch FROM at - lag(at) OVER w), 0) AS dt
             FROM units WINDOW w AS (PARTITION BY k ORDER BY ts)
+        ), per_series AS (
+            SELECT b, sum(dv) AS dv, sum(dt) AS dt FROM steps WHERE b >= date_bin($4, $2, $9) GROUP BY k, b
         )
-        SELECT b, CASE WHEN $12 = 'rate'
-                       THEN sum(dv)::float8 / extract(epoch FROM least(b + $4, $3) - greatest(b, $2))::float8
-                       ELSE sum(dv)::float8 END
-        FROM steps WHERE b >= date_bin($4, $2, $9) AND least(b + $4, $3) > greatest(b, $2)
-        GROUP BY 1 ORDER BY 1
+        -- Rates add up over series; each series' rate is its own increase
+        -- over its own time (none yet, as for a series' first sample: no rate).
+        SELECT b, CASE WHEN $12 = 'rate' THEN sum(dv / dt)::float8 ELSE sum(dv)::float8 END
+        FROM per_series WHERE $12 <> 'rate' OR dt > 0 GROUP BY 1 ORDER BY 1
         $f$,
         key_col, p_counter || '_first', p_counter || '_last', p_counter || '_increase',
-        p_source || '_1d', key_cast, p_source || '_1h', p_counter, p_source);
+        p_source || '_1d', key_cast, p_source || '_1h', p_counter, p_source, p_counter || '_last_at');
     RETURN QUERY EXECUTE q USING p_ids, p_from, p_to, step, 0, v_tier,
         coalesce(wm_1d, '-infinity'::timestamptz), coalesce(h_from, 'infinity'::timestamptz),
         origin, coalesce(wm_1h, '-infinity'::timestamptz), raw_from, p_agg;
@@ -94,7 +98,7 @@ END;
 $$;
 
 COMMENT ON FUNCTION gpuwatch_counter_series(text, text[], text, timestamptz, timestamptz, interval, text) IS
-    'Reset-corrected increase (or per-second rate over the bucket clipped to the range) of a counter summed over series per step bucket, from the 1d/1h tiers plus the raw tail.';
+    'Reset-corrected increase (or per-second rate: that increase over the time it accrued in) of a counter summed over series per step bucket, from the 1d/1h tiers plus the raw tail.';
 
 CREATE OR REPLACE FUNCTION gpuwatch_counter_rate(
     p_source  text,
@@ -109,4 +113,4 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 COMMENT ON FUNCTION gpuwatch_counter_rate(text, text[], text, timestamptz, timestamptz, interval) IS
-    'Per-second rate of a counter summed over series per step bucket (reset-corrected increase over the bucket clipped to the range), from the 1d/1h tiers plus the raw tail.';
+    'Per-second rate of a counter summed over series per step bucket (reset-corrected increase over the time it accrued in), from the 1d/1h tiers plus the raw tail.';

@@ -5,6 +5,10 @@
 -- with DROP FUNCTION IF EXISTS gpuwatch_series(<old argument types>): CREATE OR
 -- REPLACE cannot change them.
 
+-- 0029 added p_agg (with a default, so six-argument calls keep working):
+-- the six-argument definition goes first.
+DROP FUNCTION IF EXISTS gpuwatch_series(text, text[], text, timestamptz, timestamptz, interval);
+
 CREATE OR REPLACE FUNCTION gpuwatch_series(
     p_source text,
     p_ids    text[],
@@ -12,7 +16,7 @@ CREATE OR REPLACE FUNCTION gpuwatch_series(
     p_from   timestamptz,
     p_to     timestamptz,
     p_step   interval,
-    p_agg    text
+    p_agg    text DEFAULT 'avg'
 ) RETURNS TABLE (bucket timestamptz, value double precision)
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
@@ -151,18 +155,3 @@ $$;
 
 COMMENT ON FUNCTION gpuwatch_series_p95(text, text[], text, timestamptz, timestamptz, interval, text, timestamptz, text, text) IS
     'p95 for gpuwatch_series: exact from raw within raw retention, else the stored hourly p95 of one series.';
-
-CREATE OR REPLACE FUNCTION gpuwatch_series(
-    p_source text,
-    p_ids    text[],
-    p_metric text,
-    p_from   timestamptz,
-    p_to     timestamptz,
-    p_step   interval
-) RETURNS TABLE (bucket timestamptz, value double precision)
-LANGUAGE sql STABLE AS $$
-    SELECT * FROM gpuwatch_series(p_source, p_ids, p_metric, p_from, p_to, p_step, 'avg')
-$$;
-
-COMMENT ON FUNCTION gpuwatch_series(text, text[], text, timestamptz, timestamptz, interval) IS
-    'Average of a gauge over series per step bucket, from the 1d/1h tiers plus the raw tail; range inclusive at both ends.';

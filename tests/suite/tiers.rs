@@ -355,27 +355,29 @@ both_backends! {
 }
 
 /// Prometheus' increase() over samples, per bucket of `step_secs` from
-/// `from`: each step between consecutive samples counts in the later
-/// sample's bucket, a drop as a restart from 0 (the first sample adds 0).
+/// `from`, with the seconds it accrued in: each step between consecutive
+/// samples counts in the later sample's bucket, a drop as a restart from 0.
 fn raw_increase(
     samples: &[(DateTime<Utc>, i64)],
     from: DateTime<Utc>,
     step_secs: i64,
-) -> Vec<(DateTime<Utc>, f64)> {
-    let mut out: Vec<(DateTime<Utc>, f64)> = Vec::new();
-    let mut prev: Option<i64> = None;
-    for &(t, v) in samples {
-        let dv = match prev {
-            Some(a) if v >= a => v - a,
-            Some(_) => v,
-            None => 0,
-        };
-        prev = Some(v);
-        let k = (t - from).num_seconds().div_euclid(step_secs);
-        let bucket = from + Duration::seconds(k * step_secs);
+) -> Vec<(DateTime<Utc>, f64, f64)> {
+    let mut out: Vec<(DateTime<Utc>, f64, f64)> = Vec::new();
+    for pair in samples.windows(2) {
+        let ((t0, a), (t, b)) = (pair[0], pair[1]);
+        if t < from {
+            continue;
+        }
+        let dv = if b >= a { b - a } else { b };
+        let dt = (t - t0).num_seconds() as f64;
+        let bucket =
+            from + Duration::seconds((t - from).num_seconds().div_euclid(step_secs) * step_secs);
         match out.last_mut() {
-            Some((b0, acc)) if *b0 == bucket => *acc += dv as f64,
-            _ => out.push((bucket, dv as f64)),
+            Some((b0, v, s)) if *b0 == bucket => {
+                *v += dv as f64;
+                *s += dt;
+            }
+            _ => out.push((bucket, dv as f64, dt)),
         }
     }
     out
@@ -385,14 +387,14 @@ both_backends! {
     async fn counter_increase_survives_a_restart_mid_hour_and_a_reboot_at_an_hours_edge(db) {
         let (pool, w) = setup(&db).await;
         let base = day_start(Utc::now()) - Duration::days(3);
-        // A sample a minute for two days; the agent restarts at 10:30 on day
-        // one (counters start again near 0), the host reboots so that the
-        // first sample of 14:00 on day two is already after the reset.
-        let restart = base + Duration::hours(10) + Duration::minutes(30);
-        let reboot = base + Duration::days(1) + Duration::hours(14);
+        // A sample a minute for three days; the agent restarts at 10:30 on
+        // day two (counters start again near 0), the host reboots so that
+        // the first sample of 14:00 on day three is already after the reset.
+        let restart = base + Duration::days(1) + Duration::hours(10) + Duration::minutes(30);
+        let reboot = base + Duration::days(2) + Duration::hours(14);
         let mut counter = 5_000_000i64;
         let mut rx: Vec<(DateTime<Utc>, i64)> = Vec::new();
-        for m in 0..(2 * 24 * 60) {
+        for m in 0..(3 * 24 * 60) {
             let t = base + Duration::minutes(m);
             counter = if t == restart { 1_234 } else if t == reboot { 77 } else { counter + 1_000 + (m * 37) % 500 };
             rx.push((t, counter));
@@ -408,10 +410,11 @@ both_backends! {
         w.write(&hosts).await.unwrap();
         w.write(&gpus).await.unwrap();
         let cfg = AggregatorConfig { max_hourly_buckets_per_run: 1_000, max_daily_buckets_per_run: 10, lateness_secs: 0, ..Default::default() };
-        let end = base + Duration::days(2);
+        let end = base + Duration::days(3);
         while !run_once(&pool, &cfg, end).await.unwrap().unwrap().caught_up() {}
         let c = db.client().await;
-        let (from, to) = (base, end - Duration::seconds(1));
+        // From the second day: every bucket has the sample before it.
+        let (from, to) = (base + Duration::days(1), end - Duration::seconds(1));
         for (source, id, counter, scale) in [("host_metrics", "h0", "network_rx_bytes", 1), ("gpu_metrics", "1", "energy_consumed_mj", 3)] {
             let samples: Vec<(DateTime<Utc>, i64)> = rx.iter().map(|(t, v)| (*t, v * scale)).collect();
             // Raw (1 minute, 10 minutes), hourly (1 hour, 6 hours) and daily (1 day) rows.
@@ -430,10 +433,7 @@ both_backends! {
                         .collect();
                     let want: Vec<(DateTime<Utc>, f64)> = expect
                         .iter()
-                        .map(|(b, v)| {
-                            let span = ((*b + Duration::seconds(secs)).min(to) - *b).num_milliseconds() as f64 / 1e3;
-                            (*b, if agg == "rate" { v / span } else { *v })
-                        })
+                        .map(|(b, v, dt)| (*b, if agg == "rate" { v / dt } else { *v }))
                         .collect();
                     assert_eq!(got.len(), want.len(), "{source} {agg} step {step}: bucket count");
                     for (g, e) in got.iter().zip(&want) {
@@ -446,12 +446,13 @@ both_backends! {
         }
         // The hourly rows themselves hold the corrected increase.
         let inc: i64 = c
-            .query_one("SELECT network_rx_bytes_increase FROM host_metrics_1h WHERE host_id = 'h0' AND bucket = $1", &[&(base + Duration::hours(10))])
+            .query_one("SELECT network_rx_bytes_increase FROM host_metrics_1h WHERE host_id = 'h0' AND bucket = $1", &[&(restart - Duration::minutes(30))])
             .await
             .unwrap()
             .get(0);
-        let in_hour: Vec<(DateTime<Utc>, i64)> = rx.iter().filter(|(t, _)| (*t - base).num_minutes() / 60 == 10).copied().collect();
-        let want: f64 = raw_increase(&in_hour, base, 86_400).iter().map(|(_, v)| v).sum();
+        let hour = restart - Duration::minutes(30);
+        let in_hour: Vec<(DateTime<Utc>, i64)> = rx.iter().filter(|(t, _)| *t >= hour && *t < hour + Duration::hours(1)).copied().collect();
+        let want: f64 = raw_increase(&in_hour, hour, 86_400).iter().map(|(_, v, _)| v).sum();
         assert_eq!(inc as f64, want, "the increase inside the hour of the restart");
     }
 }

@@ -45,18 +45,21 @@ fn raw_sql(agg: &str, metric: &str) -> String {
     )
 }
 
-/// Reset-corrected increase (or rate) per bucket over raw rows: each step
+/// Reset-corrected increase per bucket over raw rows, or the rate (that
+/// increase over the seconds it accrued in, per series, summed): each step
 /// between consecutive samples counts in the later sample's bucket.
 const RAW_COUNTER: &str = "
     WITH d AS (
-        SELECT collected_at AS t, date_bin($4::text::interval, collected_at, '2000-01-01 00:00:00+00') AS b,
+        SELECT gpu_id, collected_at AS t, date_bin($4::text::interval, collected_at, '2000-01-01 00:00:00+00') AS b,
                CASE WHEN energy_consumed_mj >= lag(energy_consumed_mj) OVER w THEN energy_consumed_mj - lag(energy_consumed_mj) OVER w
-                    WHEN lag(energy_consumed_mj) OVER w IS NULL THEN 0 ELSE energy_consumed_mj END AS dv
+                    WHEN lag(energy_consumed_mj) OVER w IS NULL THEN 0 ELSE energy_consumed_mj END AS dv,
+               coalesce(extract(epoch FROM collected_at - lag(collected_at) OVER w), 0) AS dt
         FROM gpu_metrics WHERE gpu_id = ANY ($1) WINDOW w AS (PARTITION BY gpu_id ORDER BY collected_at)
+    ), s AS (
+        SELECT b, sum(dv) AS dv, sum(dt) AS dt FROM d
+        WHERE t >= date_bin($4::text::interval, $2, '2000-01-01 00:00:00+00') AND t <= $3 GROUP BY gpu_id, b
     )
-    SELECT b, CASE WHEN $5 = 'rate' THEN sum(dv)::float8 / extract(epoch FROM least(b + $4::text::interval, $3) - greatest(b, $2))::float8
-                   ELSE sum(dv)::float8 END
-    FROM d WHERE t >= date_bin($4::text::interval, $2, '2000-01-01 00:00:00+00') AND t <= $3 GROUP BY 1 ORDER BY 1";
+    SELECT b, CASE WHEN $5 = 'rate' THEN sum(dv / dt)::float8 ELSE sum(dv)::float8 END FROM s GROUP BY 1 ORDER BY 1";
 
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
@@ -94,7 +97,7 @@ both_backends! {
                 .into_iter()
                 // p95 is kept for utilisation only.
                 .flat_map(|a| [(a, "utilization_percent", Some(vec![1i64, 2])), (a, if a == "p95" { "utilization_percent" } else { "temperature" }, None)])
-                .chain([("increase", "energy_consumed_mj", Some(vec![1, 2])), ("rate", "energy_consumed_mj", Some(vec![2]))]);
+                .chain([("increase", "energy_consumed_mj", Some(vec![1, 2])), ("rate", "energy_consumed_mj", Some(vec![1, 2]))]);
             for (agg, metric, ids) in cases {
                 let id_param = ids.as_ref().map(|v| format!("&ids={}", v.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(","))).unwrap_or_default();
                 let path = format!("/api/v1/series?source=gpu&metric={metric}&agg={agg}&from={}&to={}&step={step}{id_param}", fmt(from), fmt(to));

@@ -1,9 +1,10 @@
--- gpuwatch_counter_increase: its one current definition. `gpuwatch migrate` applies every
+-- gpuwatch_counter_delta (and the step and final functions of the aggregate
+-- gpuwatch_counter_increase): their one current definition. `gpuwatch migrate` applies every
 -- file of migrations/functions/ after the versioned migrations, whenever
 -- the file changed (first defined in 0029_tiers.sql, which stays as history;
 -- the aggregate gpuwatch_counter_increase(bigint ORDER BY ...) over these is declared there).
 -- If a change alters the return type or argument types, start this file
--- with DROP FUNCTION IF EXISTS gpuwatch_counter_increase_step(<old argument types>): CREATE OR
+-- with DROP FUNCTION IF EXISTS gpuwatch_counter_delta(<old argument types>): CREATE OR
 -- REPLACE cannot change them.
 
 CREATE OR REPLACE FUNCTION gpuwatch_counter_increase_step(state bigint[], v bigint) RETURNS bigint[]
