@@ -7,7 +7,9 @@
 //! psql before the writer; both run twice on freshly truncated tables and the
 //! best round counts for each. Autovacuum is off on both tables so that one
 //! phase's rows are not vacuumed on the next phase's time. Then the same rows
-//! are written again (all duplicates: the de-duplicating path).
+//! are written again (all duplicates: the de-duplicating path). Last, the
+//! comparison is repeated with gpu_metrics' invalidation trigger dropped,
+//! the cost of seeing every write, measured in the same run.
 
 mod common;
 use common::{mix, round};
@@ -289,6 +291,17 @@ async fn main() {
     println!("ratio:                {ratio:.2}x psql");
     let d = b.writer(connections, chunk_rows, false).await;
     println!("dedup path (resend):  {}", rate(n, d));
+
+    // The same comparison without the tables' invalidation triggers
+    // (migration 0029): what the writer cost before, measured in this run.
+    sql(&b.c, "DROP TRIGGER gpuwatch_tier_invalidate_insert ON gpu_metrics; TRUNCATE gpu_metrics; TRUNCATE gpu_metrics_psql").await;
+    let (p0, w0) = compare(&b, connections, chunk_rows).await;
+    println!(
+        "without triggers:     psql {}; writer {}; ratio {:.2}x psql",
+        rate(n, p0),
+        rate(n, w0),
+        p0.as_secs_f64() / w0.as_secs_f64()
+    );
 
     if std::env::args().any(|a| a == "--sweep") {
         for (connections, chunk_rows) in SWEEP {

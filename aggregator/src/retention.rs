@@ -3,7 +3,9 @@
 //! Raw rows older than `retention.raw_days` go: whole chunks by
 //! `drop_chunks` on TimescaleDB, whole daily partitions by `DROP TABLE` on
 //! plain PostgreSQL, and the few rows of the boundary chunk/partition by a
-//! DELETE, so "older than 7 days" holds to the second. Tier rows go by bucket.
+//! DELETE, so "older than 7 days" holds to the second, but never past what
+//! every tier has materialised (its watermark and its queued
+//! recomputations): such rows wait for the aggregator. Tier rows go by bucket.
 //! On plain PostgreSQL the partitions of yesterday through a week ahead are
 //! created, so an insert never waits for one.
 
@@ -87,6 +89,7 @@ pub async fn apply(
     let cutoff = r.raw_cutoff(now);
     let today = now.date_naive();
     for s in &SOURCES {
+        let held = held_cutoff(&client, s.table, cutoff).await?;
         let partitioned: bool = client
             .query_one(
                 "SELECT relkind = 'p' FROM pg_class WHERE oid = to_regclass($1)",
@@ -96,7 +99,6 @@ pub async fn apply(
             .map_err(q(format!("inspecting {}", s.table)))?
             .get(0);
         if partitioned {
-            rep.dropped_parts += drop_partitions(&client, s.table, cutoff).await?;
             let created: i32 = client
                 .query_one(
                     "SELECT gpuwatch_ensure_partitions($1, $2, $3)",
@@ -110,23 +112,10 @@ pub async fn apply(
                 .map_err(q(format!("creating partitions ahead for {}", s.table)))?
                 .get(0);
             rep.partitions_created += created;
-        } else {
-            rep.dropped_parts += client
-                .query(
-                    "SELECT drop_chunks($1::text::regclass, older_than => $2::timestamptz)",
-                    &[&s.table, &cutoff],
-                )
-                .await
-                .map_err(q(format!("drop_chunks on {}", s.table)))?
-                .len();
         }
-        rep.raw_rows_deleted += client
-            .execute(
-                &format!("DELETE FROM {} WHERE collected_at < $1", s.table),
-                &[&cutoff],
-            )
-            .await
-            .map_err(q(format!("deleting expired rows of {}", s.table)))?;
+        if let Some(cutoff) = held {
+            drop_raw(&client, s.table, partitioned, cutoff, &mut rep).await?;
+        }
         for (tier, days) in [(Tier::Hourly, r.hourly_days), (Tier::Daily, r.daily_days)] {
             for table in [s.tier_table(tier), s.fleet_table(tier)] {
                 rep.tier_rows_deleted += client
@@ -139,15 +128,67 @@ pub async fn apply(
             }
         }
     }
-    // Ranges wholly before raw retention can never be recomputed.
-    client
+    Ok(rep)
+}
+
+/// Drops raw rows of `table` older than `cutoff`: whole partitions or
+/// chunks, then the rest of the boundary one row by row.
+async fn drop_raw(
+    client: &tokio_postgres::Client,
+    table: &str,
+    partitioned: bool,
+    cutoff: DateTime<Utc>,
+    rep: &mut RetentionReport,
+) -> Result<(), AggregatorError> {
+    if partitioned {
+        rep.dropped_parts += drop_partitions(client, table, cutoff).await?;
+    } else {
+        rep.dropped_parts += client
+            .query(
+                "SELECT drop_chunks($1::text::regclass, older_than => $2::timestamptz)",
+                &[&table, &cutoff],
+            )
+            .await
+            .map_err(q(format!("drop_chunks on {table}")))?
+            .len();
+    }
+    rep.raw_rows_deleted += client
         .execute(
-            "DELETE FROM gpuwatch_tier_invalidations WHERE hi < $1",
+            &format!("DELETE FROM {table} WHERE collected_at < $1"),
             &[&cutoff],
         )
         .await
-        .map_err(q("deleting expired invalidations"))?;
-    Ok(rep)
+        .map_err(q(format!("deleting expired rows of {table}")))?;
+    Ok(())
+}
+
+/// Where raw rows of `table` may be dropped up to: the retention cutoff,
+/// held back to the oldest watermark of its tiers, so no raw row goes
+/// before every tier has materialised it; `None` (drop nothing) while a
+/// tier has never been materialised. (Queued recomputations need no hold:
+/// only buckets wholly inside raw retention are recomputed, see `materialize`.)
+async fn held_cutoff(
+    client: &tokio_postgres::Client,
+    table: &str,
+    cutoff: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, AggregatorError> {
+    let row = client
+        .query_one(
+            "SELECT bool_or(watermark IS NULL), min(watermark) FROM gpuwatch_tier_state WHERE source = $1",
+            &[&table],
+        )
+        .await
+        .map_err(q(format!("reading how far the tiers of {table} are materialised")))?;
+    let (never, oldest): (Option<bool>, Option<DateTime<Utc>>) = (row.get(0), row.get(1));
+    let held = match (never, oldest) {
+        (Some(true), _) => None,
+        (_, Some(wm)) => Some(wm.min(cutoff)),
+        (_, None) => Some(cutoff),
+    };
+    if held != Some(cutoff) {
+        tracing::warn!(table, %cutoff, held = ?held, "raw rows past retention are kept until the tiers have materialised them");
+    }
+    Ok(held)
 }
 
 /// Drops the daily partitions `<table>_pYYYYMMDD` that end at or before `cutoff`.

@@ -62,9 +62,12 @@ async fn work(
     cfg: &AggregatorConfig,
     now: DateTime<Utc>,
 ) -> Result<RunReport, AggregatorError> {
+    // Materialise first, then drop only raw rows every tier has taken in:
+    // an aggregator that was down longer than raw retention catches up
+    // from raw rows that are still there.
     let r = retention::load(pool, cfg).await?;
-    let retention = retention::apply(pool, &r, now).await?;
     let tiers = materialize_all(pool, cfg, now, r.raw_cutoff(now)).await?;
+    let retention = retention::apply(pool, &r, now).await?;
     let liveness =
         liveness::check(pool, Duration::seconds(cfg.offline_after_secs as i64), now).await?;
     Ok(RunReport {

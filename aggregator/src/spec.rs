@@ -111,8 +111,8 @@ impl TierSource {
 
     /// The columns of a tier row with their types: what the tier table
     /// must look like (a test compares it with the migrated database).
-    /// Gauges first, then counters, bitmasks and events, each group in
-    /// catalogue order.
+    /// Gauges first, then counters' first and last, bitmasks, events and
+    /// counters' increases and last times, each group in catalogue order.
     pub fn typed_columns(&self, tier: Tier) -> Vec<TierColumn> {
         let key = self.key();
         let mut c = vec![
@@ -210,6 +210,28 @@ impl TierSource {
                 format!("count({m})"),
                 INTEGER,
                 true,
+            ));
+        }
+        // Last (added by 0029, which appends them): the increase between
+        // consecutive samples inside the bucket, a drop counted as a restart
+        // from 0 (Prometheus' increase()). With first and last, the increase
+        // over any run of buckets follows from the tiers alone: the step
+        // from one bucket's last to the next one's first is counted the same way.
+        // `_last_at` (the time of `_last`) makes a rate over tier rows the
+        // increase over the exact time it accrued in, as over raw samples.
+        for col in self.tiered(|t| t == Tiering::Counter) {
+            let m = col.name;
+            c.push(TierColumn::new(
+                format!("{m}_increase"),
+                format!("gpuwatch_counter_increase({m} ORDER BY collected_at)"),
+                col.sql.information_schema(),
+                false,
+            ));
+            c.push(TierColumn::new(
+                format!("{m}_last_at"),
+                format!("max(collected_at) FILTER (WHERE {m} IS NOT NULL)"),
+                TIMESTAMPTZ,
+                false,
             ));
         }
         c

@@ -335,6 +335,55 @@ pub struct SeriesQuery {
     pub to: DateTime<Utc>,
     /// Bucket width, e.g. 60s, 5m, 1h, 1d (default: range / 300, at least 10s).
     pub step: Option<String>,
+    /// What each point is (default avg).
+    pub agg: Option<Aggregate>,
+}
+
+/// What a series point holds. Gauges: avg, min, max, sum, count (exact over
+/// any range and tier) and p95 where the tiers keep one (exact from raw rows
+/// within raw retention, else the stored hourly p95 of one series).
+/// Counters: increase (reset-corrected, as Prometheus' increase()) and rate
+/// (that increase per second of the bucket).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Aggregate {
+    /// Mean of the samples.
+    #[default]
+    Avg,
+    /// Smallest sample.
+    Min,
+    /// Largest sample.
+    Max,
+    /// Sum of the samples.
+    Sum,
+    /// Number of samples.
+    Count,
+    /// 95th percentile (continuous, as `percentile_cont`).
+    P95,
+    /// Reset-corrected increase of a counter.
+    Increase,
+    /// Reset-corrected increase of a counter per second.
+    Rate,
+}
+
+impl Aggregate {
+    /// The name the SQL functions take.
+    pub fn name(self) -> &'static str {
+        match self {
+            Aggregate::Avg => "avg",
+            Aggregate::Min => "min",
+            Aggregate::Max => "max",
+            Aggregate::Sum => "sum",
+            Aggregate::Count => "count",
+            Aggregate::P95 => "p95",
+            Aggregate::Increase => "increase",
+            Aggregate::Rate => "rate",
+        }
+    }
+
+    fn counter(self) -> bool {
+        matches!(self, Aggregate::Increase | Aggregate::Rate)
+    }
 }
 
 /// One point.
@@ -342,7 +391,7 @@ pub struct SeriesQuery {
 pub struct Point {
     /// Bucket start.
     pub t: DateTime<Utc>,
-    /// Average over the bucket and the series.
+    /// The aggregate over the bucket and the series.
     pub v: Option<f64>,
 }
 
@@ -353,6 +402,8 @@ pub struct Series {
     pub source: String,
     /// Metric.
     pub metric: String,
+    /// The aggregate of each point.
+    pub agg: Aggregate,
     /// Bucket width asked for, seconds (the tier may widen it).
     pub step_secs: u64,
     /// Points in time order.
@@ -413,14 +464,31 @@ pub async fn series(
     });
     let client = state.pool().readers().get().await?;
     let step_secs = step.as_secs() as f64;
+    let agg = q.agg.unwrap_or_default();
+    // Counters read through their own function, which also requires ids.
+    let sql = if agg.counter() {
+        "SELECT bucket, value FROM gpuwatch_counter_series($1, $2, $3, $4, $5, make_interval(secs => $6), $7) ORDER BY bucket"
+    } else {
+        "SELECT bucket, value FROM gpuwatch_series($1, $2, $3, $4, $5, make_interval(secs => $6), $7) ORDER BY bucket"
+    };
     let rows = client
         .query(
-            "SELECT bucket, value FROM gpuwatch_series($1, $2, $3, $4, $5, make_interval(secs => $6)) ORDER BY bucket",
-            &[&table, &ids, &q.metric, &q.from, &q.to, &step_secs],
+            sql,
+            &[
+                &table,
+                &ids,
+                &q.metric,
+                &q.from,
+                &q.to,
+                &step_secs,
+                &agg.name(),
+            ],
         )
         .await
         .map_err(|e| match e.as_db_error() {
-            // gpuwatch_series raises for an unknown metric with a message that names it.
+            // The series functions raise for an unknown metric, a counter
+            // asked as a gauge (or the reverse), a p95 that is not kept or
+            // ids missing, with a message that names it.
             Some(db) if db.code().code() == "P0001" => {
                 ApiError::new(StatusCode::BAD_REQUEST, db.message().to_string())
             }
@@ -429,6 +497,7 @@ pub async fn series(
     Ok(Json(Series {
         source: q.source,
         metric: q.metric,
+        agg,
         step_secs: step.as_secs(),
         points: rows
             .iter()

@@ -101,7 +101,7 @@ pub fn api(state: AppState) -> (Router<AppState>, serde_json::Value) {
             Endpoint::get(
                 "/api/v1/series",
                 READ,
-                "A metric over time from the right tier (raw, hourly, daily), averaged per step.",
+                "A metric over time from the right tier (raw, hourly, daily): avg, min, max, sum, count or p95 of a gauge, increase or rate of a counter, per step.",
                 schema::<inv::Series>,
             )
             .query(query::<inv::SeriesQuery>),

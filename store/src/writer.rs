@@ -6,6 +6,10 @@
 //! and goes through a session-local staging table with
 //! `INSERT ... ON CONFLICT DO NOTHING`, so each sample is stored once and no
 //! error reaches the caller. Only the chunk with the duplicate pays for that.
+//!
+//! Rows landing behind a tier watermark are queued for recomputation by the
+//! tables' statement trigger, inside each chunk's own transaction: the
+//! writer has no separate step that could fail after the rows committed.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -83,8 +87,7 @@ impl BatchWriter {
     }
 
     async fn write_all<S: Sample>(&self, rows: &[S]) -> Result<WriteStats> {
-        let span = Span::of(rows);
-        self.ensure_partitions::<S>(&span.days).await?;
+        self.ensure_partitions::<S>(&days_of(rows)).await?;
         let mut chunks = rows.chunks(self.cfg.chunk_rows.max(1));
         let mut in_flight = FuturesUnordered::new();
         let mut total = WriteStats::default();
@@ -108,40 +111,7 @@ impl BatchWriter {
         if let Some(e) = failure {
             return Err(e);
         }
-        if total.inserted > 0 {
-            self.invalidate_late::<S>(span.lo, span.hi).await?;
-        }
         Ok(total)
-    }
-
-    /// Records the batch's time range for every tier whose watermark it
-    /// lands behind, so the aggregator recomputes those buckets. Runs after
-    /// the rows are committed, under the table's tier lock taken shared: the
-    /// aggregator holds it exclusively while it reads raw rows and advances
-    /// a watermark, so a late row is either in its read or invalidates after.
-    async fn invalidate_late<S: Sample>(&self, lo: DateTime<Utc>, hi: DateTime<Utc>) -> Result<()> {
-        let what = |e| StoreError::query(format!("recording late samples of {}", S::TABLE), e);
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await.map_err(what)?;
-        tx.execute(
-            "SELECT pg_advisory_xact_lock_shared($1)",
-            &[&tier_lock_key(S::TABLE)],
-        )
-        .await
-        .map_err(what)?;
-        let n = tx
-            .execute(
-                "INSERT INTO gpuwatch_tier_invalidations (source, tier, lo, hi)
-                 SELECT source, tier, $2, $3 FROM gpuwatch_tier_state WHERE source = $1 AND watermark > $2",
-                &[&S::TABLE, &lo, &hi],
-            )
-            .await
-            .map_err(what)?;
-        tx.commit().await.map_err(what)?;
-        if n > 0 {
-            tracing::debug!(table = S::TABLE, %lo, %hi, tiers = n, "late samples: buckets queued for recomputation");
-        }
-        Ok(())
     }
 
     async fn write_chunk<S: Sample>(&self, rows: &[S]) -> Result<WriteStats> {
@@ -215,33 +185,16 @@ impl BatchWriter {
     }
 }
 
-/// The time span of a batch, read in one pass: its UTC days (partitions)
-/// and its earliest and latest sample (late-data invalidation).
-struct Span {
-    days: HashSet<i64>,
-    lo: DateTime<Utc>,
-    hi: DateTime<Utc>,
-}
-
-impl Span {
-    fn of<S: Sample>(rows: &[S]) -> Span {
-        let mut span = Span {
-            days: HashSet::new(),
-            lo: DateTime::<Utc>::MAX_UTC,
-            hi: DateTime::<Utc>::MIN_UTC,
-        };
-        for r in rows {
-            let t = r.collected_at();
-            span.days.insert(t.timestamp().div_euclid(86_400));
-            span.lo = span.lo.min(t);
-            span.hi = span.hi.max(t);
-        }
-        span
-    }
+/// The UTC days of a batch (its partitions).
+fn days_of<S: Sample>(rows: &[S]) -> HashSet<i64> {
+    rows.iter()
+        .map(|r| r.collected_at().timestamp().div_euclid(86_400))
+        .collect()
 }
 
 /// Advisory lock key guarding a raw table's tier watermarks: the aggregator
-/// takes it exclusively, writers recording late batches take it shared.
+/// takes it exclusively; the raw tables' invalidation trigger
+/// (`migrations/0029_tiers.sql`, which names each table's key) takes it shared.
 pub fn tier_lock_key(table: &str) -> i64 {
     // Tagged so it cannot meet another gpuwatch key.
     (crate::fnv1a(table.as_bytes()) >> 8) as i64 | 0x7400_0000_0000_0000

@@ -13,7 +13,7 @@ use gpuwatch_store::{
 use proptest::prelude::*;
 use proptest::test_runner::{Config as PropConfig, TestRunner};
 
-async fn setup(db: &TestDb) -> (Pool, BatchWriter) {
+pub(crate) async fn setup(db: &TestDb) -> (Pool, BatchWriter) {
     let cfg = db.store_config();
     migrate(&cfg).await.expect("migrate");
     let pool = gpuwatch_store::connect(&cfg).await.expect("pool");
@@ -27,14 +27,14 @@ async fn setup(db: &TestDb) -> (Pool, BatchWriter) {
     (pool, w)
 }
 
-fn day_start(t: DateTime<Utc>) -> DateTime<Utc> {
+pub(crate) fn day_start(t: DateTime<Utc>) -> DateTime<Utc> {
     t.duration_trunc(Duration::days(1)).unwrap()
 }
 
 /// One generated sample: series, minutes after the base, and a value seed.
-type Spec = (u8, u32, u16);
+pub(crate) type Spec = (u8, u32, u16);
 
-fn gpu(s: &Spec, base: DateTime<Utc>) -> GpuSample {
+pub(crate) fn gpu(s: &Spec, base: DateTime<Utc>) -> GpuSample {
     let (series, minute, v) = *s;
     let v = v as f64;
     GpuSample {
@@ -55,7 +55,7 @@ fn gpu(s: &Spec, base: DateTime<Utc>) -> GpuSample {
     }
 }
 
-fn host(s: &Spec, base: DateTime<Utc>) -> HostSample {
+pub(crate) fn host(s: &Spec, base: DateTime<Utc>) -> HostSample {
     let (series, minute, v) = *s;
     HostSample {
         host_id: format!("h{series}"),
@@ -68,7 +68,7 @@ fn host(s: &Spec, base: DateTime<Utc>) -> HostSample {
     }
 }
 
-fn env(s: &Spec, base: DateTime<Utc>) -> EnvSample {
+pub(crate) fn env(s: &Spec, base: DateTime<Utc>) -> EnvSample {
     let (series, minute, v) = *s;
     EnvSample {
         env_id: format!("env-{series}"),
@@ -82,7 +82,7 @@ fn env(s: &Spec, base: DateTime<Utc>) -> EnvSample {
 }
 
 /// Rows of `sql` as JSON objects, in order.
-async fn json_rows(
+pub(crate) async fn json_rows(
     c: &tokio_postgres::Client,
     sql: &str,
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
@@ -95,13 +95,19 @@ async fn json_rows(
         .collect()
 }
 
-/// Asserts two row sets are equal, naming the first differing fields.
-fn assert_same_rows(what: &str, stored: &[serde_json::Value], fresh: &[serde_json::Value]) {
-    assert_eq!(
-        stored.len(),
-        fresh.len(),
-        "{what}: bucket count differs from raw"
-    );
+/// The first difference between two row sets, if any.
+fn rows_differ(
+    what: &str,
+    stored: &[serde_json::Value],
+    fresh: &[serde_json::Value],
+) -> Option<String> {
+    if stored.len() != fresh.len() {
+        return Some(format!(
+            "{what}: {} stored buckets, {} from raw",
+            stored.len(),
+            fresh.len()
+        ));
+    }
     for (a, b) in stored.iter().zip(fresh) {
         let diff: Vec<String> = a
             .as_object()
@@ -115,16 +121,19 @@ fn assert_same_rows(what: &str, stored: &[serde_json::Value], fresh: &[serde_jso
                 )
             })
             .collect();
-        assert!(
-            diff.is_empty(),
-            "{what} bucket {}: differs from the raw aggregation: {diff:?}",
-            a["bucket"]
-        );
+        if !diff.is_empty() {
+            return Some(format!(
+                "{what} bucket {}: differs from the raw aggregation: {diff:?}",
+                a["bucket"]
+            ));
+        }
     }
+    None
 }
 
-/// Every tier and fleet row equals the aggregation of raw rows computed afresh.
-async fn assert_tiers_match_raw(db: &TestDb) {
+/// The first tier or fleet row that differs from the aggregation of raw
+/// rows computed afresh, if any.
+pub(crate) async fn tiers_differ_from_raw(db: &TestDb) -> Option<String> {
     let c = db.client().await;
     let (epoch, far) = (
         DateTime::<Utc>::UNIX_EPOCH,
@@ -145,7 +154,9 @@ async fn assert_tiers_match_raw(db: &TestDb) {
                 &[&epoch, &far],
             )
             .await;
-            assert_same_rows(&table, &stored, &fresh);
+            if let Some(d) = rows_differ(&table, &stored, &fresh) {
+                return Some(d);
+            }
             let stored = json_rows(
                 &c,
                 &format!("SELECT to_jsonb(x) FROM {fleet} x ORDER BY 1"),
@@ -161,8 +172,18 @@ async fn assert_tiers_match_raw(db: &TestDb) {
                 &[&epoch, &far],
             )
             .await;
-            assert_same_rows(&fleet, &stored, &fresh);
+            if let Some(d) = rows_differ(&fleet, &stored, &fresh) {
+                return Some(d);
+            }
         }
+    }
+    None
+}
+
+/// Every tier and fleet row equals the aggregation of raw rows computed afresh.
+pub(crate) async fn assert_tiers_match_raw(db: &TestDb) {
+    if let Some(d) = tiers_differ_from_raw(db).await {
+        panic!("{d}");
     }
 }
 

@@ -871,3 +871,83 @@ pub(crate) async fn check_prometheus_dashboard(prom: &str) -> Vars {
     assert!(checked >= 10, "{checked} expressions checked");
     vars
 }
+
+/// Money columns of the billing tables, as dashboards name them.
+const MONEY: &[&str] = &["amount", "price", "total", "subtotal", "money"];
+
+/// Every `round(` whose argument, up to its closing parenthesis, names a
+/// money column: money is rounded once, by the invoice's rule.
+fn money_rounding(sql: &str) -> Vec<String> {
+    let lower = sql.to_ascii_lowercase();
+    let mut found = Vec::new();
+    for (at, _) in lower.match_indices("round(") {
+        let mut depth = 0;
+        let mut end = lower.len();
+        for (i, ch) in lower[at + 5..].char_indices() {
+            match ch {
+                '(' => depth += 1,
+                ')' if depth == 1 => {
+                    end = at + 5 + i + 1;
+                    break;
+                }
+                ')' => depth -= 1,
+                _ => {}
+            }
+        }
+        let call = &lower[at..end];
+        if MONEY.iter().any(|m| call.contains(m)) {
+            found.push(sql[at..end].to_string());
+        }
+    }
+    found
+}
+
+#[test]
+fn dashboards_round_money_only_by_the_invoice_rule() {
+    assert_eq!(
+        money_rounding("SELECT round(sum(b.amount), 2)"),
+        vec!["round(sum(b.amount), 2)"]
+    );
+    assert_eq!(
+        money_rounding("SELECT ROUND(sum(b.amount) / 3, 2) AS x"),
+        vec!["ROUND(sum(b.amount) / 3, 2)"]
+    );
+    assert!(money_rounding("SELECT gpuwatch_round_money(sum(b.amount), 1)").is_empty());
+    assert!(money_rounding("SELECT round(avg(latency_ms))::bigint, amount").is_empty());
+    let mut offenders = Vec::new();
+    for d in grafana::load_all() {
+        for p in grafana::panels(&d.json) {
+            for t in p["targets"].as_array().into_iter().flatten() {
+                let Some(sql) = t["rawSql"].as_str() else {
+                    continue;
+                };
+                for call in money_rounding(sql) {
+                    offenders.push(format!(
+                        "{} · {:?}: {call}",
+                        d.file,
+                        p["title"].as_str().unwrap_or("?")
+                    ));
+                }
+            }
+        }
+        // Variables' queries too.
+        for v in d.json["templating"]["list"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let q = v["query"]
+                .as_str()
+                .or_else(|| v["query"]["rawSql"].as_str())
+                .unwrap_or_default();
+            for call in money_rounding(q) {
+                offenders.push(format!("{} · variable {:?}: {call}", d.file, v["name"]));
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "money rounded by SQL's round(), not gpuwatch_round_money (the invoice's rule):\n{}",
+        offenders.join("\n")
+    );
+}

@@ -36,6 +36,8 @@ mod migrate;
 mod outage;
 mod quota_alert;
 mod sim;
+mod tiers;
+mod tiers_api;
 mod tls;
 mod tokens;
 mod writer;
