@@ -1,28 +1,22 @@
 //! [`AppState`]: what every handler shares.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use gpuwatch_exporter::Exporter;
-use gpuwatch_store::{BatchWriter, Pool, WriterConfig};
+use gpuwatch_store::{Ingestor, Pool, WriterConfig};
 
 use crate::ApiConfig;
-
-/// host id → (inventory fingerprint, UUID → gpus.id).
-pub(crate) type KnownInventory = Arc<Mutex<HashMap<String, (u64, HashMap<String, i64>)>>>;
 
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
     pub(crate) pool: Pool,
-    pub(crate) writer: Arc<BatchWriter>,
+    /// The store's one ingest path (it caches unchanged inventories).
+    pub(crate) ingestor: Arc<Ingestor>,
     pub(crate) cfg: Arc<ApiConfig>,
     pub(crate) exporter: Arc<Exporter>,
     pub(crate) webhook_defaults: Arc<gpuwatch_alerter::WebhookConfig>,
     pub(crate) due_days: u32,
-    /// host id → (inventory fingerprint, UUID → gpus.id): inventory is
-    /// written only when it changes.
-    pub(crate) known: KnownInventory,
 }
 
 impl AppState {
@@ -30,13 +24,16 @@ impl AppState {
     /// is run by the caller, see [`Exporter::run`]).
     pub fn new(pool: Pool, writer: WriterConfig, cfg: ApiConfig, exporter: Arc<Exporter>) -> Self {
         AppState {
-            writer: Arc::new(BatchWriter::new(pool.clone(), writer)),
+            ingestor: Arc::new(Ingestor::new(
+                pool.clone(),
+                writer,
+                crate::ingest::limits(&cfg),
+            )),
             pool,
             cfg: Arc::new(cfg),
             exporter,
             webhook_defaults: Arc::default(),
             due_days: 30,
-            known: Arc::default(),
         }
     }
 

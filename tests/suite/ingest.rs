@@ -15,17 +15,17 @@ use gpuwatch_store::{
 };
 use serde_json::Value;
 
-struct Server {
-    url: String,
-    pool: Pool,
+pub(crate) struct Server {
+    pub(crate) url: String,
+    pub(crate) pool: Pool,
 }
 
-async fn start(db: &TestDb, cfg: ApiConfig) -> Server {
+pub(crate) async fn start(db: &TestDb, cfg: ApiConfig) -> Server {
     let (url, pool) = common::serve_in_process(db, cfg).await;
     Server { url, pool }
 }
 
-fn payload(host: &str, n: usize) -> IngestPayload {
+pub(crate) fn payload(host: &str, n: usize) -> IngestPayload {
     let at = Utc::now().duration_trunc(Duration::seconds(1)).unwrap() - Duration::minutes(5);
     let info = HostInfo {
         id: host.into(),
@@ -53,6 +53,10 @@ fn payload(host: &str, n: usize) -> IngestPayload {
             compute_capability: "8.9".into(),
             power_limit: Some(350),
             temperature_limit: Some(85),
+            pci_bus_id: Some(format!("00000000:{:02X}:00.0", 0x17 + i)),
+            driver_version: Some("550.54.15".into()),
+            serial: None,
+            vbios_version: None,
         })
         .collect();
     let mut batch = Batch::default();
@@ -85,14 +89,14 @@ fn payload(host: &str, n: usize) -> IngestPayload {
     }
 }
 
-async fn token(pool: &Pool, role: &str, host: Option<&str>) -> String {
+pub(crate) async fn token(pool: &Pool, role: &str, host: Option<&str>) -> String {
     gpuwatch_api::auth::create(pool, "test", role, host)
         .await
         .unwrap()
         .1
 }
 
-async fn post(
+pub(crate) async fn post(
     s: &Server,
     token: Option<&str>,
     body: Vec<u8>,
@@ -113,7 +117,7 @@ async fn post(
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
-fn json(p: &IngestPayload) -> Vec<u8> {
+pub(crate) fn json(p: &IngestPayload) -> Vec<u8> {
     serde_json::to_vec(p).unwrap()
 }
 
@@ -123,7 +127,7 @@ fn gzip(b: &[u8]) -> Vec<u8> {
     gz.finish().unwrap()
 }
 
-fn message(v: &Value) -> String {
+pub(crate) fn message(v: &Value) -> String {
     v["error"]["message"]
         .as_str()
         .unwrap_or_default()
