@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post, put};
+use axum::routing::{delete, get, patch, post, put};
 use axum::{Json, Router};
 
-use crate::endpoints::{query, schema, Api, Endpoint, AGENT, FINANCE, READ, WRITE};
+use crate::endpoints::{query, schema, Api, Endpoint, ADMIN, AGENT, FINANCE, READ, WRITE};
 use crate::probes::{metrics, ready};
 use crate::{alerting, billing, ingest, inventory, list, ApiError, AppState};
 
@@ -51,6 +51,16 @@ pub fn api(state: AppState) -> (Router<AppState>, serde_json::Value) {
         )
         .add(
             Endpoint::get(
+                "/api/v1/hosts/{id}",
+                WRITE,
+                "Put a host into maintenance (kept through its reports) or back online; set the operator's labels.",
+                schema::<inv::HostDetail>,
+            )
+            .with_body("patch", schema::<inv::HostPatch>, 200),
+            patch(inv::patch_host),
+        )
+        .add(
+            Endpoint::get(
                 "/api/v1/gpus",
                 READ,
                 "GPUs with their latest sample.",
@@ -67,6 +77,16 @@ pub fn api(state: AppState) -> (Router<AppState>, serde_json::Value) {
                 schema::<inv::Gpu>,
             ),
             get(inv::get_gpu),
+        )
+        .add(
+            Endpoint::get(
+                "/api/v1/gpus/{id}/move",
+                ADMIN,
+                "Move a GPU to another host (the card was moved); its UUID is refused to the old host from then on.",
+                schema::<inv::Gpu>,
+            )
+            .with_body("post", schema::<inv::GpuMove>, 200),
+            post(inv::move_gpu),
         )
         .add(
             Endpoint::get(

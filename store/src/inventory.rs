@@ -106,7 +106,7 @@ pub async fn upsert_host_in<C: GenericClient>(
                 os_type = EXCLUDED.os_type, os_version = EXCLUDED.os_version, arch = EXCLUDED.arch,
                 total_cpu = EXCLUDED.total_cpu, total_memory = EXCLUDED.total_memory,
                 total_disk = EXCLUDED.total_disk, total_gpu = EXCLUDED.total_gpu,
-                labels = EXCLUDED.labels, status = {REPORTED_STATUS},
+                labels = EXCLUDED.labels || hosts.operator_labels, status = {REPORTED_STATUS},
                 last_heartbeat = GREATEST(hosts.last_heartbeat, EXCLUDED.last_heartbeat)"
         ),
         &[

@@ -11,6 +11,7 @@ use chrono::{Duration, DurationRound, Utc};
 use gpuwatch_api::ApiConfig;
 use gpuwatch_store::testing::TestDb;
 use gpuwatch_store::{both_backends, EnvSample, IngestPayload};
+use serde_json::Value;
 
 /// Every table an ingest may write, each dumped as its rows' text, ordered.
 const TABLES: [&str; 6] = [
@@ -326,5 +327,174 @@ both_backends! {
             assert!(e.message.contains(field), "{what}: the error must name {field}: {e}");
             assert_eq!(dump(&db).await, before, "{what}: a refused batch changed the tables");
         }
+    }
+}
+
+/// Where a mutation lands in a valid payload's JSON.
+const PATHS: &[&str] = &[
+    "/version",
+    "/host/id",
+    "/host/name",
+    "/host/hostname",
+    "/host/ip_address",
+    "/host/os_type",
+    "/host/os_version",
+    "/host/arch",
+    "/host/total_cpu",
+    "/host/total_memory",
+    "/host/total_disk",
+    "/host/total_gpu",
+    "/host/labels",
+    "/host/labels/zone",
+    "/gpus/0/uuid",
+    "/gpus/1/gpu_index",
+    "/gpus/0/name",
+    "/gpus/1/brand",
+    "/gpus/0/architecture",
+    "/gpus/1/compute_capability",
+    "/gpus/0/memory_total",
+    "/gpus/1/power_limit",
+    "/gpus/0/temperature_limit",
+    "/gpus/0/pci_bus_id",
+    "/gpus/1/host_id",
+    "/batch/gpu/0/uuid",
+    "/batch/gpu/1/sample/temperature",
+    "/batch/gpu/2/sample/utilization_percent",
+    "/batch/gpu/0/sample/collected_at",
+    "/batch/gpu/3/sample/host_id",
+    "/batch/host/0/cpu_usage_percent",
+    "/batch/host/0/host_id",
+    "/batch/host/1/collected_at",
+    "/batch/env/0/env_id",
+    "/batch/env/0/host_id",
+    "/batch/env/0/cpu_usage_percent",
+    "/batch/env/0/memory_used",
+];
+
+/// What a mutation puts there: wrong types, the schema's limits and one
+/// past them, NUL, other hosts' GPUs and environments, times out of range.
+fn values() -> Vec<Value> {
+    let x = |n: usize| Value::String("x".repeat(n));
+    vec![
+        serde_json::json!(""),
+        serde_json::json!("\u{0}"),
+        serde_json::json!("a\u{0}b"),
+        x(20),
+        x(21),
+        x(32),
+        x(33),
+        x(64),
+        x(65),
+        x(128),
+        x(129),
+        x(257),
+        serde_json::json!("linux"),
+        serde_json::json!("windows"),
+        serde_json::json!("GPU-prop-other-0"),
+        serde_json::json!("GPU-prop-host-0"),
+        serde_json::json!("env-other"),
+        serde_json::json!("env-nope"),
+        serde_json::json!("prop-other"),
+        serde_json::json!("prop-host"),
+        serde_json::json!(0),
+        serde_json::json!(1),
+        serde_json::json!(-1),
+        serde_json::json!(2_147_483_648_i64),
+        serde_json::json!(-9.5),
+        serde_json::json!(1e300),
+        serde_json::json!(100.5),
+        Value::Null,
+        serde_json::json!([]),
+        serde_json::json!({}),
+        serde_json::json!({"k": 1}),
+        serde_json::json!({"k": "v\u{0}"}),
+        serde_json::json!(true),
+        serde_json::json!("2099-01-01T00:00:00Z"),
+        serde_json::json!("1999-01-01T00:00:00Z"),
+        serde_json::json!("not a time"),
+    ]
+}
+
+/// Case `k`'s valid payload: fresh times (each case an hour-minute of its
+/// own), one environment sample.
+fn valid_case(k: usize) -> IngestPayload {
+    let mut p = payload("prop-host", 2);
+    let back = Duration::seconds(60 * k as i64);
+    for r in &mut p.batch.gpu {
+        r.sample.collected_at -= back;
+    }
+    for h in &mut p.batch.host {
+        h.collected_at -= back;
+    }
+    let mut e = env_sample("env-prop", None);
+    e.collected_at -= back;
+    p.batch.env.push(e);
+    p
+}
+
+async fn total_rows(db: &TestDb) -> i64 {
+    db.client()
+        .await
+        .query_one(
+            "SELECT (SELECT count(*) FROM gpu_metrics) + (SELECT count(*) FROM host_metrics)
+                  + (SELECT count(*) FROM environment_metrics)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+both_backends! {
+    async fn mutated_payloads_never_get_a_5xx_and_a_refusal_changes_nothing(db) {
+        use proptest::strategy::{Strategy, ValueTree};
+        use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+
+        let s = start(&db, ApiConfig::default()).await;
+        let t = token(&s.pool, "agent", Some("prop-host")).await;
+        let other = token(&s.pool, "agent", Some("prop-other")).await;
+        assert_eq!(post(&s, Some(&other), json(&payload("prop-other", 1)), None).await.0, 200);
+        assert_eq!(post(&s, Some(&t), json(&payload("prop-host", 1)), None).await.0, 200);
+        place_environment(&db, "env-prop", "prop-host").await;
+        place_environment(&db, "env-other", "prop-other").await;
+
+        // A fixed seed: the same 150 cases on every run and backend.
+        let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &[13; 32]);
+        let mut runner = TestRunner::new_with_rng(Config::default(), rng);
+        let vals = values();
+        let mutation = proptest::collection::vec((0..PATHS.len(), 0..vals.len()), 1..=3);
+        let (mut accepted, mut refused) = (0, 0);
+        let mut by_status = std::collections::BTreeMap::new();
+        for k in 0..150 {
+            let muts = mutation.new_tree(&mut runner).unwrap().current();
+            let mut v = serde_json::to_value(valid_case(k)).unwrap();
+            for (p, x) in &muts {
+                if let Some(slot) = v.pointer_mut(PATHS[*p]) {
+                    *slot = vals[*x].clone();
+                }
+            }
+            let what: Vec<String> = muts.iter().map(|(p, x)| format!("{} = {}", PATHS[*p], vals[*x])).collect();
+            let before = dump(&db).await;
+            let rows_before = total_rows(&db).await;
+            let body = serde_json::to_vec(&v).unwrap();
+            let (code, answer) = post(&s, Some(&t), body.clone(), None).await;
+            *by_status.entry(code).or_insert(0) += 1;
+            assert!(code < 500, "case {k} {what:?}: {code} {answer}");
+            if code == 200 {
+                accepted += 1;
+                let inserted = answer["inserted"].as_i64().unwrap();
+                assert_eq!(total_rows(&db).await, rows_before + inserted, "case {k} {what:?}: {answer}");
+                // Stored exactly once: the same batch again stores nothing.
+                let (code, again) = post(&s, Some(&t), body, None).await;
+                assert_eq!(code, 200, "case {k} {what:?}: {again}");
+                assert_eq!(again["inserted"].as_i64(), Some(0), "case {k} {what:?}: {again}");
+                assert_eq!(total_rows(&db).await, rows_before + inserted);
+            } else {
+                refused += 1;
+                assert_eq!(dump(&db).await, before, "case {k} {what:?}: refused with {code} but changed the tables");
+            }
+        }
+        println!("ingest property test ({:?}): {accepted} accepted, {refused} refused; by status {by_status:?}", db.kind);
+        assert!(accepted > 0 && refused > 0, "the mutations must exercise both outcomes");
     }
 }
