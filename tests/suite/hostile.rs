@@ -330,89 +330,142 @@ both_backends! {
     }
 }
 
-/// Where a mutation lands in a valid payload's JSON.
-const PATHS: &[&str] = &[
-    "/version",
-    "/host/id",
-    "/host/name",
-    "/host/hostname",
-    "/host/ip_address",
-    "/host/os_type",
-    "/host/os_version",
-    "/host/arch",
-    "/host/total_cpu",
-    "/host/total_memory",
-    "/host/total_disk",
-    "/host/total_gpu",
-    "/host/labels",
-    "/host/labels/zone",
-    "/gpus/0/uuid",
-    "/gpus/1/gpu_index",
-    "/gpus/0/name",
-    "/gpus/1/brand",
-    "/gpus/0/architecture",
-    "/gpus/1/compute_capability",
-    "/gpus/0/memory_total",
-    "/gpus/1/power_limit",
-    "/gpus/0/temperature_limit",
-    "/gpus/0/pci_bus_id",
-    "/gpus/1/host_id",
-    "/batch/gpu/0/uuid",
-    "/batch/gpu/1/sample/temperature",
-    "/batch/gpu/2/sample/utilization_percent",
-    "/batch/gpu/0/sample/collected_at",
-    "/batch/gpu/3/sample/host_id",
-    "/batch/host/0/cpu_usage_percent",
-    "/batch/host/0/host_id",
-    "/batch/host/1/collected_at",
-    "/batch/env/0/env_id",
-    "/batch/env/0/host_id",
-    "/batch/env/0/cpu_usage_percent",
-    "/batch/env/0/memory_used",
+/// What a field holds, so that most mutations keep the JSON type and reach
+/// validation rather than stop at deserialisation.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Text,
+    Int,
+    Float,
+    Labels,
+    Time,
+}
+
+/// Where a mutation lands in a valid payload's JSON, and what it holds.
+const PATHS: &[(&str, Kind)] = &[
+    ("/version", Kind::Int),
+    ("/host/id", Kind::Text),
+    ("/host/name", Kind::Text),
+    ("/host/hostname", Kind::Text),
+    ("/host/ip_address", Kind::Text),
+    ("/host/os_type", Kind::Text),
+    ("/host/os_version", Kind::Text),
+    ("/host/arch", Kind::Text),
+    ("/host/total_cpu", Kind::Int),
+    ("/host/total_memory", Kind::Int),
+    ("/host/total_disk", Kind::Int),
+    ("/host/total_gpu", Kind::Int),
+    ("/host/labels", Kind::Labels),
+    ("/host/labels/zone", Kind::Text),
+    ("/gpus/0/uuid", Kind::Text),
+    ("/gpus/1/uuid", Kind::Text),
+    ("/gpus/1/gpu_index", Kind::Int),
+    ("/gpus/0/gpu_index", Kind::Int),
+    ("/gpus/0/name", Kind::Text),
+    ("/gpus/1/brand", Kind::Text),
+    ("/gpus/0/architecture", Kind::Text),
+    ("/gpus/1/compute_capability", Kind::Text),
+    ("/gpus/0/memory_total", Kind::Int),
+    ("/gpus/1/power_limit", Kind::Int),
+    ("/gpus/0/temperature_limit", Kind::Int),
+    ("/gpus/0/pci_bus_id", Kind::Text),
+    ("/gpus/1/driver_version", Kind::Text),
+    ("/gpus/1/host_id", Kind::Text),
+    ("/batch/gpu/0/uuid", Kind::Text),
+    ("/batch/gpu/1/sample/temperature", Kind::Float),
+    ("/batch/gpu/2/sample/utilization_percent", Kind::Float),
+    ("/batch/gpu/3/sample/energy_consumed_mj", Kind::Int),
+    ("/batch/gpu/0/sample/collected_at", Kind::Time),
+    ("/batch/gpu/3/sample/host_id", Kind::Text),
+    ("/batch/host/0/cpu_usage_percent", Kind::Float),
+    ("/batch/host/0/host_id", Kind::Text),
+    ("/batch/host/1/collected_at", Kind::Time),
+    ("/batch/env/0/env_id", Kind::Text),
+    ("/batch/env/0/host_id", Kind::Text),
+    ("/batch/env/0/cpu_usage_percent", Kind::Float),
+    ("/batch/env/0/memory_used", Kind::Int),
 ];
 
-/// What a mutation puts there: wrong types, the schema's limits and one
-/// past them, NUL, other hosts' GPUs and environments, times out of range.
-fn values() -> Vec<Value> {
+/// Values of each kind: the schema's limits and one past them, NUL, other
+/// hosts' GPUs and environments, times out of range; and, for one mutation
+/// in five, a value of any kind (a wrong JSON type).
+fn values(kind: Kind) -> Vec<Value> {
     let x = |n: usize| Value::String("x".repeat(n));
-    vec![
-        serde_json::json!(""),
-        serde_json::json!("\u{0}"),
-        serde_json::json!("a\u{0}b"),
-        x(20),
-        x(21),
-        x(32),
-        x(33),
-        x(64),
-        x(65),
-        x(128),
-        x(129),
-        x(257),
-        serde_json::json!("linux"),
-        serde_json::json!("windows"),
-        serde_json::json!("GPU-prop-other-0"),
-        serde_json::json!("GPU-prop-host-0"),
-        serde_json::json!("env-other"),
-        serde_json::json!("env-nope"),
-        serde_json::json!("prop-other"),
-        serde_json::json!("prop-host"),
-        serde_json::json!(0),
-        serde_json::json!(1),
-        serde_json::json!(-1),
-        serde_json::json!(2_147_483_648_i64),
-        serde_json::json!(-9.5),
-        serde_json::json!(1e300),
-        serde_json::json!(100.5),
-        Value::Null,
-        serde_json::json!([]),
-        serde_json::json!({}),
-        serde_json::json!({"k": 1}),
-        serde_json::json!({"k": "v\u{0}"}),
-        serde_json::json!(true),
-        serde_json::json!("2099-01-01T00:00:00Z"),
-        serde_json::json!("1999-01-01T00:00:00Z"),
-        serde_json::json!("not a time"),
-    ]
+    let j = |v: Value| v;
+    match kind {
+        Kind::Text => vec![
+            j("".into()),
+            j("\u{0}".into()),
+            j("a\u{0}b".into()),
+            x(20),
+            x(21),
+            x(32),
+            x(33),
+            x(64),
+            x(65),
+            x(128),
+            x(129),
+            x(257),
+            j("linux".into()),
+            j("windows".into()),
+            j("plan9".into()),
+            j("GPU-prop-other-0".into()),
+            j("GPU-prop-host-0".into()),
+            j("GPU-prop-host-1".into()),
+            j("env-prop".into()),
+            j("env-other".into()),
+            j("env-nope".into()),
+            j("prop-other".into()),
+            j("prop-host".into()),
+            j("é".repeat(20).into()),
+            j("é".repeat(21).into()),
+        ],
+        Kind::Int => vec![
+            j(0.into()),
+            j(1.into()),
+            j((-1).into()),
+            j(1023.into()),
+            j(1024.into()),
+            j(2_147_483_647_i64.into()),
+            j(2_147_483_648_i64.into()),
+            j(i64::MAX.into()),
+        ],
+        Kind::Float => vec![
+            j(0.into()),
+            j((-0.5).into()),
+            j(100.into()),
+            j(100.5.into()),
+            j(149.0.into()),
+            j(151.0.into()),
+            j(1e300.into()),
+            j((-1e300).into()),
+        ],
+        Kind::Labels => vec![
+            serde_json::json!({}),
+            serde_json::json!([]),
+            serde_json::json!({"k": 1}),
+            serde_json::json!({"k": "v\u{0}"}),
+            serde_json::json!({"k\u{0}": "v"}),
+            serde_json::json!({"k": {"nested": "v"}}),
+            serde_json::json!({"rack": "r1"}),
+            Value::Null,
+        ],
+        Kind::Time => vec![
+            j("2099-01-01T00:00:00Z".into()),
+            j("1999-01-01T00:00:00Z".into()),
+            j("not a time".into()),
+            j("2026-12-01T14:00:00+02:00".into()),
+        ],
+    }
+}
+
+fn any_value() -> Vec<Value> {
+    let mut all: Vec<Value> = [Kind::Text, Kind::Int, Kind::Float, Kind::Labels, Kind::Time]
+        .into_iter()
+        .flat_map(values)
+        .collect();
+    all.extend([Value::Null, serde_json::json!(true), serde_json::json!([1])]);
+    all
 }
 
 /// Case `k`'s valid payload: fresh times (each case an hour-minute of its
@@ -461,19 +514,24 @@ both_backends! {
         // A fixed seed: the same 150 cases on every run and backend.
         let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &[13; 32]);
         let mut runner = TestRunner::new_with_rng(Config::default(), rng);
-        let vals = values();
-        let mutation = proptest::collection::vec((0..PATHS.len(), 0..vals.len()), 1..=3);
+        let anything = any_value();
+        // (path, wrong type?, value): a wrong JSON type one time in five.
+        let mutation = proptest::collection::vec((0..PATHS.len(), proptest::bool::weighted(0.2), 0..1000usize), 1..=3);
         let (mut accepted, mut refused) = (0, 0);
         let mut by_status = std::collections::BTreeMap::new();
         for k in 0..150 {
             let muts = mutation.new_tree(&mut runner).unwrap().current();
             let mut v = serde_json::to_value(valid_case(k)).unwrap();
-            for (p, x) in &muts {
-                if let Some(slot) = v.pointer_mut(PATHS[*p]) {
-                    *slot = vals[*x].clone();
+            let mut what = Vec::new();
+            for (p, wrong_type, x) in &muts {
+                let (path, kind) = PATHS[*p];
+                let pool = if *wrong_type { anything.clone() } else { values(kind) };
+                let value = pool[*x % pool.len()].clone();
+                what.push(format!("{path} = {value}"));
+                if let Some(slot) = v.pointer_mut(path) {
+                    *slot = value;
                 }
             }
-            let what: Vec<String> = muts.iter().map(|(p, x)| format!("{} = {}", PATHS[*p], vals[*x])).collect();
             let before = dump(&db).await;
             let rows_before = total_rows(&db).await;
             let body = serde_json::to_vec(&v).unwrap();

@@ -441,3 +441,34 @@ both_backends! {
         assert_eq!(code, 200, "{v}");
     }
 }
+
+both_backends! {
+    async fn a_gpu_silent_while_its_host_reports_fires_the_shipped_rule(db) {
+        let s = start(&db, ApiConfig::default()).await;
+        let t = token(&s.pool, "agent", Some("quiet-host")).await;
+        let p = payload("quiet-host", 1);
+        assert_eq!(post(&s, Some(&t), json(&p), None).await.0, 200);
+        // Three minutes on, the host and GPU 0 report; GPU 1 stays in the inventory, silent.
+        let mut quiet = later(p, 180);
+        quiet.batch.gpu.retain(|r| r.uuid == "GPU-quiet-host-0");
+        assert_eq!(post(&s, Some(&t), json(&quiet), None).await.0, 200);
+        let c = db.client().await;
+        c.batch_execute(
+            "UPDATE alert_rules SET enabled = (name = 'GpuSilent');
+             UPDATE alert_rules SET for_seconds = 0 WHERE name = 'GpuSilent'",
+        )
+        .await
+        .unwrap();
+        gpuwatch_alerter::evaluate_once(&s.pool, &gpuwatch_alerter::AlerterConfig::default()).await.unwrap();
+        let rows = c
+            .query(
+                "SELECT a.labels->>'gpu', a.labels->>'host', a.state FROM alert_records a
+                   JOIN alert_rules r ON r.id = a.rule_id WHERE r.name = 'GpuSilent'",
+                &[],
+            )
+            .await
+            .unwrap();
+        let got: Vec<(Option<String>, Option<String>, String)> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+        assert_eq!(got, [(Some("1".to_string()), Some("quiet-host".to_string()), "firing".to_string())]);
+    }
+}

@@ -69,7 +69,7 @@ impl Ingestor {
         let what = |e| StoreError::query("the ingest transaction", e);
         let mut tx = Client::transaction(&mut client).await.map_err(what)?;
         check_environments(&tx, inventory, batch).await?;
-        let (ids, fresh) = self.register(&tx, inventory, now).await?;
+        let (ids, fresh) = self.register(&tx, inventory, batch, now).await?;
         for (s, r) in gpu.iter_mut().zip(&batch.gpu) {
             // Validation proved every reading's UUID is in the inventory.
             s.gpu_id = ids[r.uuid.as_str()];
@@ -90,6 +90,7 @@ impl Ingestor {
         &self,
         tx: &Transaction<'_>,
         inventory: &[(HostInfo, Vec<GpuInfo>)],
+        batch: &Batch,
         now: DateTime<Utc>,
     ) -> Result<(HashMap<String, i64>, Known)> {
         let mut ids = HashMap::new();
@@ -110,7 +111,16 @@ impl Ingestor {
                     continue;
                 }
             }
-            inventory::upsert_host_in(tx, host, now).await?;
+            // The heartbeat is the host's latest sample, as every later batch
+            // records it, so GPU silence compares like with like.
+            let beat = batch
+                .host
+                .iter()
+                .filter(|s| s.host_id == host.id)
+                .map(|s| s.collected_at)
+                .max()
+                .unwrap_or(now);
+            inventory::upsert_host_in(tx, host, beat).await?;
             let m = inventory::register_gpus(tx, &host.id, gpus).await?;
             tracing::info!(host.id = %host.id, gpus = m.len(), "inventory registered");
             ids.extend(m.clone());
@@ -178,23 +188,27 @@ async fn check_environments(
     }
 }
 
-/// Each GPU's latest sample (`gpus.last_seen_at`) and each host's latest
-/// host sample (its heartbeat).
+/// Each host's latest host sample (its heartbeat) and each GPU's latest
+/// sample (`gpus.last_seen_at`). Hosts before GPUs, as registration locks
+/// them, so two batches of one host cannot deadlock.
 async fn record_liveness(tx: &Transaction<'_>, gpu: &[GpuSample], batch: &Batch) -> Result<()> {
-    let mut latest: HashMap<i64, DateTime<Utc>> = HashMap::new();
-    for s in gpu {
-        let t = latest.entry(s.gpu_id).or_insert(s.collected_at);
-        *t = (*t).max(s.collected_at);
-    }
-    let (ids, at): (Vec<i64>, Vec<DateTime<Utc>>) = latest.into_iter().unzip();
-    inventory::seen(tx, &ids, &at).await?;
     let mut beats: HashMap<&str, DateTime<Utc>> = HashMap::new();
     for s in &batch.host {
         let t = beats.entry(s.host_id.as_str()).or_insert(s.collected_at);
         *t = (*t).max(s.collected_at);
     }
+    let mut beats: Vec<(&str, DateTime<Utc>)> = beats.into_iter().collect();
+    beats.sort();
     for (host, at) in beats {
         inventory::heartbeat_in(tx, &[host.to_string()], at).await?;
     }
-    Ok(())
+    let mut latest: HashMap<i64, DateTime<Utc>> = HashMap::new();
+    for s in gpu {
+        let t = latest.entry(s.gpu_id).or_insert(s.collected_at);
+        *t = (*t).max(s.collected_at);
+    }
+    let mut latest: Vec<(i64, DateTime<Utc>)> = latest.into_iter().collect();
+    latest.sort();
+    let (ids, at): (Vec<i64>, Vec<DateTime<Utc>>) = latest.into_iter().unzip();
+    inventory::seen(tx, &ids, &at).await
 }
