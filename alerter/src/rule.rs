@@ -478,9 +478,10 @@ mod tests {
             assert_eq!(source(not), None, "{not}");
         }
         let count = |p: &str| metric_names().iter().filter(|m| m.starts_with(p)).count();
+        // gpu: 19 columns, xid_errors, silent_seconds.
         assert_eq!(
             (count("gpu."), count("host."), count("environment.")),
-            (21, 21, 7)
+            (22, 21, 7)
         );
     }
 
