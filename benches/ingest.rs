@@ -1,5 +1,7 @@
-//! Ingest benchmark: the [`BatchWriter`] against `psql \copy` (CSV) of the
-//! same rows into an identical hypertable, both measured in the same run.
+//! Ingest benchmark: the [`BatchWriter`] and the [`Ingestor`] (the one
+//! ingest path: validation, inventory, one transaction) against `psql
+//! \copy` (CSV) of the same rows into an identical hypertable, all measured
+//! in the same run.
 //!
 //! `cargo bench --bench ingest [-- --rows N --connections C --chunk-rows R --sweep]`
 //! needs the TimescaleDB server of `scripts/timescaledb.sh` (`TIMESCALE_URL`)
@@ -20,8 +22,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use gpuwatch_store::inventory::{GpuInfo, HostInfo};
 use gpuwatch_store::testing::{Kind, TestDb};
-use gpuwatch_store::{connect, migrate, BatchWriter, GpuSample, Pool, Sample, WriterConfig};
+use gpuwatch_store::{
+    connect, migrate, Batch, BatchWriter, GpuReading, GpuSample, IngestLimits, Ingestor, Pool,
+    Sample, WriterConfig,
+};
 use tokio_postgres::Client;
 
 const GPUS: usize = 400;
@@ -161,6 +167,48 @@ async fn fingerprint(c: &Client, table: &str) -> i64 {
     one_i64(c, &q).await
 }
 
+/// The bench fleet's inventory: 50 hosts of 8 GPUs, GPU `i` at `gpus.id` i + 1.
+fn inventory() -> Vec<(HostInfo, Vec<GpuInfo>)> {
+    (0..GPUS / GPUS_PER_HOST)
+        .map(|h| {
+            let id = format!("bench-host-{:03}", h + 1);
+            let host = HostInfo {
+                id: id.clone(),
+                name: id.clone(),
+                hostname: format!("{id}.bench"),
+                ip_address: format!("10.0.{h}.1"),
+                os_type: "linux".into(),
+                os_version: "Debian 12".into(),
+                arch: "x86_64".into(),
+                total_cpu: 128,
+                total_memory: 1 << 40,
+                total_disk: 1 << 42,
+                total_gpu: GPUS_PER_HOST as i32,
+                labels: serde_json::json!({"bench": "true"}),
+            };
+            let gpus = (0..GPUS_PER_HOST)
+                .map(|g| GpuInfo {
+                    host_id: id.clone(),
+                    gpu_index: g as i32,
+                    uuid: format!("GPU-bench-{}", h * GPUS_PER_HOST + g),
+                    name: "NVIDIA H100 80GB HBM3".into(),
+                    brand: "NVIDIA".into(),
+                    architecture: "Hopper".into(),
+                    memory_total: 80 << 30,
+                    compute_capability: "9.0".into(),
+                    power_limit: Some(700),
+                    temperature_limit: Some(87),
+                    pci_bus_id: None,
+                    driver_version: None,
+                    serial: None,
+                    vbios_version: None,
+                })
+                .collect();
+            (host, gpus)
+        })
+        .collect()
+}
+
 /// What every timed phase needs.
 struct Bench {
     c: Client,
@@ -168,6 +216,9 @@ struct Bench {
     csv: PathBuf,
     pool: Pool,
     rows: Vec<GpuSample>,
+    inventory: Vec<(HostInfo, Vec<GpuInfo>)>,
+    /// The rows keyed by UUID, as an agent sends them.
+    batch: Batch,
 }
 
 impl Bench {
@@ -213,6 +264,37 @@ impl Bench {
         let n = self.rows.len() as u64;
         let expected = if fresh { (n, 0) } else { (0, n) };
         assert_eq!((stats.inserted, stats.duplicates), expected, "{stats:?}");
+        self.expect_count("gpu_metrics").await;
+        took
+    }
+}
+
+impl Bench {
+    /// The rows through [`Ingestor::ingest`]: validation, the (cached)
+    /// inventory, then one transaction on one connection.
+    async fn ingestor(&self, chunk_rows: usize) -> Duration {
+        settle(&self.c).await;
+        let cfg = WriterConfig {
+            connections: 1,
+            chunk_rows,
+        };
+        let limits = IngestLimits {
+            max_samples: usize::MAX,
+            ..IngestLimits::default()
+        };
+        let ingestor = Ingestor::new(self.pool.clone(), cfg, limits);
+        // Registration is once per inventory change, not per batch: outside the timing.
+        ingestor
+            .ingest(&self.inventory, &Batch::default(), Utc::now())
+            .await
+            .expect("register the bench inventory");
+        let t = Instant::now();
+        let stats = ingestor
+            .ingest(&self.inventory, &self.batch, Utc::now())
+            .await
+            .expect("ingest");
+        let took = t.elapsed();
+        assert_eq!(stats.inserted, self.rows.len() as u64, "{stats:?}");
         self.expect_count("gpu_metrics").await;
         took
     }
@@ -275,12 +357,24 @@ async fn main() {
     let csv = std::env::temp_dir().join(format!("gpuwatch-ingest-{}.csv", std::process::id()));
     write_csv(&rows, &csv).expect("write the CSV file");
     let (url, n) = (db.url.clone(), rows.len());
+    let batch = Batch {
+        gpu: rows
+            .iter()
+            .map(|s| GpuReading {
+                uuid: format!("GPU-bench-{}", s.gpu_id - 1),
+                sample: s.clone(),
+            })
+            .collect(),
+        ..Batch::default()
+    };
     let b = Bench {
         c,
         url,
         csv,
         pool,
         rows,
+        inventory: inventory(),
+        batch,
     };
 
     let (p, w) = compare(&b, connections, chunk_rows).await;
@@ -292,6 +386,35 @@ async fn main() {
     let d = b.writer(connections, chunk_rows, false).await;
     println!("dedup path (resend):  {}", rate(n, d));
 
+    // The one ingest path, against psql again in the same conditions.
+    let (mut p_best, mut i_best) = (Duration::MAX, Duration::MAX);
+    for round in 1..=2 {
+        sql(&b.c, "TRUNCATE gpu_metrics; TRUNCATE gpu_metrics_psql").await;
+        let p = b.psql().await;
+        let i = b.ingestor(chunk_rows).await;
+        println!(
+            "round {round}:              psql {}; ingestor {}",
+            rate(n, p),
+            rate(n, i)
+        );
+        if round == 1 {
+            let ours = fingerprint(&b.c, "gpu_metrics").await;
+            let theirs = fingerprint(&b.c, "gpu_metrics_psql").await;
+            assert_eq!(
+                ours, theirs,
+                "the ingestor must store the same rows (gpus.id i + 1)"
+            );
+        }
+        p_best = p_best.min(p);
+        i_best = i_best.min(i);
+    }
+    let ratio = p_best.as_secs_f64() / i_best.as_secs_f64();
+    println!("psql \\copy (CSV):     {}", rate(n, p_best));
+    println!(
+        "Ingestor (1 tx):      {} (1 connection, {chunk_rows} rows/chunk)",
+        rate(n, i_best)
+    );
+    println!("ratio:                {ratio:.2}x psql");
     // The same comparison without the tables' invalidation triggers
     // (migration 0029): what the writer cost before, measured in this run.
     sql(&b.c, "DROP TRIGGER gpuwatch_tier_invalidate_insert ON gpu_metrics; TRUNCATE gpu_metrics; TRUNCATE gpu_metrics_psql").await;

@@ -38,6 +38,8 @@ pub enum Source {
     HeartbeatAge,
     /// Samples with an XID in the window, per GPU.
     XidErrors,
+    /// Seconds a present GPU's latest sample lags its online host's heartbeat.
+    GpuSilence,
     /// `gpuwatch_quota_usage.used_pct` (when the billing view exists).
     QuotaUsedPct,
     /// A column of the replication views of migration 0025.
@@ -58,6 +60,7 @@ pub fn source(metric: &str) -> Option<Source> {
     match metric {
         "host.heartbeat_age" => Some(Source::HeartbeatAge),
         "gpu.xid_errors" => Some(Source::XidErrors),
+        "gpu.silent_seconds" => Some(Source::GpuSilence),
         "quota.used_pct" => Some(Source::QuotaUsedPct),
         _ if metric.starts_with("db.") => REPLICATION
             .iter()
@@ -80,7 +83,15 @@ pub fn metric_names() -> Vec<String> {
     let mut v: Vec<String> = watchable(GPU_COLUMNS).map(|c| format!("gpu.{c}")).collect();
     v.extend(watchable(HOST_COLUMNS).map(|c| format!("host.{c}")));
     v.extend(watchable(ENV_COLUMNS).map(|c| format!("environment.{c}")));
-    v.extend(["host.heartbeat_age", "gpu.xid_errors", "quota.used_pct"].map(String::from));
+    v.extend(
+        [
+            "host.heartbeat_age",
+            "gpu.xid_errors",
+            "gpu.silent_seconds",
+            "quota.used_pct",
+        ]
+        .map(String::from),
+    );
     v.extend(REPLICATION.iter().map(|(m, _)| m.to_string()));
     v
 }
@@ -402,7 +413,7 @@ impl Rule {
             }
         } else {
             e.push(format!(
-                "metric: unknown metric {:?}; one of gpu.<column>, host.<column>, environment.<column>, host.heartbeat_age, gpu.xid_errors, quota.used_pct (e.g. gpu.temperature)",
+                "metric: unknown metric {:?}; one of gpu.<column>, host.<column>, environment.<column>, host.heartbeat_age, gpu.xid_errors, gpu.silent_seconds, quota.used_pct (e.g. gpu.temperature)",
                 self.metric
             ));
         }
@@ -528,9 +539,10 @@ mod tests {
             assert_eq!(source(not), None, "{not}");
         }
         let count = |p: &str| metric_names().iter().filter(|m| m.starts_with(p)).count();
+        // gpu: 19 columns, xid_errors, silent_seconds.
         assert_eq!(
             (count("gpu."), count("host."), count("environment.")),
-            (21, 21, 7)
+            (22, 21, 7)
         );
     }
 

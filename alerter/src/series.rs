@@ -210,6 +210,10 @@ pub async fn load<C: GenericClient>(
                 out.insert(*w, quota(c).await?);
                 continue;
             }
+            Source::GpuSilence => {
+                out.insert(*w, gpu_silence(c, inv).await?);
+                continue;
+            }
             Source::Replication(col) => {
                 out.insert(*w, replication(c, col).await?);
                 continue;
@@ -287,6 +291,29 @@ async fn heartbeat<C: GenericClient>(c: &C, inv: &Inventory, now: DateTime<Utc>)
                 Arc::new(inv.host(&r.get::<_, String>(0))),
                 r.get::<_, f64>(1).max(0.0),
             )
+        })
+        .collect())
+}
+
+/// `gpu.silent_seconds`: how far each present GPU's latest sample lags its
+/// host's heartbeat, for online hosts only (a silent host is HostSilent's,
+/// one in maintenance nobody's). A GPU never seen counts from registration.
+async fn gpu_silence<C: GenericClient>(c: &C, inv: &Inventory) -> Result<Values> {
+    let rows = c
+        .query(
+            "SELECT g.id, g.host_id,
+                    greatest(0, extract(epoch FROM (h.last_heartbeat - coalesce(g.last_seen_at, g.created_at))))::float8
+               FROM gpus g JOIN hosts h ON h.id = g.host_id
+              WHERE g.removed_at IS NULL AND h.status = 'online' AND h.last_heartbeat IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(q("reading when GPUs were last seen"))?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let labels = inv.gpu(r.get(0), &r.get::<_, String>(1));
+            (Arc::new(labels), r.get::<_, f64>(2))
         })
         .collect())
 }

@@ -19,6 +19,8 @@ use crate::{ApiError, AppState};
 pub const READ: &[&str] = &["admin", "operator", "viewer"];
 /// Changing rules, silences and webhooks.
 pub const WRITE: &[&str] = &["admin", "operator"];
+/// Changes only an admin makes (moving a GPU to another host).
+pub const ADMIN: &[&str] = &["admin"];
 /// Money.
 pub const FINANCE: &[&str] = &["admin", "finance"];
 /// Agents push samples (admin too, for tooling).

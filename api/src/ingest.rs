@@ -1,15 +1,15 @@
 //! `POST /api/v1/ingest`: a host's inventory and one batch of its samples.
 //!
-//! Everything is checked before anything is written: size (compressed and
-//! decompressed), JSON shape (unknown fields rejected), payload version,
-//! that the token may report for the host, that every sample belongs to the
-//! host and its GPUs, value ranges, and timestamps. Any problem answers 4xx
-//! with every problem listed and nothing stored, so a bad sample never
-//! slips in beside good ones. Writes are idempotent: a re-sent batch stores
-//! nothing twice.
+//! Here: size (compressed and decompressed), JSON shape (unknown fields
+//! rejected), payload version, and that the token may report for the host.
+//! The rest is the store's one ingest path ([`gpuwatch_store::Ingestor`]),
+//! which the direct sink uses too: the schema's rules, that every sample
+//! belongs to the host and its GPUs, that no GPU or environment of another
+//! host is named, value ranges, timestamps; then everything is written in
+//! one transaction. Any problem answers 4xx (409 for a GPU another host
+//! holds) with every problem listed and nothing stored. Writes are
+//! idempotent: a re-sent batch stores nothing twice.
 
-use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::io::Read;
 
 use axum::body::{to_bytes, Body};
@@ -18,10 +18,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use chrono::Utc;
 use flate2::read::GzDecoder;
-use gpuwatch_store::{inventory, GpuSample, IngestPayload, PAYLOAD_VERSION};
+use gpuwatch_store::{IngestLimits, IngestPayload, PAYLOAD_VERSION};
 
-use crate::validate::check_payload;
-use crate::{ApiError, AppState};
+use crate::{ApiConfig, ApiError, AppState};
 
 /// Answer of a successful ingest.
 #[derive(Debug, serde::Serialize)]
@@ -59,40 +58,27 @@ pub async fn ingest(
             ));
         }
     }
-    let now = Utc::now();
-    let problems = check_payload(&payload, &st.cfg, now);
-    if !problems.is_empty() {
-        let mut e = ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!(
-                "{} problem(s) in the payload; nothing was stored",
-                problems.len()
-            ),
-        );
-        e.details = problems;
-        return Err(e);
-    }
-    let ids = st.register(&payload).await?;
-    let gpu: Vec<GpuSample> = payload
-        .batch
-        .gpu
-        .iter()
-        .map(|r| GpuSample {
-            gpu_id: ids[&r.uuid],
-            ..r.sample.clone()
-        })
-        .collect();
-    let mut stats = st.writer.write(&gpu).await?;
-    stats += st.writer.write(&payload.batch.host).await?;
-    stats += st.writer.write(&payload.batch.env).await?;
-    if let Some(at) = payload.batch.host.iter().map(|h| h.collected_at).max() {
-        inventory::heartbeat(&st.pool, std::slice::from_ref(&payload.host.id), at).await?;
-    }
+    let IngestPayload {
+        host, gpus, batch, ..
+    } = payload;
+    let stats = st
+        .ingestor
+        .ingest(&[(host, gpus)], &batch, Utc::now())
+        .await?;
     Ok(Json(IngestResult {
         rows: stats.rows,
         inserted: stats.inserted,
         duplicates: stats.duplicates,
     }))
+}
+
+/// The store's ingest limits from `[api]`.
+pub(crate) fn limits(cfg: &ApiConfig) -> IngestLimits {
+    IngestLimits {
+        max_samples: cfg.max_samples,
+        max_age: chrono::Duration::days(cfg.max_age_days),
+        max_future: chrono::Duration::seconds(cfg.max_future_secs),
+    }
 }
 
 /// Reads the body within the limits, gunzips it if sent so, parses it.
@@ -149,37 +135,4 @@ async fn decode(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Ingest
         ));
     }
     Ok(payload)
-}
-
-impl AppState {
-    /// Upserts the host and its GPUs when they changed since this server last
-    /// saw them, and returns UUID → `gpus.id`.
-    async fn register(&self, p: &IngestPayload) -> Result<HashMap<String, i64>, ApiError> {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        serde_json::to_string(&(&p.host, &p.gpus))
-            .unwrap_or_default()
-            .hash(&mut h);
-        let fingerprint = h.finish();
-        if let Some((f, ids)) = self
-            .known
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&p.host.id)
-        {
-            if *f == fingerprint {
-                return Ok(ids.clone());
-            }
-        }
-        inventory::upsert_host(&self.pool, &p.host, Utc::now()).await?;
-        let mut ids = HashMap::new();
-        for g in &p.gpus {
-            ids.insert(g.uuid.clone(), inventory::upsert_gpu(&self.pool, g).await?);
-        }
-        tracing::info!(host.id = %p.host.id, gpus = ids.len(), "inventory registered");
-        self.known
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(p.host.id.clone(), (fingerprint, ids.clone()));
-        Ok(ids)
-    }
 }

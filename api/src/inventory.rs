@@ -1,5 +1,6 @@
-//! Hosts and GPUs with their latest figures, and series through the
-//! tier-aware `gpuwatch_series`.
+//! Hosts and GPUs with their latest figures, an operator's changes to a
+//! host (maintenance, labels), an admin's move of a GPU to another host,
+//! and series through the tier-aware `gpuwatch_series`.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -160,6 +161,154 @@ pub async fn get_host(
     State(state): State<AppState>,
     PathParam(id): PathParam<String>,
 ) -> Result<Json<HostDetail>, ApiError> {
+    Ok(Json(host_detail(&state, &id).await?))
+}
+
+/// A status an operator may set; `offline` is liveness's to set.
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OperatorStatus {
+    /// Kept through the host's own reports and by liveness until set back.
+    Maintenance,
+    /// Back in service (liveness marks it offline if it stays silent).
+    Online,
+}
+
+/// Body of `PATCH /api/v1/hosts/{id}`: what to change, absent fields kept.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HostPatch {
+    /// `maintenance` or `online`.
+    pub status: Option<OperatorStatus>,
+    /// The operator's labels, replacing the previous ones; they win over
+    /// the agent's labels on the same key and survive its re-registration.
+    pub labels: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// `PATCH /api/v1/hosts/{id}` (admin, operator)
+pub async fn patch_host(
+    State(state): State<AppState>,
+    PathParam(id): PathParam<String>,
+    crate::extract::Body(patch): crate::extract::Body<HostPatch>,
+) -> Result<Json<HostDetail>, ApiError> {
+    if id.contains('\0') {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "a host id cannot contain NUL",
+        ));
+    }
+    if let Some((k, _)) = patch
+        .labels
+        .iter()
+        .flatten()
+        .find(|(k, v)| k.contains('\0') || v.contains('\0'))
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("labels.{k}: a label cannot contain NUL"),
+        ));
+    }
+    let status = patch.status.map(|s| match s {
+        OperatorStatus::Maintenance => "maintenance",
+        OperatorStatus::Online => "online",
+    });
+    let labels = patch.labels.map(|l| serde_json::json!(l));
+    let client = state.pool().get().await?;
+    // Labels: drop the keys the operator set before, then add theirs.
+    let n = client
+        .execute(
+            "UPDATE hosts SET status = COALESCE($2, status),
+                    labels = CASE WHEN $3::jsonb IS NULL THEN labels
+                                  ELSE (labels - ARRAY(SELECT jsonb_object_keys(operator_labels))) || $3::jsonb END,
+                    operator_labels = COALESCE($3::jsonb, operator_labels)
+              WHERE id = $1",
+            &[&id, &status, &labels],
+        )
+        .await
+        .map_err(|e| StoreError::query(format!("changing host {id}"), e))?;
+    if n == 0 {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no host with id {id:?}"),
+        ));
+    }
+    tracing::info!(host.id = %id.escape_debug(), status = ?status, "host changed by an operator");
+    Ok(Json(host_detail(&state, &id).await?))
+}
+
+/// Body of `POST /api/v1/gpus/{id}/move`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GpuMove {
+    /// The host the card is in now.
+    pub host_id: String,
+    /// Its index there, 0–1023.
+    pub gpu_index: i32,
+}
+
+/// `POST /api/v1/gpus/{id}/move` (admin): the card was physically moved.
+/// Its samples stay with the host they were taken on; the old host's
+/// agent is refused the UUID from now on, the new host's accepted.
+pub async fn move_gpu(
+    State(state): State<AppState>,
+    PathParam(id): PathParam<i64>,
+    crate::extract::Body(m): crate::extract::Body<GpuMove>,
+) -> Result<Json<Gpu>, ApiError> {
+    if !(0..1024).contains(&m.gpu_index) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("gpu_index: {} is outside [0, 1023]", m.gpu_index),
+        ));
+    }
+    if m.host_id.contains('\0') || m.host_id.is_empty() || m.host_id.chars().count() > 64 {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "host_id: must be 1 to 64 characters without NUL",
+        ));
+    }
+    let client = state.pool().get().await?;
+    let c: &tokio_postgres::Client = &client;
+    let host_exists = c
+        .query_opt("SELECT 1 FROM hosts WHERE id = $1", &[&m.host_id])
+        .await
+        .map_err(|e| StoreError::query(format!("reading host {}", m.host_id), e))?
+        .is_some();
+    if !host_exists {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("host_id: no host with id {:?}", m.host_id),
+        ));
+    }
+    let busy = c
+        .query_opt(
+            "SELECT uuid FROM gpus WHERE host_id = $1 AND gpu_index = $2 AND removed_at IS NULL AND id <> $3",
+            &[&m.host_id, &m.gpu_index, &id],
+        )
+        .await
+        .map_err(|e| StoreError::query(format!("reading the GPUs of host {}", m.host_id), e))?;
+    if let Some(r) = busy {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "host {:?} has GPU {:?} at index {}; move or remove that one first",
+                m.host_id,
+                r.get::<_, Option<String>>(0).unwrap_or_default(),
+                m.gpu_index
+            ),
+        ));
+    }
+    if !gpuwatch_store::inventory::move_gpu(c, id, &m.host_id, m.gpu_index).await? {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no GPU with id {id}"),
+        ));
+    }
+    tracing::info!(gpu.id = id, host.id = %m.host_id.escape_debug(), "GPU moved by an admin");
+    get_gpu(State(state), PathParam(id.to_string())).await
+}
+
+async fn host_detail(state: &AppState, id: &str) -> Result<HostDetail, ApiError> {
+    let id = id.to_string();
     let client = state.pool().get().await?;
     let row = client
         .query_opt(
@@ -176,10 +325,10 @@ pub async fn get_host(
         )
         .await
         .map_err(|e| StoreError::query(format!("reading the GPUs of host {id}"), e))?;
-    Ok(Json(HostDetail {
+    Ok(HostDetail {
         host: host(&row),
         gpus: gpus.iter().map(gpu).collect(),
-    }))
+    })
 }
 
 /// Filters and paging of `GET /api/v1/gpus`.
@@ -229,6 +378,18 @@ pub struct Gpu {
     pub labels: serde_json::Value,
     /// The latest `gpu_metrics` row (within the raw tier), null if none.
     pub latest: Option<serde_json::Value>,
+    /// Time of its latest stored sample.
+    pub last_seen_at: Option<DateTime<Utc>>,
+    /// When it left its host's inventory (replaced or missing); null while present.
+    pub removed_at: Option<DateTime<Utc>>,
+    /// PCI bus id.
+    pub pci_bus_id: Option<String>,
+    /// Driver version.
+    pub driver_version: Option<String>,
+    /// Board serial number.
+    pub serial: Option<String>,
+    /// VBIOS version.
+    pub vbios_version: Option<String>,
 }
 
 const GPU_COLUMNS: &str = "g.id, g.host_id, g.gpu_index, g.uuid, g.name, g.memory_total, g.status,
@@ -236,7 +397,8 @@ const GPU_COLUMNS: &str = "g.id, g.host_id, g.gpu_index, g.uuid, g.name, g.memor
     (SELECT to_jsonb(m) - 'gpu_id' - 'host_id' FROM gpu_metrics m
       WHERE m.gpu_id = g.id AND m.collected_at > now() - interval '7 days'
         AND m.collected_at <= now() + interval '10 minutes'
-      ORDER BY m.collected_at DESC LIMIT 1)";
+      ORDER BY m.collected_at DESC LIMIT 1),
+    g.last_seen_at, g.removed_at, g.pci_bus_id, g.driver_version, g.serial, g.vbios_version";
 
 const GPUS: Source = Source {
     what: "GPUs",
@@ -257,6 +419,12 @@ fn gpu(r: &Row) -> Gpu {
         allocated_to: r.get(8),
         labels: r.get(9),
         latest: r.get(10),
+        last_seen_at: r.get(11),
+        removed_at: r.get(12),
+        pci_bus_id: r.get(13),
+        driver_version: r.get(14),
+        serial: r.get(15),
+        vbios_version: r.get(16),
     }
 }
 

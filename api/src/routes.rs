@@ -5,10 +5,12 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post, put};
+use axum::routing::{delete, get, patch, post, put};
 use axum::{Json, Router};
 
-use crate::endpoints::{query, schema, Api, Endpoint, AGENT, AGENT_ONLY, FINANCE, READ, WRITE};
+use crate::endpoints::{
+    query, schema, Api, Endpoint, ADMIN, AGENT, AGENT_ONLY, FINANCE, READ, WRITE,
+};
 use crate::probes::{metrics, ready};
 use crate::{agent, alerting, billing, ingest, inventory, jobs, list, ApiError, AppState};
 
@@ -61,6 +63,16 @@ pub fn api(state: AppState) -> (Router<AppState>, serde_json::Value) {
         )
         .add(
             Endpoint::get(
+                "/api/v1/hosts/{id}",
+                WRITE,
+                "Put a host into maintenance (kept through its reports) or back online; set the operator's labels.",
+                schema::<inv::HostDetail>,
+            )
+            .with_body("patch", schema::<inv::HostPatch>, 200),
+            patch(inv::patch_host),
+        )
+        .add(
+            Endpoint::get(
                 "/api/v1/gpus",
                 READ,
                 "GPUs with their latest sample.",
@@ -96,6 +108,16 @@ pub fn api(state: AppState) -> (Router<AppState>, serde_json::Value) {
                 schema::<jobs::JobDetail>,
             ),
             get(jobs::get_job),
+        )
+        .add(
+            Endpoint::get(
+                "/api/v1/gpus/{id}/move",
+                ADMIN,
+                "Move a GPU to another host (the card was moved); its UUID is refused to the old host from then on.",
+                schema::<inv::Gpu>,
+            )
+            .with_body("post", schema::<inv::GpuMove>, 200),
+            post(inv::move_gpu),
         )
         .add(
             Endpoint::get(

@@ -1,28 +1,22 @@
 //! [`AppState`]: what every handler shares.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use gpuwatch_exporter::Exporter;
-use gpuwatch_store::{BatchWriter, Pool, WriterConfig};
+use gpuwatch_store::{Ingestor, Pool, WriterConfig};
 
 use crate::ApiConfig;
-
-/// host id → (inventory fingerprint, UUID → gpus.id).
-pub(crate) type KnownInventory = Arc<Mutex<HashMap<String, (u64, HashMap<String, i64>)>>>;
 
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
     pub(crate) pool: Pool,
-    pub(crate) writer: Arc<BatchWriter>,
+    /// The store's one ingest path (it caches unchanged inventories).
+    pub(crate) ingestor: Arc<Ingestor>,
     pub(crate) cfg: Arc<ApiConfig>,
     pub(crate) exporter: Arc<Exporter>,
     pub(crate) webhook_defaults: Arc<gpuwatch_alerter::WebhookConfig>,
     pub(crate) due_days: u32,
-    /// host id → (inventory fingerprint, UUID → gpus.id): inventory is
-    /// written only when it changes.
-    pub(crate) known: KnownInventory,
     /// Token lookups, remembered for `api.token_cache`.
     pub(crate) tokens: Arc<crate::auth::TokenCache>,
 }
@@ -35,13 +29,16 @@ impl AppState {
             tokens: Arc::new(crate::auth::TokenCache::new(
                 std::time::Duration::from_secs(cfg.token_cache_secs),
             )),
-            writer: Arc::new(BatchWriter::new(pool.clone(), writer)),
+            ingestor: Arc::new(Ingestor::new(
+                pool.clone(),
+                writer,
+                crate::ingest::limits(&cfg),
+            )),
             pool,
             cfg: Arc::new(cfg),
             exporter,
             webhook_defaults: Arc::default(),
             due_days: 30,
-            known: Arc::default(),
         }
     }
 

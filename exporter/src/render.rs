@@ -35,6 +35,7 @@ pub fn gpu_sql() -> String {
                  WHERE s.gpu_id = g.id AND s.collected_at > now() - make_interval(secs => $1)
                    AND s.collected_at <= now() + interval '10 minutes'
                  ORDER BY s.collected_at DESC LIMIT 1) m
+          WHERE g.removed_at IS NULL
           ORDER BY 7, g.gpu_index",
         select_list(&GPU)
     )

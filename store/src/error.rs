@@ -116,9 +116,77 @@ pub enum StoreError {
         /// server message
         reason: String,
     },
+    /// The caller sent something the schema forbids; each problem names its
+    /// field by JSON path. Nothing was written.
+    #[error("{} problem(s) in the batch; nothing was stored: {}", problems.len(), problems.join("; "))]
+    Rejected {
+        /// One line per problem, `path: what is wrong`.
+        problems: Vec<String>,
+    },
+    /// The request contradicts what is stored (a GPU UUID that belongs to
+    /// another host). Nothing was written.
+    #[error("{0}")]
+    Conflict(String),
+}
+
+/// Whose fault an error is, which decides the answer and whether to retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The caller's input is wrong (4xx): fix it, do not retry it.
+    Invalid,
+    /// The input contradicts stored state (409): resolve it, do not retry it.
+    Conflict,
+    /// The database is unreachable, overloaded, read-only or failing over
+    /// (503): the same call may succeed later.
+    Temporary,
+    /// Anything else is a bug of gpuwatch (500).
+    Internal,
 }
 
 impl StoreError {
+    /// The class of this error. A server error is classed by its SQLSTATE:
+    /// data exceptions (22) and integrity violations (23) are the caller's
+    /// (a unique or exclusion violation is a conflict), connection, resource
+    /// and failover states (08, 53, 57P0x, 40001/40P01, 25006) are
+    /// temporary. Connection set-up failures are temporary for the caller:
+    /// the server is what is unavailable, not their request.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            StoreError::Rejected { .. } => ErrorClass::Invalid,
+            StoreError::Conflict(_) => ErrorClass::Conflict,
+            StoreError::Unreachable { .. }
+            | StoreError::AuthFailed { .. }
+            | StoreError::NoSuchDatabase { .. }
+            | StoreError::Tls(_)
+            | StoreError::Pool(_)
+            | StoreError::ReadOnly { .. } => ErrorClass::Temporary,
+            StoreError::Copy { source, .. } | StoreError::Query { source, .. } => {
+                sqlstate_class(source)
+            }
+            _ => ErrorClass::Internal,
+        }
+    }
+
+    /// For an input the database refused: the constraint or column it
+    /// names and the server's message, for an answer that tells the caller
+    /// what to change.
+    pub fn input_problem(&self) -> Option<String> {
+        let (StoreError::Copy { source, .. } | StoreError::Query { source, .. }) = self else {
+            return None;
+        };
+        let db = source.as_db_error()?;
+        let mut s = db.message().to_string();
+        if let Some(c) = db.constraint() {
+            s.push_str(&format!(" (constraint {c})"));
+        } else if let Some(c) = db.column() {
+            s.push_str(&format!(" (column {c})"));
+        }
+        if let Some(d) = db.detail() {
+            s.push_str(&format!("; {d}"));
+        }
+        Some(s)
+    }
+
     /// Wraps a query error with what we were doing. A read-only refusal
     /// becomes [`StoreError::ReadOnly`] and marks the pool's connections
     /// for eviction ([`crate::pool`]).
@@ -162,6 +230,17 @@ impl StoreError {
     }
 }
 
+fn sqlstate_class(e: &tokio_postgres::Error) -> ErrorClass {
+    if temporary_sqlstate(e) {
+        return ErrorClass::Temporary;
+    }
+    match e.code().map(SqlState::code) {
+        Some("23505" | "23P01") => ErrorClass::Conflict,
+        Some(c) if c.starts_with("22") || c.starts_with("23") => ErrorClass::Invalid,
+        _ => ErrorClass::Internal,
+    }
+}
+
 /// SQLSTATE 25006, read_only_sql_transaction. Seeing one records the moment,
 /// so the pool drops every connection that was in use then.
 fn is_read_only(e: &tokio_postgres::Error) -> bool {
@@ -173,7 +252,8 @@ fn is_read_only(e: &tokio_postgres::Error) -> bool {
 }
 
 /// Errors of the connection or of the server's state, never of the input:
-/// class 08 (connection), 57P01-57P03 (shutdown, cannot connect now), 25006
+/// class 08 (connection), 53 (insufficient resources: disk full, too many
+/// connections), 57P01-57P03 (shutdown, cannot connect now), 25006
 /// (read-only), 40001/40P01 (serialization, deadlock), and a closed or
 /// failed socket. An error without SQLSTATE that is neither (a value that
 /// does not convert) is a bug, not temporary.
@@ -185,6 +265,7 @@ fn temporary_sqlstate(e: &tokio_postgres::Error) -> bool {
         Some(c) => {
             let c = c.code();
             c.starts_with("08")
+                || c.starts_with("53")
                 || matches!(c, "57P01" | "57P02" | "57P03" | "25006" | "40001" | "40P01")
         }
     }

@@ -13,6 +13,8 @@
 //!   connections, idempotently.
 //! - [`replication`] says whether the server is a primary or a standby and
 //!   how far each standby lags.
+//! - [`Ingestor`] is the one ingest path (direct sink and HTTP): validate,
+//!   register, write and heartbeat in one transaction.
 //! - [`inventory`] holds the shared queries for `hosts` and `gpus`.
 //! - [`IngestPayload`] / [`Batch`] are what agents send and spool.
 //!
@@ -25,6 +27,7 @@ mod backend;
 pub mod catalogue;
 mod config;
 mod error;
+pub mod ingest;
 pub mod inventory;
 pub mod jobs;
 pub mod listing;
@@ -45,7 +48,8 @@ mod writer;
 pub use backend::{detect, Backend, BackendPreference, ServerInfo};
 pub use catalogue::{EnvSample, GpuSample, HostSample};
 pub use config::{duration, StoreConfig, WriterConfig};
-pub use error::StoreError;
+pub use error::{ErrorClass, StoreError};
+pub use ingest::{IngestLimits, Ingestor};
 #[cfg(feature = "testing")]
 pub use migrate::migrate_as_of;
 pub use migrate::{

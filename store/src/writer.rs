@@ -16,7 +16,9 @@ use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 use futures_util::{pin_mut, stream::FuturesUnordered, StreamExt};
-use tokio_postgres::{binary_copy::BinaryCopyInWriter, error::SqlState, CopyInSink};
+use tokio_postgres::{
+    binary_copy::BinaryCopyInWriter, error::SqlState, Client, CopyInSink, Transaction,
+};
 
 use crate::{Pool, Result, Sample, StoreError, WriterConfig};
 
@@ -68,26 +70,61 @@ impl BatchWriter {
         }
         let started = std::time::Instant::now();
         let result = self.write_all(rows).await;
-        let table = [S::TABLE];
-        crate::metrics::LATENCY
-            .with_label_values(&table)
-            .observe(started.elapsed().as_secs_f64());
-        match &result {
-            Ok(s) => {
-                crate::metrics::WRITTEN
-                    .with_label_values(&table)
-                    .inc_by(s.inserted);
-                crate::metrics::DUPLICATES
-                    .with_label_values(&table)
-                    .inc_by(s.duplicates);
-            }
-            Err(_) => crate::metrics::FAILED.with_label_values(&table).inc(),
-        }
+        record_metrics::<S>(started, &result);
         result
     }
 
+    /// Creates what `rows` need before they can be written in a
+    /// transaction (the daily partitions on plain PostgreSQL), in statements
+    /// of their own on `client`: run it before opening the transaction, so
+    /// a rollback cannot undo a partition this writer believes exists.
+    pub async fn prepare<S: Sample>(&self, client: &Client, rows: &[S]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.ensure_partitions::<S>(client, &days_of(rows))
+            .await
+    }
+
+    /// Stores `rows` inside the caller's transaction, so they commit or roll
+    /// back with everything else it holds; [`BatchWriter::prepare`] first.
+    /// One connection, chunk after chunk, each in a savepoint: a chunk that
+    /// hits stored rows is rolled back to it and de-duplicated, as
+    /// [`BatchWriter::write`] does. Late samples invalidate their tier
+    /// buckets in the same transaction (the raw tables' triggers).
+    pub async fn write_in<S: Sample>(
+        &self,
+        tx: &mut Transaction<'_>,
+        rows: &[S],
+    ) -> Result<WriteStats> {
+        if rows.is_empty() {
+            return Ok(WriteStats::default());
+        }
+        let started = std::time::Instant::now();
+        let result = self.write_in_tx(tx, rows).await;
+        record_metrics::<S>(started, &result);
+        result
+    }
+
+    async fn write_in_tx<S: Sample>(
+        &self,
+        tx: &mut Transaction<'_>,
+        rows: &[S],
+    ) -> Result<WriteStats> {
+        let mut total = WriteStats::default();
+        // Late samples invalidate their tier buckets through the raw tables'
+        // statement triggers, in this same transaction (DESIGN, "Exact tiers").
+        for chunk in rows.chunks(self.cfg.chunk_rows.max(1)) {
+            total += copy_chunk_in(tx, chunk).await?;
+        }
+        Ok(total)
+    }
+
     async fn write_all<S: Sample>(&self, rows: &[S]) -> Result<WriteStats> {
-        self.ensure_partitions::<S>(&days_of(rows)).await?;
+        {
+            let client = self.pool.get().await?;
+            self.ensure_partitions::<S>(&client, &days_of(rows)).await?;
+        }
         let mut chunks = rows.chunks(self.cfg.chunk_rows.max(1));
         let mut in_flight = FuturesUnordered::new();
         let mut total = WriteStats::default();
@@ -128,7 +165,8 @@ impl BatchWriter {
                 ..Default::default()
             }),
             Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                let inserted = dedup_chunk(&mut client, rows).await.map_err(copy_err)?;
+                let tx = Client::transaction(&mut client).await.map_err(copy_err)?;
+                let inserted = dedup_chunk(tx, rows).await.map_err(copy_err)?;
                 tracing::debug!(
                     table = S::TABLE,
                     rows = rows.len(),
@@ -149,7 +187,11 @@ impl BatchWriter {
     /// Creates the daily partitions a batch needs on plain PostgreSQL, so an
     /// insert never fails for want of one. A no-op on hypertables (the SQL
     /// function checks), and cached per day so it costs nothing after the first.
-    async fn ensure_partitions<S: Sample>(&self, days: &HashSet<i64>) -> Result<()> {
+    async fn ensure_partitions<S: Sample>(
+        &self,
+        client: &Client,
+        days: &HashSet<i64>,
+    ) -> Result<()> {
         let missing: Vec<i64> = {
             let known = self.ensured.lock().unwrap_or_else(|p| p.into_inner());
             days.iter()
@@ -160,7 +202,6 @@ impl BatchWriter {
         if missing.is_empty() {
             return Ok(());
         }
-        let client = self.pool.get().await?;
         for d in missing {
             let date = DateTime::<Utc>::from_timestamp(d * 86_400, 0)
                 .map(|t| t.date_naive())
@@ -192,6 +233,57 @@ fn days_of<S: Sample>(rows: &[S]) -> HashSet<i64> {
         .collect()
 }
 
+/// One chunk into `S::TABLE` inside `tx`, in a savepoint: a chunk that
+/// meets stored rows is rolled back to it and de-duplicated.
+async fn copy_chunk_in<S: Sample>(tx: &mut Transaction<'_>, rows: &[S]) -> Result<WriteStats> {
+    let copy_err = |source| StoreError::copy(S::TABLE, source);
+    let sp = tx.transaction().await.map_err(copy_err)?;
+    let sink = sp
+        .copy_in(&copy_sql::<S>(S::TABLE))
+        .await
+        .map_err(copy_err)?;
+    match copy_rows(sink, rows).await {
+        Ok(n) => {
+            sp.commit().await.map_err(copy_err)?;
+            Ok(WriteStats {
+                rows: rows.len() as u64,
+                inserted: n,
+                ..Default::default()
+            })
+        }
+        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+            sp.rollback().await.map_err(copy_err)?;
+            let sp = tx.transaction().await.map_err(copy_err)?;
+            let inserted = dedup_chunk(sp, rows).await.map_err(copy_err)?;
+            Ok(WriteStats {
+                rows: rows.len() as u64,
+                inserted,
+                duplicates: rows.len() as u64 - inserted,
+                dedup_chunks: 1,
+            })
+        }
+        Err(e) => Err(copy_err(e)),
+    }
+}
+
+fn record_metrics<S: Sample>(started: std::time::Instant, result: &Result<WriteStats>) {
+    let table = [S::TABLE];
+    crate::metrics::LATENCY
+        .with_label_values(&table)
+        .observe(started.elapsed().as_secs_f64());
+    match result {
+        Ok(s) => {
+            crate::metrics::WRITTEN
+                .with_label_values(&table)
+                .inc_by(s.inserted);
+            crate::metrics::DUPLICATES
+                .with_label_values(&table)
+                .inc_by(s.duplicates);
+        }
+        Err(_) => crate::metrics::FAILED.with_label_values(&table).inc(),
+    }
+}
+
 /// Advisory lock key guarding a raw table's tier watermarks: the aggregator
 /// takes it exclusively; the raw tables' invalidation trigger
 /// (`migrations/0029_tiers.sql`, which names each table's key) takes it shared.
@@ -219,14 +311,14 @@ async fn copy_rows<S: Sample>(
     writer.finish().await
 }
 
-/// Stages the chunk in a temp table and inserts what is not stored yet.
+/// Stages the chunk in a temp table and inserts what is not stored yet, in
+/// `tx` (a transaction, or a savepoint of the caller's), which it commits.
 async fn dedup_chunk<S: Sample>(
-    client: &mut tokio_postgres::Client,
+    tx: Transaction<'_>,
     rows: &[S],
 ) -> Result<u64, tokio_postgres::Error> {
     let stage = format!("gpuwatch_stage_{}", S::TABLE);
     let cols = S::COLUMNS.join(", ");
-    let tx = client.transaction().await?;
     tx.batch_execute(&format!(
         "SET LOCAL client_min_messages = warning;
          CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",

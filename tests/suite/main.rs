@@ -31,6 +31,7 @@ mod dlworkspace;
 mod exporter;
 mod failover;
 mod host_vs_node_exporter;
+mod hostile;
 mod ingest;
 mod migrate;
 mod outage;

@@ -1,10 +1,9 @@
-//! The direct sink: the store's batch writer, straight into the database.
-
-use std::collections::HashMap;
+//! The direct sink: the store's one ingest path ([`Ingestor`]), straight
+//! into the database, with the same checks and the same all-or-nothing
+//! transaction as `POST /api/v1/ingest`.
 
 use chrono::Utc;
-use gpuwatch_store::{inventory, BatchWriter, Pool, WriterConfig};
-use gpuwatch_store::{Batch, GpuSample};
+use gpuwatch_store::{Batch, ErrorClass, IngestLimits, Ingestor, Pool, StoreError, WriterConfig};
 
 use super::SinkError;
 use crate::sources::cgroup::EnvTarget;
@@ -13,18 +12,19 @@ use crate::Inventory;
 /// Writes batches with binary COPY into the metric tables.
 pub struct CopySink {
     pool: Pool,
-    writer: BatchWriter,
-    /// UUID → `gpus.id`, from the last registration.
-    ids: HashMap<String, i64>,
+    ingestor: Ingestor,
+    /// The inventory as last registered; written with the next batch, in
+    /// its transaction (and only when it changed since the last one).
+    inventory: Inventory,
 }
 
 impl CopySink {
     /// A sink over `pool`.
     pub fn new(pool: Pool, cfg: WriterConfig) -> Self {
         CopySink {
-            writer: BatchWriter::new(pool.clone(), cfg),
+            ingestor: Ingestor::new(pool.clone(), cfg, IngestLimits::default()),
             pool,
-            ids: HashMap::new(),
+            inventory: Vec::new(),
         }
     }
 
@@ -33,16 +33,11 @@ impl CopySink {
         &self.pool
     }
 
-    /// Upserts hosts and GPUs and learns their ids.
+    /// Takes the inventory that later batches belong to. Nothing is
+    /// written yet: each batch registers what changed in its own
+    /// transaction, so a refused inventory leaves the database as it was.
     pub async fn register(&mut self, inv: &Inventory) -> Result<(), SinkError> {
-        let now = Utc::now();
-        for (host, gpus) in inv {
-            inventory::upsert_host(&self.pool, host, now).await?;
-            for g in gpus {
-                let id = inventory::upsert_gpu(&self.pool, g).await?;
-                self.ids.insert(g.uuid.clone(), id);
-            }
-        }
+        self.inventory = inv.clone();
         Ok(())
     }
 
@@ -58,31 +53,23 @@ impl CopySink {
         }
     }
 
-    /// Stores a whole batch and records heartbeats.
+    /// Stores a whole batch with the inventory, and records heartbeats:
+    /// everything or nothing.
     pub async fn send(&mut self, batch: &Batch) -> Result<u64, SinkError> {
-        let mut gpu: Vec<GpuSample> = Vec::with_capacity(batch.gpu.len());
-        for r in &batch.gpu {
-            let Some(&id) = self.ids.get(&r.uuid) else {
-                return Err(SinkError {
-                    transient: false,
-                    message: format!(
-                        "GPU {} of host {} is not registered",
-                        r.uuid, r.sample.host_id
-                    ),
-                });
-            };
-            gpu.push(GpuSample {
-                gpu_id: id,
-                ..r.sample.clone()
-            });
-        }
-        let mut inserted = self.writer.write(&gpu).await?.inserted;
-        inserted += self.writer.write(&batch.host).await?.inserted;
-        inserted += self.writer.write(&batch.env).await?.inserted;
-        let latest = batch.host.iter().map(|h| h.collected_at).max();
-        if let Some(at) = latest {
-            inventory::heartbeat(&self.pool, &batch.host_ids(), at).await?;
-        }
-        Ok(inserted)
+        let stats = self
+            .ingestor
+            .ingest(&self.inventory, batch, Utc::now())
+            .await
+            .map_err(refusal)?;
+        Ok(stats.inserted)
+    }
+}
+
+/// A batch the store refused for its content is not worth retrying; only
+/// an unavailable database is.
+fn refusal(e: StoreError) -> SinkError {
+    SinkError {
+        transient: e.class() == ErrorClass::Temporary,
+        message: e.to_string(),
     }
 }

@@ -339,6 +339,10 @@ impl SimFleet {
                     compute_capability: cc.into(),
                     power_limit: Some(limit),
                     temperature_limit: Some(85),
+                    pci_bus_id: Some(format!("00000000:{:02X}:00.0", 0x17 + g)),
+                    driver_version: Some("550.54.15".into()),
+                    serial: None,
+                    vbios_version: None,
                 });
             }
         }

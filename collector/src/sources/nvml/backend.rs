@@ -220,6 +220,10 @@ fn read_device(nvml: &Nvml, index: u32) -> Result<RawGpu, NvmlError> {
                 })
                 .collect()
         }),
+        pci_bus_id: opt(d.pci_info())?.map(|p| p.bus_id),
+        driver_version: opt(nvml.sys_driver_version())?,
+        serial: opt(d.serial())?,
+        vbios_version: opt(d.vbios_version())?,
     })
 }
 

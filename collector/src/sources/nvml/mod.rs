@@ -96,6 +96,14 @@ pub struct RawGpu {
     pub throttle_reasons: Option<u64>,
     /// Running compute processes.
     pub processes: Option<Vec<RawProcess>>,
+    /// PCI bus id, e.g. "00000000:17:00.0".
+    pub pci_bus_id: Option<String>,
+    /// The driver's version (the same for every GPU of a host).
+    pub driver_version: Option<String>,
+    /// Board serial number.
+    pub serial: Option<String>,
+    /// VBIOS version.
+    pub vbios_version: Option<String>,
 }
 
 /// A critical XID error NVML reported for one GPU.
@@ -203,6 +211,10 @@ pub fn to_info(raw: &RawGpu, host_id: &str) -> GpuInfo {
             .power_limit_mw
             .map(|mw| (f64::from(mw) / 1000.0).round() as i32),
         temperature_limit: raw.temperature_slowdown.map(i32_of),
+        pci_bus_id: raw.pci_bus_id.clone(),
+        driver_version: raw.driver_version.clone(),
+        serial: raw.serial.clone(),
+        vbios_version: raw.vbios_version.clone(),
     }
 }
 

@@ -70,6 +70,10 @@ fn a100(index: u32) -> RawGpu {
                 used_memory: None,
             },
         ]),
+        pci_bus_id: Some("00000000:17:00.0".into()),
+        driver_version: Some("550.54.15".into()),
+        serial: Some("1652221012345".into()),
+        vbios_version: Some("92.00.45.00.06".into()),
     }
 }
 
@@ -150,8 +154,13 @@ fn inventory_row_uses_watts_and_dotted_compute_capability() {
     assert_eq!(info.temperature_limit, Some(87));
     assert_eq!(info.memory_total, 80 * GIB as i64);
     assert_eq!(info.architecture, "Ampere");
+    assert_eq!(info.pci_bus_id.as_deref(), Some("00000000:17:00.0"));
+    assert_eq!(info.driver_version.as_deref(), Some("550.54.15"));
+    assert_eq!(info.serial.as_deref(), Some("1652221012345"));
+    assert_eq!(info.vbios_version.as_deref(), Some("92.00.45.00.06"));
     let bare = to_info(&bare(0), "host-1");
     assert_eq!((bare.power_limit, bare.temperature_limit), (None, None));
+    assert_eq!((bare.pci_bus_id, bare.driver_version), (None, None));
     assert_eq!(bare.compute_capability, "unknown");
 }
 
