@@ -30,12 +30,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
                 format!("{at}: must not contain NUL (\\u0000)"),
             ));
         }
-        serde_json::from_value(value).map(Body).map_err(|e| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("the body does not fit: {e}"),
-            )
-        })
+        // With the path of the field that does not fit (`threshold: invalid
+        // type…`), as axum's own JSON extractor reports it.
+        serde_path_to_error::deserialize(value)
+            .map(Body)
+            .map_err(|e| {
+                let at = e.path().to_string();
+                let message = if at == "." {
+                    format!("the body does not fit: {}", e.inner())
+                } else {
+                    format!("the body does not fit: {at}: {}", e.inner())
+                };
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message)
+            })
     }
 }
 

@@ -82,8 +82,7 @@ impl BatchWriter {
         if rows.is_empty() {
             return Ok(());
         }
-        self.ensure_partitions::<S>(client, &days_of(rows))
-            .await
+        self.ensure_partitions::<S>(client, &days_of(rows)).await
     }
 
     /// Stores `rows` inside the caller's transaction, so they commit or roll

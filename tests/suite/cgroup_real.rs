@@ -201,7 +201,10 @@ async fn agent(cgroup: CgroupConfig, cgroup_path: &str, procs: Vec<(u32, u64)>) 
     let pool = gpuwatch_store::connect(&db.store_config())
         .await
         .expect("pool");
-    let mut sink = Sink::Copy(Box::new(CopySink::new(pool, WriterConfig::default())));
+    let mut sink = Sink::Copy(Box::new(CopySink::new(
+        pool.clone(),
+        WriterConfig::default(),
+    )));
     let cfg = CollectorConfig {
         source: SourceKind::Host,
         host_id: Some(HOST.into()),
@@ -211,6 +214,13 @@ async fn agent(cgroup: CgroupConfig, cgroup_path: &str, procs: Vec<(u32, u64)>) 
     let mut fleet = Fleet::host_with(&cfg, GpuSource::with_backend(Box::new(OneGpu { procs })));
     let inventory = fleet.inventory().expect("this machine's inventory");
     sink.register(&inventory).await.expect("register");
+    // The sink writes the inventory with its first batch; the environment
+    // placed below needs its host now, as a control plane's would.
+    for (host, _) in &inventory {
+        gpuwatch_store::inventory::upsert_host(&pool, host, chrono::Utc::now())
+            .await
+            .expect("register the host");
+    }
     db.client()
         .await
         .execute(

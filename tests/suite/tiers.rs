@@ -175,6 +175,16 @@ async fn history(
     };
     let c = db.client().await;
     c.batch_execute(RESET).await.unwrap();
+    // Another client's INSERT or COPY on plain PostgreSQL needs the day's
+    // partition as much as the writer does (a no-op on hypertables).
+    for table in ["gpu_metrics", "host_metrics", "environment_metrics"] {
+        c.execute(
+            "SELECT gpuwatch_ensure_partitions($1, ($2::timestamptz - interval '1 day')::date, ($2::timestamptz + interval '5 days')::date)",
+            &[&table, &base],
+        )
+        .await
+        .unwrap();
+    }
     let mut last: Option<Vec<Spec>> = None;
     let at = |m: u32| base + Duration::minutes(m as i64);
     let write = |specs: Vec<Spec>| async move {
