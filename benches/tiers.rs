@@ -340,13 +340,17 @@ fn fill_sql(tier: gpuwatch_aggregator::spec::Tier, span: &str) -> String {
 }
 
 async fn year(c: &Client, gpus: usize) {
-    let end = Utc::now().duration_trunc(TimeDelta::days(1)).expect("today");
+    let end = Utc::now()
+        .duration_trunc(TimeDelta::days(1))
+        .expect("today");
     let t = Instant::now();
     let n = gpus as i32;
     use gpuwatch_aggregator::spec::Tier;
     for (tier, span) in [(Tier::Daily, "365 days"), (Tier::Hourly, "7 days")] {
         let q = fill_sql(tier, span);
-        c.execute(&q, &[&end, &n]).await.unwrap_or_else(|e| panic!("{q}: {e}"));
+        c.execute(&q, &[&end, &n])
+            .await
+            .unwrap_or_else(|e| panic!("{q}: {e}"));
     }
     for s in &gpuwatch_aggregator::spec::SOURCES[..1] {
         for tier in gpuwatch_aggregator::spec::Tier::ALL {
@@ -356,23 +360,41 @@ async fn year(c: &Client, gpus: usize) {
             c.execute(&insert, &[&a, &b]).await.expect("fleet rollup");
         }
     }
-    c.batch_execute(&format!(
-        "UPDATE gpuwatch_tier_state SET watermark = '{}' WHERE source = 'gpu_metrics';
-         VACUUM ANALYZE gpu_metrics_1d, gpu_metrics_1h, gpu_metrics_fleet_1d, gpu_metrics_fleet_1h",
-        end.to_rfc3339()
-    ))
+    c.execute(
+        "UPDATE gpuwatch_tier_state SET watermark = $1 WHERE source = 'gpu_metrics'",
+        &[&end],
+    )
     .await
     .expect("watermarks");
-    let (d, h) = (count(c, "gpu_metrics_1d").await, count(c, "gpu_metrics_1h").await);
-    println!("filled:               {gpus} GPUs: gpu_metrics_1d {d}, gpu_metrics_1h {h} rows in {:.1} s", t.elapsed().as_secs_f64());
+    c.batch_execute(
+        "VACUUM ANALYZE gpu_metrics_1d, gpu_metrics_1h, gpu_metrics_fleet_1d, gpu_metrics_fleet_1h",
+    )
+    .await
+    .expect("vacuum analyze");
+    let (d, h) = (
+        count(c, "gpu_metrics_1d").await,
+        count(c, "gpu_metrics_1h").await,
+    );
+    println!(
+        "filled:               {gpus} GPUs: gpu_metrics_1d {d}, gpu_metrics_1h {h} rows in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
     let to = Utc::now();
     let from = to - TimeDelta::days(365);
     for agg in ["avg", "min", "max"] {
         let q = format!("SELECT bucket, value FROM gpuwatch_series('gpu_metrics', NULL, 'utilization_percent', $1, $2, interval '1 day', '{agg}')");
         let (rows, took) = timed(c, &q, &[&from, &to], 7).await;
         assert!(rows.len() >= 364, "{agg}: {} buckets", rows.len());
-        let fast = if took < Duration::from_millis(50) { "met" } else { "MISSED" };
-        println!("1-year fleet {agg:>3}:     {} (median of 7, {} buckets); goal < 50 ms {fast}", ms(took), rows.len());
+        let fast = if took < Duration::from_millis(50) {
+            "met"
+        } else {
+            "MISSED"
+        };
+        println!(
+            "1-year fleet {agg:>3}:     {} (median of 7, {} buckets); goal < 50 ms {fast}",
+            ms(took),
+            rows.len()
+        );
     }
 }
 
@@ -380,7 +402,9 @@ async fn year(c: &Client, gpus: usize) {
 async fn main() {
     if std::env::args().any(|a| a == "--year") {
         let db = TestDb::new(backend()).await;
-        migrate(&db.store_config()).await.expect("migrate the bench database");
+        migrate(&db.store_config())
+            .await
+            .expect("migrate the bench database");
         year(&db.client().await, arg("--gpus", 2_000)).await;
         return;
     }
