@@ -360,13 +360,17 @@ async fn year(c: &Client, gpus: usize) {
             c.execute(&insert, &[&a, &b]).await.expect("fleet rollup");
         }
     }
-    c.batch_execute(&format!(
-        "UPDATE gpuwatch_tier_state SET watermark = '{}' WHERE source = 'gpu_metrics';
-         VACUUM ANALYZE gpu_metrics_1d, gpu_metrics_1h, gpu_metrics_fleet_1d, gpu_metrics_fleet_1h",
-        end.to_rfc3339()
-    ))
+    c.execute(
+        "UPDATE gpuwatch_tier_state SET watermark = $1 WHERE source = 'gpu_metrics'",
+        &[&end],
+    )
     .await
     .expect("watermarks");
+    c.batch_execute(
+        "VACUUM ANALYZE gpu_metrics_1d, gpu_metrics_1h, gpu_metrics_fleet_1d, gpu_metrics_fleet_1h",
+    )
+    .await
+    .expect("vacuum analyze");
     let (d, h) = (
         count(c, "gpu_metrics_1d").await,
         count(c, "gpu_metrics_1h").await,
