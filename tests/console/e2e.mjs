@@ -61,7 +61,7 @@ const steps = {
   async 'operator-silence'(page) {
     await signIn(page, TOKEN)
     await page.goto(`${BASE_URL}/alerts`)
-    const row = page.locator('tr', { hasText: 'GpuHot' }).filter({ hasText: 'gpu_id=1' })
+    const row = page.getByTestId('alert').filter({ hasText: 'GpuHot' }).filter({ hasText: 'gpu_id=1' })
     await row.first().waitFor()
     check(await row.count() === 1, 'exactly one GpuHot alert for gpu_id=1')
     await shoot(page, 'alerts')
@@ -85,7 +85,7 @@ const steps = {
     await page.goto(`${BASE_URL}/silences`)
     await page.getByTestId('silences').getByText('fan replaced tomorrow').waitFor()
     await shoot(page, 'silences')
-    await page.getByTestId('expire-button').first().click()
+    await page.locator('tr', { hasText: 'fan replaced tomorrow' }).getByTestId('expire-button').click()
     await page.getByText(/Silence \d+ expired/).waitFor()
     await page.getByText('No active silences').waitFor()
     await page.goto(`${BASE_URL}/gpus/1`)
@@ -111,7 +111,7 @@ const steps = {
   async viewer(page) {
     await signIn(page, TOKEN)
     await page.goto(`${BASE_URL}/alerts`)
-    await page.locator('tr', { hasText: 'GpuHot' }).first().waitFor()
+    await page.getByTestId('alert').filter({ hasText: 'GpuHot' }).first().waitFor()
     const silenceButtons = await page.getByTestId('silence-button').count()
     await page.goto(`${BASE_URL}/silences`)
     await page.getByRole('heading', { name: 'Silences' }).waitFor()
