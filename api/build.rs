@@ -17,7 +17,10 @@ fn main() {
     println!("cargo:rerun-if-changed={}", root.join("scripts/console.sh").display());
     let dist = console.join("dist");
     let script = root.join("scripts/console.sh");
-    if console.join("package.json").exists() && script.exists() {
+    // Without npm the script would install it with apt-get: a build must
+    // not do that, the project's scripts do (test.sh, quickstart.sh, CI).
+    let npm = Command::new("npm").arg("--version").output().is_ok_and(|o| o.status.success());
+    if npm && console.join("package.json").exists() && script.exists() {
         match Command::new(&script).status() {
             Ok(s) if s.success() => {}
             Ok(s) => println!("cargo:warning=scripts/console.sh failed ({s}); run it by hand to see why"),

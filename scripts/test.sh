@@ -14,8 +14,11 @@ ensure_mariadb
 # and the PostgreSQL server binaries serve the outage tests; prometheus (with
 # promtool) scrapes and checks /metrics; aiosmtpd is the real SMTP server the
 # alerter's e-mail tests deliver to; pg_auto_failover (pg_autoctl) runs the
-# three-node cluster the failover test kills primaries of.
-need_packages prometheus-node-exporter curl prometheus python3-aiosmtpd postgresql-15-auto-failover
+# three-node cluster the failover test kills primaries of; chromium is the
+# browser the console's tests drive.
+need_packages prometheus-node-exporter curl prometheus python3-aiosmtpd postgresql-15-auto-failover chromium
+# The console's assets (api's build.rs builds them too; here a failure shows).
+scripts/console.sh
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 export TIMESCALE_URL="${TIMESCALE_URL:-$(scripts/timescaledb.sh | tail -n1)}"
 export MYSQL_URL="${MYSQL_URL:-mysql://root@127.0.0.1:3306}"

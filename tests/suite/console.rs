@@ -182,6 +182,12 @@ async fn operator_silences_the_hot_gpu_then_expires_the_silence() {
     rx.wait_for("a repeated firing notification", 30, |b| b.len() >= 2)
         .await;
 
+    // An hour of host samples for the host page's charts.
+    pool.get().await.unwrap().batch_execute(
+        "INSERT INTO host_metrics (host_id, cpu_usage_percent, memory_usage_percent, disk_usage_percent, gpu_avg_utilization, collected_at)
+         SELECT 'h1', 40 + 20 * sin(i / 9.0), 55 + i % 7, 62, 70 + 25 * cos(i / 11.0), now() - i * interval '1 minute'
+         FROM generate_series(1, 60) AS i",
+    ).await.unwrap();
     let s = serve(&db);
     let operator = token(&pool, "operator").await;
     let r = browser("operator-silence", &s.url, &operator).await;
