@@ -9,21 +9,39 @@ use std::process::Command;
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let root = manifest.parent().expect("api/ lives in the workspace").to_path_buf();
+    let root = manifest
+        .parent()
+        .expect("api/ lives in the workspace")
+        .to_path_buf();
     let console = root.join("console");
-    for p in ["src", "index.html", "package.json", "package-lock.json", "vite.config.js", "dist"] {
+    for p in [
+        "src",
+        "index.html",
+        "package.json",
+        "package-lock.json",
+        "vite.config.js",
+        "dist",
+    ] {
         println!("cargo:rerun-if-changed={}", console.join(p).display());
     }
-    println!("cargo:rerun-if-changed={}", root.join("scripts/console.sh").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("scripts/console.sh").display()
+    );
     let dist = console.join("dist");
     let script = root.join("scripts/console.sh");
     // Without npm the script would install it with apt-get: a build must
     // not do that, the project's scripts do (test.sh, quickstart.sh, CI).
-    let npm = Command::new("npm").arg("--version").output().is_ok_and(|o| o.status.success());
+    let npm = Command::new("npm")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
     if npm && console.join("package.json").exists() && script.exists() {
         match Command::new(&script).status() {
             Ok(s) if s.success() => {}
-            Ok(s) => println!("cargo:warning=scripts/console.sh failed ({s}); run it by hand to see why"),
+            Ok(s) => {
+                println!("cargo:warning=scripts/console.sh failed ({s}); run it by hand to see why")
+            }
             Err(e) => println!("cargo:warning=scripts/console.sh did not start: {e}"),
         }
     }
@@ -37,7 +55,8 @@ fn main() {
 }
 
 fn placeholder() -> PathBuf {
-    let out = PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo")).join("console-placeholder");
+    let out =
+        PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo")).join("console-placeholder");
     std::fs::create_dir_all(&out).expect("OUT_DIR is writable");
     write(
         &out.join("index.html"),

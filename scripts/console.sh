@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 dir=console
 stamp=$dir/dist/index.html
 if [ -f "$stamp" ] && [ -z "$(find $dir/src $dir/index.html $dir/package.json \
-    $dir/package-lock.json $dir/vite.config.js -newer "$stamp" 2>/dev/null | head -n1)" ]; then
+    $dir/package-lock.json $dir/vite.config.js scripts/console.sh -newer "$stamp" 2>/dev/null | head -n1)" ]; then
   exit 0
 fi
 command -v npm >/dev/null || need_packages nodejs npm
@@ -21,5 +21,8 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   npm ci --no-audit --no-fund --loglevel=error >&2
 fi
 npx vite build --logLevel warn >&2
+# Compressed once here, served as they are to clients that accept gzip.
+find dist -type f \( -name '*.js' -o -name '*.css' -o -name '*.html' -o -name '*.svg' \) \
+  -exec gzip -9 -k -f {} +
 # vite keeps the old mtime of a file it did not change; the stamp must be new.
 touch dist/index.html

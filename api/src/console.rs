@@ -6,12 +6,8 @@
 //! Assets named by content hash (`/assets/…`) are cached for a year;
 //! `index.html` is revalidated on every load so a new binary's console is
 //! picked up at once. A path that is no file is a client route of the app
-//! and gets `index.html`. Bodies are gzip'd once, on first request, for
-//! clients that accept it.
-
-use std::collections::HashMap;
-use std::io::Write;
-use std::sync::{Mutex, OnceLock};
+//! and gets `index.html`. Text files are embedded gzip'd too (by
+//! scripts/console.sh) and sent so to clients that accept it.
 
 use axum::extract::{Extension, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
@@ -92,7 +88,10 @@ pub async fn invoice_export(
             ReportError::Billing(b) => b.into(),
         })?;
     let (ctype, disposition) = if format == "csv" {
-        ("text/csv; charset=utf-8", "attachment; filename=\"invoices.csv\"")
+        (
+            "text/csv; charset=utf-8",
+            "attachment; filename=\"invoices.csv\"",
+        )
     } else {
         ("application/json", "inline")
     };
@@ -118,10 +117,14 @@ pub async fn fallback(method: Method, uri: Uri, headers: HeaderMap) -> Response 
         .into_response();
     }
     let name = path.trim_start_matches('/');
-    let (name, file): (&str, &'static include_dir::File<'static>) = match ASSETS.get_file(name) {
+    let (name, file) = match ASSETS.get_file(name) {
         Some(f) if !name.is_empty() => (name, f),
         // A missing file with an extension is a broken link, not a page.
-        _ if name.rsplit('/').next().is_some_and(|last| last.contains('.')) => {
+        _ if name
+            .rsplit('/')
+            .next()
+            .is_some_and(|last| last.contains('.')) =>
+        {
             return (StatusCode::NOT_FOUND, "no such file in the console\n").into_response();
         }
         _ => match ASSETS.get_file("index.html") {
@@ -134,18 +137,24 @@ pub async fn fallback(method: Method, uri: Uri, headers: HeaderMap) -> Response 
     } else {
         "no-cache"
     };
-    let mut resp = if accepts_gzip(&headers) && compressible(name) {
-        // include_dir stores each path as the UTF-8 text it was read from.
-        let key = file.path().to_str().unwrap_or_default();
-        let mut r = gzipped(key, file.contents()).into_response();
-        r.headers_mut()
-            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-        r
-    } else {
-        file.contents().into_response()
+    // scripts/console.sh stores `NAME.gz` beside each text file.
+    let gz = accepts_gzip(&headers)
+        .then(|| ASSETS.get_file(format!("{name}.gz")))
+        .flatten();
+    let mut resp = match gz {
+        Some(z) => {
+            let mut r = z.contents().into_response();
+            r.headers_mut()
+                .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            r
+        }
+        None => file.contents().into_response(),
     };
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(name)));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type(name)),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     h.insert(
@@ -155,8 +164,7 @@ pub async fn fallback(method: Method, uri: Uri, headers: HeaderMap) -> Response 
     resp
 }
 
-/// The embedded assets' total size, bytes (reported by `gpuwatch serve`'s
-/// tests and the README).
+/// The embedded assets' total size, bytes, compressed copies included.
 pub fn embedded_bytes() -> usize {
     fn walk(d: &Dir<'_>) -> usize {
         d.files().map(|f| f.contents().len()).sum::<usize>() + d.dirs().map(walk).sum::<usize>()
@@ -181,11 +189,6 @@ fn content_type(name: &str) -> &'static str {
     }
 }
 
-fn compressible(name: &str) -> bool {
-    content_type(name).starts_with("text/")
-        || matches!(content_type(name), "application/json" | "image/svg+xml")
-}
-
 fn accepts_gzip(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::ACCEPT_ENCODING)
@@ -198,26 +201,6 @@ fn accepts_gzip(headers: &HeaderMap) -> bool {
         })
 }
 
-/// `bytes` gzip'd, compressed once per file for the life of the process.
-fn gzipped(name: &'static str, bytes: &'static [u8]) -> Vec<u8> {
-    static CACHE: OnceLock<Mutex<HashMap<&'static str, Vec<u8>>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Mutex::default);
-    if let Some(z) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(name) {
-        return z.clone();
-    }
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    // Writing to a Vec cannot fail.
-    let z = enc
-        .write_all(bytes)
-        .and_then(|()| enc.finish())
-        .unwrap_or_default();
-    cache
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(name, z.clone());
-    z
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,15 +209,24 @@ mod tests {
     fn gzip_is_negotiated_by_its_q_value() {
         let mut h = HeaderMap::new();
         assert!(!accepts_gzip(&h));
-        h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("br, gzip;q=0.8"));
+        h.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("br, gzip;q=0.8"),
+        );
         assert!(accepts_gzip(&h));
-        h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip;q=0, br"));
+        h.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("gzip;q=0, br"),
+        );
         assert!(!accepts_gzip(&h));
     }
 
     #[test]
     fn the_console_has_an_index_page() {
         assert!(ASSETS.get_file("index.html").is_some());
-        assert_eq!(content_type("assets/index-abc.js"), "text/javascript; charset=utf-8");
+        assert_eq!(
+            content_type("assets/index-abc.js"),
+            "text/javascript; charset=utf-8"
+        );
     }
 }

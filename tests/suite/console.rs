@@ -220,7 +220,10 @@ async fn operator_silences_the_hot_gpu_then_expires_the_silence() {
 
     let r = browser("operator-expire", &s.url, &operator).await;
     assert_eq!(r["temperature"]["level"], "danger", "{r}");
-    assert_eq!(r["temperature"]["color"], "#F56C6C", "seed 004's danger red");
+    assert_eq!(
+        r["temperature"]["color"], "#F56C6C",
+        "seed 004's danger red"
+    );
     assert_eq!(r["temperature"]["value"], 90.0);
     // DELETE /api/v1/silences/{id} is how a silence is expired.
     let gone: bool = c
@@ -275,7 +278,10 @@ async fn finance_downloads_the_invoice_csv_the_cli_prints() {
         &["report", "invoices", "--format", "csv"],
         &[("DATABASE_URL", db.url.clone())],
     );
-    assert!(cli.lines().count() > 2, "the CLI lists invoice lines: {cli}");
+    assert!(
+        cli.lines().count() > 2,
+        "the CLI lists invoice lines: {cli}"
+    );
     assert_eq!(got, cli, "the console's CSV is the CLI's");
     assert_eq!(
         r["nav"].as_str().unwrap().trim(),
@@ -295,8 +301,10 @@ async fn seed_invoices(url: &str, pool: &gpuwatch_store::Pool, finance: &str) {
         let resp = http
             .post(format!("{url}/api/v1/prices"))
             .bearer_auth(finance)
-            .json(&json!({"resource_type": resource, "gpu_model": model, "unit_price": price,
-                "currency": "CNY", "valid_from": "2026-01-01T00:00:00Z"}))
+            .json(
+                &json!({"resource_type": resource, "gpu_model": model, "unit_price": price,
+                "currency": "CNY", "valid_from": "2026-01-01T00:00:00Z"}),
+            )
             .send()
             .await
             .unwrap();
@@ -355,7 +363,15 @@ async fn operator_puts_a_host_into_maintenance_and_back() {
 async fn alerts_page_shows_1000_firing_alerts() {
     let db = TestDb::new(Kind::Postgres).await;
     let (pool, _) = setup(&db, 0).await;
-    let rule = hot_rule(&pool, "GpuHot", 85.0, 0, json!([]), json!(["alertname", "host"])).await;
+    let rule = hot_rule(
+        &pool,
+        "GpuHot",
+        85.0,
+        0,
+        json!([]),
+        json!(["alertname", "host"]),
+    )
+    .await;
     pool.get()
         .await
         .unwrap()
@@ -373,7 +389,10 @@ async fn alerts_page_shows_1000_firing_alerts() {
     let operator = token(&pool, "operator").await;
     let r = browser("alerts-paint", &s.url, &operator).await;
     assert!(
-        r["count"].as_str().unwrap().starts_with("1000 alerts in 50 groups"),
+        r["count"]
+            .as_str()
+            .unwrap()
+            .starts_with("1000 alerts in 50 groups"),
         "{r}"
     );
     println!(
@@ -414,7 +433,10 @@ async fn console_is_served_beside_an_unchanged_api() {
         .await
         .unwrap();
     assert_eq!(js.status(), StatusCode::OK);
-    assert_eq!(js.headers()["content-type"], "text/javascript; charset=utf-8");
+    assert_eq!(
+        js.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
     assert_eq!(js.headers()["content-encoding"], "gzip");
     assert_eq!(
         js.headers()["cache-control"],
@@ -426,7 +448,10 @@ async fn console_is_served_beside_an_unchanged_api() {
     // The API's answers are unchanged: JSON errors, never the app.
     let (st, body) = s.get("/api/v1/nope", None).await;
     assert_eq!(st, StatusCode::NOT_FOUND);
-    assert!(body["error"]["message"].as_str().unwrap().contains("openapi.json"));
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("openapi.json"));
     let (st, body) = s.get("/api/v1/hosts", None).await;
     assert_eq!(st, StatusCode::UNAUTHORIZED, "{body}");
     let post = http.post(format!("{}/alerts", s.url)).send().await.unwrap();
@@ -455,12 +480,25 @@ async fn console_is_served_beside_an_unchanged_api() {
     assert_eq!(st, StatusCode::OK);
     assert!(csv.starts_with("invoice_number,"), "{csv}");
     let (st, body) = s
-        .send(Method::GET, "/api/v1/reports/invoices?format=xml", &finance, None)
+        .send(
+            Method::GET,
+            "/api/v1/reports/invoices?format=xml",
+            &finance,
+            None,
+        )
         .await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
-    assert!(body["error"]["message"].as_str().unwrap().contains("format"));
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("format"));
     let (st, _) = s
-        .send(Method::GET, "/api/v1/reports/invoices?month=2026-13", &finance, None)
+        .send(
+            Method::GET,
+            "/api/v1/reports/invoices?month=2026-13",
+            &finance,
+            None,
+        )
         .await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
     let viewer = s.token("viewer").await;
