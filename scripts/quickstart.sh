@@ -17,6 +17,8 @@ if [ -z "${DATABASE_URL:-}" ]; then
 fi
 log "database: $DATABASE_URL"
 log "watch rows arrive with: psql '$DATABASE_URL' -c 'select host_id, count(*), max(collected_at) from gpu_metrics group by 1'"
+# The web console served at / is embedded in the binary: its assets first.
+scripts/console.sh
 cargo build --release --quiet
 # Where cargo put it: CARGO_TARGET_DIR, build.target-dir of a cargo config,
 # or ./target; cargo itself says which.

@@ -15,13 +15,16 @@ ensure_mariadb
 # promtool) scrapes and checks /metrics; aiosmtpd is the real SMTP server the
 # alerter's e-mail tests deliver to; pg_auto_failover (pg_autoctl) runs the
 # three-node cluster the failover test kills primaries of; Alertmanager (two
-# replicas) is the alerter's alertmanager channel's receiver.
-need_packages prometheus-node-exporter curl prometheus python3-aiosmtpd postgresql-15-auto-failover prometheus-alertmanager
+# replicas) is the alerter's alertmanager channel's receiver; chromium is the
+# browser the console's tests drive.
+need_packages prometheus-node-exporter curl prometheus python3-aiosmtpd postgresql-15-auto-failover prometheus-alertmanager chromium
 # schemathesis fuzzes the API from its OpenAPI document (api::schemathesis_…);
 # the test skips, saying so, where it cannot be installed.
 if ! command -v schemathesis >/dev/null 2>&1; then
   python3 -m pip install --quiet 'schemathesis>=4.32,<5' || log "schemathesis not installed; its test will skip"
 fi
+# The console's assets (api's build.rs builds them too; here a failure shows).
+scripts/console.sh
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 export TIMESCALE_URL="${TIMESCALE_URL:-$(scripts/timescaledb.sh | tail -n1)}"
 export MYSQL_URL="${MYSQL_URL:-mysql://root@127.0.0.1:3306}"

@@ -9,6 +9,7 @@
 //!   OpenAPI document served at `/api/v1/openapi.json`.
 //! - [`auth`]: bearer tokens with roles, stored hashed, made and revoked
 //!   by `gpuwatch token`; every route states the roles that may call it.
+//! - [`console`]: the web console, embedded, at `/`.
 //!
 //! Files: `state.rs` ([`AppState`]), `routes.rs` (the route table,
 //! [`router`]), `probes.rs` (`/ready`, `/metrics`), `server.rs` ([`serve`]),
@@ -24,6 +25,7 @@ pub mod alerting;
 pub mod auth;
 pub mod billing;
 mod config;
+pub mod console;
 pub mod endpoints;
 mod error;
 pub mod extract;

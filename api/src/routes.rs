@@ -44,6 +44,15 @@ pub fn api(state: AppState) -> (Router<AppState>, serde_json::Value) {
         )
         .add(
             Endpoint::get(
+                "/api/v1/whoami",
+                crate::console::ANY,
+                "The calling token's id and role (the console offers what the role may do).",
+                schema::<crate::console::WhoAmI>,
+            ),
+            get(crate::console::whoami),
+        )
+        .add(
+            Endpoint::get(
                 "/api/v1/hosts",
                 READ,
                 "Hosts with their latest sample.",
@@ -376,6 +385,11 @@ pub fn api(state: AppState) -> (Router<AppState>, serde_json::Value) {
             get(bi::usage),
         )
         .add(
+            Endpoint::get("/api/v1/reports/invoices", FINANCE, "Invoices as `gpuwatch report invoices` prints them (CSV, one row per line, or JSON).", schema::<String>)
+                .query(query::<crate::console::InvoiceExportQuery>),
+            get(crate::console::invoice_export),
+        )
+        .add(
             Endpoint::get("/api/v1/invoices", FINANCE, "Invoices with their lines.", schema::<gpuwatch_billing::InvoicePage>)
                 .query(query::<gpuwatch_billing::InvoiceQuery>),
             get(bi::list_invoices),
@@ -430,12 +444,7 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .merge(api)
-        .fallback(|| async {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "no such route; the routes are listed in /api/v1/openapi.json",
-            )
-        })
+        .fallback(crate::console::fallback)
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,

@@ -26,6 +26,7 @@ mod billing;
 mod billing_cli;
 mod cgroup_real;
 mod cli;
+mod console;
 mod dashboards;
 mod dlworkspace;
 mod exporter;
