@@ -322,6 +322,7 @@ async fn seed_invoices(url: &str, pool: &gpuwatch_store::Pool, finance: &str) {
         grid: gpuwatch_billing::grid::Grid::hourly(),
         lateness: chrono::Duration::minutes(5),
         max_periods: 24 * 40,
+        default_currency: None,
     };
     let r = gpuwatch_billing::meter_until_caught_up(pool, &meter, t("2026-11-01T06:10:00Z"))
         .await
