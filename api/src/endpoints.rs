@@ -97,6 +97,8 @@ pub struct Endpoint {
     pub response: Option<SchemaFn>,
     /// Success status.
     pub ok: u16,
+    /// Also answers `text/csv` (with `format=csv`).
+    pub csv: bool,
 }
 
 impl Endpoint {
@@ -116,7 +118,14 @@ impl Endpoint {
             body: None,
             response: Some(response),
             ok: 200,
+            csv: false,
         }
+    }
+
+    /// Also answers CSV (`format=csv`), so the document lists `text/csv`.
+    pub const fn or_csv(mut self) -> Self {
+        self.csv = true;
+        self
     }
 
     /// Adds query parameters.
@@ -352,6 +361,9 @@ pub fn openapi(endpoints: &[Endpoint]) -> Value {
         }
         let mut responses = Map::new();
         let ok = match e.response {
+            Some(r) if e.csv => json!({"description": "success",
+                "content": {"application/json": {"schema": r(&mut g)},
+                            "text/csv": {"schema": {"type": "string"}}}}),
             Some(r) => json!({"description": "success",
                 "content": {"application/json": {"schema": r(&mut g)}}}),
             None => json!({"description": "success"}),

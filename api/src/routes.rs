@@ -381,12 +381,14 @@ pub fn api(state: AppState) -> (Router<AppState>, serde_json::Value) {
                 "Usage by customer, workspace, environment, resource or GPU model (JSON, or CSV with format=csv); sums exactly to the invoices.",
                 schema::<bi::UsageReport>,
             )
-            .query(query::<gpuwatch_billing::UsageQuery>),
+            .query(query::<gpuwatch_billing::UsageQuery>)
+            .or_csv(),
             get(bi::usage),
         )
         .add(
             Endpoint::get("/api/v1/reports/invoices", FINANCE, "Invoices as `gpuwatch report invoices` prints them (CSV, one row per line, or JSON).", schema::<String>)
-                .query(query::<crate::console::InvoiceExportQuery>),
+                .query(query::<crate::console::InvoiceExportQuery>)
+                .or_csv(),
             get(crate::console::invoice_export),
         )
         .add(
