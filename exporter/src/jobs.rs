@@ -71,11 +71,15 @@ pub(crate) fn register_metrics(registry: &Registry) -> Result<(), prometheus::Er
 pub(crate) async fn refresh(pool: &Pool) {
     if let Err(e) = read(pool).await {
         tracing::debug!(error = %e, "cannot read the DLWorkspace job counts");
-        JOBS.reset();
-        STATUS_AGE.reset();
-        UNMAPPED.reset();
-        LAST_SYNC.reset();
+        reset();
     }
+}
+
+fn reset() {
+    JOBS.reset();
+    STATUS_AGE.reset();
+    UNMAPPED.reset();
+    LAST_SYNC.reset();
 }
 
 async fn read(pool: &Pool) -> Result<(), StoreError> {
@@ -100,10 +104,7 @@ async fn read(pool: &Pool) -> Result<(), StoreError> {
         .await
         .map_err(|e| StoreError::query(what, e))?;
     // Reset only once both reads succeeded, so a scrape never sees a half-set family.
-    JOBS.reset();
-    STATUS_AGE.reset();
-    UNMAPPED.reset();
-    LAST_SYNC.reset();
+    reset();
     let mut known: Vec<String> = clusters.iter().map(|r| r.get(0)).collect();
     known.extend(counts.iter().map(|r| r.get::<_, String>(0)));
     known.sort();

@@ -46,6 +46,10 @@ pub struct SimFleet {
 /// Hosts that carry simulated environments (the first ones), and how many each.
 const ENV_HOSTS: u32 = 6;
 const ENVS_PER_HOST: u32 = 2;
+/// The plan's fixed times of day (seconds after midnight UTC): the all-day
+/// environments resize at noon; batch environments run again in the evening.
+const NOON: i64 = 43_200;
+const EVENING: std::ops::Range<i64> = 54_000..79_200;
 /// The simulated control plane's customers.
 pub const SIM_CUSTOMERS: [&str; 3] = ["acme-research", "globex-ai", "initech-labs"];
 
@@ -169,17 +173,13 @@ impl SimFleet {
             gpu,
         };
         match e.kind {
-            0 if secs >= 43_200 => EnvState {
+            0 if secs >= NOON => EnvState {
                 cpu: base.cpu * 2,
                 memory: base.memory * 2,
                 ..base
             },
             0 => base,
-            _ if (e.start..e.start + e.length).contains(&secs)
-                || (54_000..79_200).contains(&secs) =>
-            {
-                base
-            }
+            _ if (e.start..e.start + e.length).contains(&secs) || EVENING.contains(&secs) => base,
             _ => EnvState {
                 status: "stopped",
                 ..base
@@ -190,8 +190,8 @@ impl SimFleet {
     /// The times in a day (seconds after midnight) at which `e` changes.
     fn env_changes(e: &SimEnv) -> Vec<i64> {
         match e.kind {
-            0 => vec![0, 43_200],
-            _ => vec![e.start, e.start + e.length, 54_000, 79_200],
+            0 => vec![0, NOON],
+            _ => vec![e.start, e.start + e.length, EVENING.start, EVENING.end],
         }
     }
 
@@ -228,7 +228,7 @@ impl SimFleet {
         let secs = t.num_seconds_from_midnight() as i64;
         let start = match e.kind {
             0 => 0,
-            _ if secs >= 54_000 => 54_000,
+            _ if secs >= EVENING.start => EVENING.start,
             _ => e.start,
         };
         day + TimeDelta::seconds(start)
