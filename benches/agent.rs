@@ -1,8 +1,13 @@
 //! Agent cost per collection cycle: CPU time and memory of the host source
 //! path with 8 GPUs (through the `GpuBackend` trait), this machine's /proc,
-//! and 50 environments in a cgroup v2 tree (built in a temp directory, as
-//! this machine has no cgroup v2 hierarchy to spare). Also the cost of
-//! encoding one cycle as the HTTP sink does (JSON + gzip).
+//! and 50 environments. Where this process may make cgroups (root, a
+//! writable v1 `memory` + `cpuacct` pair below /sys/fs/cgroup) the 50 are
+//! real cgroups, each holding a real sleeping process in a network
+//! namespace of its own, as on a GPU host;
+//! elsewhere they are a cgroup v2 tree of plain files in a temp directory,
+//! which costs more per read (a plain file is checked for being replaced
+//! before each read; a kernel file needs not be). Also the cost of encoding
+//! one cycle as the HTTP sink does (JSON + gzip).
 //!
 //! Then the same agent serving its own `/metrics` (`collector.listen`):
 //! cycles paced at 10 per second for `--served-secs` (default 20), each
@@ -11,7 +16,8 @@
 //! beside it; CPU per cycle and RSS against the goals and against
 //! node_exporter's RSS in the same run.
 //!
-//! `cargo bench --bench agent [-- --cycles N --served-secs S]`. Goal (issue):
+//! `cargo bench --bench agent [-- --cycles N --served-secs S --files]`
+//! (`--files`: the plain-file tree even where real cgroups can be made). Goal (issue):
 //! under 1 ms of CPU per cycle and under 30 MB RSS.
 
 use std::io::Write;
@@ -33,6 +39,8 @@ const ENVS: u32 = 50;
 /// the environments placed on it.
 struct EightGpus {
     tick: u64,
+    /// The environments' processes, one each.
+    pids: Vec<u32>,
 }
 
 impl GpuBackend for EightGpus {
@@ -73,7 +81,7 @@ impl GpuBackend for EightGpus {
                 (0..ENVS)
                     .filter(|e| e % GPUS == index)
                     .map(|e| RawProcess {
-                        pid: 10_000 + e,
+                        pid: self.pids[e as usize],
                         used_memory: Some(1 << 30),
                     })
                     .collect(),
@@ -91,6 +99,81 @@ fn write(root: &Path, rel: &str, text: &str) {
     let p = root.join(rel);
     std::fs::create_dir_all(p.parent().expect("a parent")).expect("mkdir");
     std::fs::write(p, text).expect("write fixture");
+}
+
+/// 50 real cgroups below the v1 `memory` and `cpuacct` mounts, a sleeping
+/// process in each; removed on drop. `None` (saying why) where they cannot
+/// be made.
+struct RealCgroups {
+    base: Vec<std::path::PathBuf>,
+    dirs: Vec<std::path::PathBuf>,
+    children: Vec<std::process::Child>,
+}
+
+impl RealCgroups {
+    fn make() -> Result<(RealCgroups, Vec<EnvTarget>, Vec<u32>), String> {
+        let name = format!("gpuwatch-bench-{}", std::process::id());
+        let mounts = ["memory", "cpuacct"].map(|c| Path::new("/sys/fs/cgroup").join(c));
+        let mut g = RealCgroups {
+            base: Vec::new(),
+            dirs: Vec::new(),
+            children: Vec::new(),
+        };
+        for m in &mounts {
+            if !m.join("cgroup.procs").exists() {
+                return Err(format!("no cgroup v1 hierarchy at {}", m.display()));
+            }
+            let b = m.join(&name);
+            std::fs::create_dir(&b).map_err(|e| format!("cannot create {}: {e}", b.display()))?;
+            g.base.push(b);
+        }
+        let (mut envs, mut pids) = (Vec::new(), Vec::new());
+        for e in 0..ENVS {
+            let rel = format!("{name}/env-{e:04}");
+            // Each in a network namespace of its own, as a container's.
+            let child = std::process::Command::new("unshare")
+                .args(["--net", "sleep", "3600"])
+                .spawn()
+                .map_err(|e| format!("cannot start unshare --net sleep: {e}"))?;
+            let pid = child.id();
+            g.children.push(child);
+            for m in &mounts {
+                let d = m.join(&rel);
+                std::fs::create_dir(&d)
+                    .map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+                g.dirs.push(d.clone());
+                std::fs::write(d.join("cgroup.procs"), pid.to_string())
+                    .map_err(|e| format!("cannot move {pid} into {}: {e}", d.display()))?;
+            }
+            envs.push(EnvTarget {
+                env_id: format!("env-{e:04}"),
+                container_id: None,
+                cgroup_path: Some(rel),
+                cpu_cores: 4.0,
+                memory_bytes: 32 << 30,
+            });
+            pids.push(pid);
+        }
+        Ok((g, envs, pids))
+    }
+}
+
+impl Drop for RealCgroups {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for d in self.dirs.iter().rev().chain(self.base.iter()) {
+            // The kernel may take a moment to let go of an exited task.
+            let _ = (0..100).any(|_| {
+                std::fs::remove_dir(d).is_ok() || {
+                    std::thread::sleep(Duration::from_millis(20));
+                    !d.exists()
+                }
+            });
+        }
+    }
 }
 
 /// 50 container cgroups and the /proc entries of one process in each.
@@ -155,20 +238,42 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(2_000);
     let tmp = tempfile::tempdir().expect("temp dir");
-    let envs = cgroup_tree(tmp.path());
     let mut cfg = CollectorConfig {
         source: SourceKind::Host,
         host_id: Some("bench-host".into()),
         ..Default::default()
     };
-    cfg.cgroup = CgroupConfig {
-        root: tmp.path().join("cgroup"),
-        proc_path: tmp.path().join("proc"),
-        ..CgroupConfig::default()
+    let real = if args.iter().any(|a| a == "--files") {
+        Err("--files asked for".to_string())
+    } else {
+        RealCgroups::make()
+    };
+    let (_real, envs, pids, kind) = match real {
+        Ok((g, envs, pids)) => (
+            Some(g),
+            envs,
+            pids,
+            "real cgroup v1 hierarchy, a sleeping process in a network namespace in each",
+        ),
+        Err(why) => {
+            eprintln!("agent bench: environments in plain files: {why}");
+            cfg.cgroup = CgroupConfig {
+                root: tmp.path().join("cgroup"),
+                proc_path: tmp.path().join("proc"),
+                ..CgroupConfig::default()
+            };
+            let pids = (0..ENVS).map(|e| 10_000 + e).collect();
+            (
+                None,
+                cgroup_tree(tmp.path()),
+                pids,
+                "cgroup v2 tree of plain files",
+            )
+        }
     };
     let mut fleet = Fleet::host_with(
         &cfg,
-        GpuSource::with_backend(Box::new(EightGpus { tick: 0 })),
+        GpuSource::with_backend(Box::new(EightGpus { tick: 0, pids })),
     );
     let inventory = fleet.inventory().expect("inventory");
     fleet.set_environments(envs);
@@ -204,7 +309,7 @@ fn main() {
     let enc_cpu = cpu_time() - cpu1;
     let (rss_now, rss_peak) = rss();
 
-    println!("agent cycle:     {GPUS} GPUs (trait), /proc of this host, {ENVS} environments (cgroup v2 tree), {} rows per cycle", rows / cycles as usize);
+    println!("agent cycle:     {GPUS} GPUs (trait), /proc of this host, {ENVS} environments ({kind}), {} rows per cycle", rows / cycles as usize);
     println!(
         "cycles:          {cycles} in {:.2} s wall",
         wall.as_secs_f64()

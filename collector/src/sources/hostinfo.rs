@@ -9,6 +9,7 @@ use std::net::Ipv4Addr;
 
 use gpuwatch_store::inventory::HostInfo;
 
+use super::kernel_files::KernelFiles;
 use super::procfs::{disk_space, parse_meminfo, read_parse, ProcfsConfig};
 use super::SourceError;
 
@@ -29,7 +30,12 @@ pub fn host_info(
     procfs: &ProcfsConfig,
 ) -> Result<HostInfo, SourceError> {
     let hostname = hostname()?;
-    let mem = read_parse(&procfs.proc_path, "meminfo", parse_meminfo)?;
+    let mem = read_parse(
+        &KernelFiles::new(0),
+        &procfs.proc_path,
+        "meminfo",
+        parse_meminfo,
+    )?;
     let disk = disk_space(&procfs.mountpoints)?;
     Ok(HostInfo {
         id: id.unwrap_or(&hostname).to_owned(),
@@ -109,9 +115,12 @@ fn unquote(v: &str) -> String {
 /// `available_parallelism` (the fallback) counts only those this process
 /// may use under its affinity mask and cgroup quota.
 fn cpu_count(procfs: &ProcfsConfig) -> i32 {
-    let listed = read_parse(&procfs.proc_path, "cpuinfo", |_, t| {
-        Ok(t.lines().filter(|l| l.starts_with("processor")).count())
-    })
+    let listed = read_parse(
+        &KernelFiles::new(0),
+        &procfs.proc_path,
+        "cpuinfo",
+        |_, t| Ok(t.lines().filter(|l| l.starts_with("processor")).count()),
+    )
     .unwrap_or(0);
     let n = if listed > 0 {
         listed

@@ -2,6 +2,7 @@
 
 pub mod cgroup;
 pub mod hostinfo;
+mod kernel_files;
 pub mod node;
 pub mod nvml;
 pub mod procfs;

@@ -22,7 +22,9 @@
 //! - load averages, and /proc/pressure's `some` totals where it exists.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use super::kernel_files::{KernelFiles, HOST_FILES};
 use super::procfs::{bad, is_whole_disk, num, parse_loadavg, read_parse};
 use super::SourceError;
 
@@ -105,6 +107,8 @@ pub struct NetDevice {
 pub struct NodeSource {
     proc_path: PathBuf,
     clk_tck: f64,
+    /// The files of every reading, kept open (shared by clones).
+    files: Arc<KernelFiles>,
 }
 
 impl NodeSource {
@@ -120,6 +124,7 @@ impl NodeSource {
         NodeSource {
             proc_path: proc_path.to_path_buf(),
             clk_tck: clk_tck as f64,
+            files: Arc::new(KernelFiles::new(HOST_FILES)),
         }
     }
 
@@ -127,22 +132,24 @@ impl NodeSource {
     /// 4.20, or PSI off); an unreadable mount is left out.
     pub fn read(&self) -> Result<NodeReading, SourceError> {
         let p = &self.proc_path;
-        let (cpus, boot_time) = read_parse(p, "stat", |path, t| parse_cpus(path, t, self.clk_tck))?;
-        let mounts = read_parse(p, "1/mountinfo", parse_mountinfo)
-            .or_else(|_| read_parse(p, "self/mountinfo", parse_mountinfo))?;
+        let (cpus, boot_time) = read_parse(&self.files, p, "stat", |path, t| {
+            parse_cpus(path, t, self.clk_tck)
+        })?;
+        let mounts = read_parse(&self.files, p, "1/mountinfo", parse_mountinfo)
+            .or_else(|_| read_parse(&self.files, p, "self/mountinfo", parse_mountinfo))?;
         Ok(NodeReading {
             cpus,
             boot_time,
-            memory: read_parse(p, "meminfo", parse_meminfo_fields)?,
+            memory: read_parse(&self.files, p, "meminfo", parse_meminfo_fields)?,
             filesystems: filesystems(mounts),
-            net: read_parse(p, "net/dev", parse_net_devices)?,
-            disks: read_parse(p, "diskstats", parse_disks)?,
-            load: read_parse(p, "loadavg", parse_loadavg)?,
+            net: read_parse(&self.files, p, "net/dev", parse_net_devices)?,
+            disks: read_parse(&self.files, p, "diskstats", parse_disks)?,
+            load: read_parse(&self.files, p, "loadavg", parse_loadavg)?,
             pressure: ["cpu", "io", "memory"]
                 .into_iter()
                 .filter_map(|r| {
                     let path = p.join("pressure").join(r);
-                    let text = std::fs::read_to_string(path).ok()?;
+                    let text = self.files.read(&path).ok()?;
                     Some((r, parse_pressure_some(&text)?))
                 })
                 .collect(),

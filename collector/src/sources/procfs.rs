@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use gpuwatch_store::HostSample;
 use serde::Deserialize;
 
+use super::kernel_files::{KernelFiles, HOST_FILES};
 use super::SourceError;
 
 /// `[collector.host]`: where and what the host source reads.
@@ -75,6 +76,8 @@ impl ProcfsConfig {
 pub struct ProcfsSource {
     cfg: ProcfsConfig,
     last_cpu: Option<CpuTimes>,
+    /// stat, loadavg, meminfo, diskstats and net/dev, read every cycle.
+    files: KernelFiles,
 }
 
 /// Aggregate CPU ticks of /proc/stat's `cpu` line.
@@ -120,6 +123,7 @@ impl ProcfsSource {
         ProcfsSource {
             cfg,
             last_cpu: None,
+            files: KernelFiles::new(HOST_FILES),
         }
     }
 
@@ -128,11 +132,16 @@ impl ProcfsSource {
     /// `cpu_usage_percent` is the busy share since the previous call (since
     /// boot on the first), `None` when no tick passed in between.
     pub fn sample(&mut self, host_id: &str, at: DateTime<Utc>) -> Result<HostSample, SourceError> {
-        let cpu = read_parse(&self.cfg.proc_path, "stat", parse_stat)?;
-        let load = read_parse(&self.cfg.proc_path, "loadavg", parse_loadavg)?;
-        let mem = read_parse(&self.cfg.proc_path, "meminfo", parse_meminfo)?;
-        let (read, written) = read_parse(&self.cfg.proc_path, "diskstats", parse_diskstats)?;
-        let net = read_parse(&self.cfg.proc_path, "net/dev", |p, t| {
+        let cpu = read_parse(&self.files, &self.cfg.proc_path, "stat", parse_stat)?;
+        let load = read_parse(&self.files, &self.cfg.proc_path, "loadavg", parse_loadavg)?;
+        let mem = read_parse(&self.files, &self.cfg.proc_path, "meminfo", parse_meminfo)?;
+        let (read, written) = read_parse(
+            &self.files,
+            &self.cfg.proc_path,
+            "diskstats",
+            parse_diskstats,
+        )?;
+        let net = read_parse(&self.files, &self.cfg.proc_path, "net/dev", |p, t| {
             parse_net_dev(p, t, &self.cfg.exclude_interfaces)
         })?;
         let disk = disk_space(&self.cfg.mountpoints)?;
@@ -169,13 +178,14 @@ impl ProcfsSource {
 
 /// Reads `<proc>/<name>` and parses it, errors naming the full path.
 pub(crate) fn read_parse<T>(
+    files: &KernelFiles,
     proc: &Path,
     name: &str,
     parse: impl FnOnce(&str, &str) -> Result<T, SourceError>,
 ) -> Result<T, SourceError> {
     let path = proc.join(name);
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(&path).map_err(|source| SourceError::Read {
+    let text = files.read(&path).map_err(|source| SourceError::Read {
         path: shown.clone(),
         source,
     })?;

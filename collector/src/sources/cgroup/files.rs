@@ -13,6 +13,7 @@
 use std::path::{Path, PathBuf};
 
 use super::layout::Layout;
+use crate::sources::kernel_files::KernelFiles;
 
 /// memory.limit_in_bytes at or above this is "no limit": the kernel writes
 /// its page-counter maximum (2^63 − a page), which no machine has.
@@ -28,25 +29,25 @@ impl Layout {
     }
 
     /// CPU time the cgroup used, ns.
-    pub(crate) fn cpu_usage_ns(&self, rel: &str) -> Option<u64> {
+    pub(crate) fn cpu_usage_ns(&self, files: &KernelFiles, rel: &str) -> Option<u64> {
         match self {
             Layout::V1(v1) | Layout::Hybrid { v1, .. } => {
-                read_u64(&v1.cpuacct.as_ref()?.join(rel).join("cpuacct.usage"))
+                read_kept_u64(files, &v1.cpuacct.as_ref()?.join(rel).join("cpuacct.usage"))
             }
-            Layout::V2 { root } => read(&root.join(rel).join("cpu.stat"))
+            Layout::V2 { root } => read_kept(files, &root.join(rel).join("cpu.stat"))
                 .and_then(|s| cpu_usage_usec(&s))
                 .map(|us| us.saturating_mul(1_000)),
         }
     }
 
     /// Memory the cgroup uses, bytes.
-    pub(crate) fn memory_current(&self, rel: &str) -> Option<u64> {
+    pub(crate) fn memory_current(&self, files: &KernelFiles, rel: &str) -> Option<u64> {
         let file = if self.v1().is_some() {
             "memory.usage_in_bytes"
         } else {
             "memory.current"
         };
-        read_u64(&self.dir(rel).join(file))
+        read_kept_u64(files, &self.dir(rel).join(file))
     }
 
     /// The cgroup's memory limit, bytes; `None` without one.
@@ -90,6 +91,21 @@ pub(crate) fn read(path: &Path) -> Option<String> {
 
 fn read_u64(path: &Path) -> Option<u64> {
     read(path).and_then(|s| s.trim().parse().ok())
+}
+
+/// [`read`] of a one-value file read every cycle, through the kept descriptors.
+fn read_kept(files: &KernelFiles, path: &Path) -> Option<String> {
+    match files.read_value(path) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::debug!(path = %path.display(), error = %e, "cannot read");
+            None
+        }
+    }
+}
+
+fn read_kept_u64(files: &KernelFiles, path: &Path) -> Option<u64> {
+    read_kept(files, path).and_then(|s| s.trim().parse().ok())
 }
 
 /// Reads a small kernel file with open + read + close only:

@@ -24,7 +24,7 @@ pub mod layout;
 pub mod pod;
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use gpuwatch_store::EnvSample;
@@ -33,8 +33,9 @@ pub use attribute::{attribute, gpu_utilisation, GpuUse};
 pub use config::{CgroupConfig, CgroupVersion};
 pub use layout::Layout;
 
+use crate::sources::kernel_files::{KernelFiles, ENV_FILES};
 use crate::sources::nvml::GpuProcess;
-use files::{first_pid, read};
+use files::first_pid;
 
 /// An environment to sample and its allocation.
 #[derive(Debug, Clone, PartialEq)]
@@ -78,9 +79,13 @@ pub struct CgroupSource {
     /// What rarely changes, per environment (its cgroup, memory limit, a pid
     /// in its network namespace) and per GPU process (its cgroup): re-read
     /// every [`REFRESH_CYCLES`] samples or as soon as a read fails, so a
-    /// steady cycle opens three files per environment instead of seven.
+    /// steady cycle reads three files per environment instead of seven (and
+    /// opens one of them: see `files`).
     slow: HashMap<String, Slow>,
     pid_cgroups: HashMap<u32, Option<String>>,
+    /// The CPU and memory files of each environment, kept open; closed
+    /// with the slow facts, so those of environments gone are not kept.
+    files: KernelFiles,
     cycle: u64,
 }
 
@@ -107,6 +112,7 @@ impl CgroupSource {
             missing: HashSet::new(),
             slow: HashMap::new(),
             pid_cgroups: HashMap::new(),
+            files: KernelFiles::new(ENV_FILES),
             cycle: 0,
         };
         src.detect();
@@ -137,6 +143,7 @@ impl CgroupSource {
             tracing::info!(layout = found.name(), detail = ?found, "cgroup layout found");
             self.slow.clear();
             self.pid_cgroups.clear();
+            self.files.clear();
             self.cpu.clear();
         }
         self.layout = found;
@@ -177,6 +184,7 @@ impl CgroupSource {
         if self.cycle.is_multiple_of(REFRESH_CYCLES) {
             self.slow.clear();
             self.pid_cgroups.clear();
+            self.files.clear();
             if !self.found || !self.missing.is_empty() {
                 self.detect();
             }
@@ -200,19 +208,24 @@ impl CgroupSource {
         let mut out = Vec::with_capacity(found.len());
         for (env, slow) in &found {
             let (memory_used, memory_usage_percent) = memory(
-                self.layout.memory_current(&slow.path),
+                self.layout.memory_current(&self.files, &slow.path),
                 slow.memory_limit,
                 env.memory_bytes,
             );
-            let (network_rx_bytes, network_tx_bytes) = match slow.pid {
-                Some(pid) => network(&self.cfg.proc_path, pid),
-                None => (None, None),
-            };
             // A v2 cgroup without the memory controller (a hybrid host's
             // unified tree) has no memory figure but is still there.
             let gone = memory_used.is_none() && !self.layout.dir(&slow.path).is_dir();
+            let net_dev = slow.pid.map(|pid| net_dev_path(&self.cfg.proc_path, pid));
+            let (network_rx_bytes, network_tx_bytes) = match &net_dev {
+                Some(path) if !gone => network(&self.files, path),
+                _ => (None, None),
+            };
             if gone || (slow.pid.is_some() && network_rx_bytes.is_none()) {
-                // The cgroup or its process went away: look again next time.
+                // The cgroup or its process went away: look again next time,
+                // and let go of the namespace the kept net/dev holds.
+                if let Some(path) = &net_dev {
+                    self.files.forget(path);
+                }
                 self.slow.remove(&env.env_id);
             }
             let g = gpu.get(&env.env_id);
@@ -275,7 +288,7 @@ impl CgroupSource {
 
     /// CPU % since the previous call, of the env's allocated cores.
     fn cpu_percent(&mut self, env: &EnvTarget, path: &str, at: DateTime<Utc>) -> Option<f64> {
-        let usage = self.layout.cpu_usage_ns(path)?;
+        let usage = self.layout.cpu_usage_ns(&self.files, path)?;
         let (before, then) = self.cpu.insert(env.env_id.clone(), (usage, at))?;
         let elapsed_ns = (at - then).num_nanoseconds()? as f64;
         // A counter that went back means the container restarted: no figure this time.
@@ -315,17 +328,27 @@ fn memory(current: Option<u64>, limit: Option<u64>, allocation: i64) -> (Option<
     )
 }
 
-/// (rx, tx) bytes of `pid`'s network namespace, loopback excluded.
-fn network(proc_path: &Path, pid: u32) -> (Option<i64>, Option<i64>) {
-    match read(&proc_path.join(pid.to_string()).join("net/dev")) {
-        Some(text) => {
+fn net_dev_path(proc_path: &Path, pid: u32) -> PathBuf {
+    proc_path.join(pid.to_string()).join("net/dev")
+}
+
+/// (rx, tx) bytes of the network namespace whose /proc/<pid>/net/dev is
+/// `path`, loopback excluded. The file is kept open between cycles: it
+/// holds the namespace while open, so it is let go of as soon as the
+/// environment's cgroup is gone, and with the slow facts in any case.
+fn network(files: &KernelFiles, path: &Path) -> (Option<i64>, Option<i64>) {
+    match files.read(path) {
+        Ok(text) => {
             let (rx, tx) = net_dev_totals(&text);
             (
                 Some(i64::try_from(rx).unwrap_or(i64::MAX)),
                 Some(i64::try_from(tx).unwrap_or(i64::MAX)),
             )
         }
-        None => (None, None),
+        Err(e) => {
+            tracing::debug!(path = %path.display(), error = %e, "cannot read");
+            (None, None)
+        }
     }
 }
 
