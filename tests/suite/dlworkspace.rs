@@ -27,14 +27,14 @@ fn mysql_host_port() -> (String, u16) {
     (opts.ip_or_hostname().to_string(), opts.tcp_port())
 }
 
-fn t0() -> DateTime<Utc> {
+pub(crate) fn t0() -> DateTime<Utc> {
     DateTime::from_timestamp(Utc::now().timestamp() - 7_200, 0).unwrap()
 }
 
-struct Setup {
-    pool: Pool,
-    generator: Generator,
-    cluster: ClusterConfig,
+pub(crate) struct Setup {
+    pub(crate) pool: Pool,
+    pub(crate) generator: Generator,
+    pub(crate) cluster: ClusterConfig,
     _drop: DropMysqlDb,
 }
 
@@ -66,7 +66,7 @@ impl Drop for DropMysqlDb {
     }
 }
 
-async fn setup(db: &TestDb, version: TableVersion, via_port: Option<u16>, tag: &str) -> Setup {
+pub(crate) async fn setup(db: &TestDb, version: TableVersion, via_port: Option<u16>, tag: &str) -> Setup {
     let cfg = db.store_config();
     migrate(&cfg).await.expect("migrate");
     let pool = gpuwatch_store::connect(&cfg).await.expect("pool");
@@ -157,7 +157,7 @@ async fn fingerprint(db: &TestDb, cluster: &str) -> (String, String) {
     )
 }
 
-async fn run_to_the_end(s: &mut Setup, start: DateTime<Utc>) {
+pub(crate) async fn run_to_the_end(s: &mut Setup, start: DateTime<Utc>) {
     let mut at = start;
     for _ in 0..40 {
         sync_once(&s.pool, &s.cluster).await.expect("sync");

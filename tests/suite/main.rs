@@ -29,6 +29,7 @@ mod cli;
 mod console;
 mod dashboards;
 mod dlworkspace;
+mod dlworkspace_alerts;
 mod exporter;
 mod failover;
 mod host_vs_node_exporter;
