@@ -78,7 +78,7 @@ async fn bench(
         url: g.url_for("root", opts.ip_or_hostname(), opts.tcp_port()),
         poll_interval: "30s".into(),
         owner_rule: OwnerRule::Username,
-        bill: false,
+        billing: gpuwatch_dlworkspace::JobBilling::Report,
     };
     // The past is spread over a second per job, as a cluster's history is
     // over time; the cycles come after it.

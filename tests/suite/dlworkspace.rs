@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use gpuwatch_dlworkspace::{
-    generator::Generator, sync_once, ClusterConfig, JobStatus, OwnerRule, TableVersion,
+    generator::Generator, sync_once, ClusterConfig, JobBilling, JobStatus, OwnerRule, TableVersion,
 };
 use gpuwatch_store::{both_backends, migrate, testing::TestDb, Pool};
 use mysql_async::prelude::Queryable;
@@ -66,7 +66,12 @@ impl Drop for DropMysqlDb {
     }
 }
 
-pub(crate) async fn setup(db: &TestDb, version: TableVersion, via_port: Option<u16>, tag: &str) -> Setup {
+pub(crate) async fn setup(
+    db: &TestDb,
+    version: TableVersion,
+    via_port: Option<u16>,
+    tag: &str,
+) -> Setup {
     let cfg = db.store_config();
     migrate(&cfg).await.expect("migrate");
     let pool = gpuwatch_store::connect(&cfg).await.expect("pool");
@@ -100,7 +105,7 @@ pub(crate) async fn setup(db: &TestDb, version: TableVersion, via_port: Option<u
         id,
         poll_interval: "1s".into(),
         owner_rule: OwnerRule::Username,
-        bill: false,
+        billing: JobBilling::Report,
     };
     Setup {
         pool,
@@ -526,10 +531,10 @@ both_backends! {
             }
             sync_once(&s.pool, &s.cluster).await.expect("last sync");
             assert_eq!(recorded(&db, &s.cluster.id).await, made(&s.generator), "{version:?}");
-            let bill: bool = db.client().await.query_one(
-                "SELECT bill FROM dlworkspace_clusters WHERE cluster_id = $1", &[&s.cluster.id])
+            let billing: String = db.client().await.query_one(
+                "SELECT billing FROM dlworkspace_clusters WHERE cluster_id = $1", &[&s.cluster.id])
                 .await.unwrap().get(0);
-            assert!(!bill);
+            assert_eq!(billing, "report");
             s.generator.drop_database().await.expect("drop");
         }
     }

@@ -30,6 +30,7 @@ mod console;
 mod dashboards;
 mod dlworkspace;
 mod dlworkspace_alerts;
+mod dlworkspace_billing;
 mod exporter;
 mod failover;
 mod host_vs_node_exporter;
