@@ -167,3 +167,88 @@ both_backends! {
         }
     }
 }
+
+both_backends! {
+    async fn jobs_synced_behind_the_meter_are_billed_once_by_correction(db) {
+        // The meter has run past the jobs' times before the sync saw the
+        // rest of their lives (a sync that was down, a cluster added late).
+        let now = Utc::now();
+        let start = now - Duration::days(3);
+        let mut s = setup(&db, TableVersion::Upstream, None, "-late").await;
+        s.cluster.billing = JobBilling::Bill;
+        let c = db.client().await;
+        for (i, u) in USERS.iter().enumerate() {
+            c.execute(
+                "INSERT INTO customers (id, username, email, password_hash) VALUES ($1, $2, $3, 'x')",
+                &[&(i as i64 + 1), u, &format!("{u}@example.com")],
+            ).await.unwrap();
+        }
+        c.execute(
+            "INSERT INTO billing_prices (resource_type, gpu_model, unit_price, currency, valid_from)
+             VALUES ('job_gpu', '', 10, 'CNY', $1)",
+            &[&(start - Duration::days(1))],
+        ).await.unwrap();
+        let opts = MeterOptions {
+            grid: Grid::hourly(),
+            lateness: Duration::minutes(5),
+            max_periods: 24 * 10,
+            default_currency: None,
+        };
+        s.generator.submit(30, start).await.expect("submit");
+        let mut at = start;
+        for _ in 0..4 {
+            sync_once(&s.pool, &s.cluster).await.expect("sync");
+            at += Duration::seconds(30);
+            s.generator.step(at).await.expect("step");
+        }
+        sync_once(&s.pool, &s.cluster).await.expect("sync");
+        let first = meter_until_caught_up(&s.pool, &opts, now).await.expect("meter");
+        assert!(first.errors.is_empty(), "{:?}", first.errors);
+        let metered_at: DateTime<Utc> = c.query_one("SELECT now()", &[]).await.unwrap().get(0);
+        // New jobs and the rest of the old ones' lives, all dated behind
+        // the watermark.
+        s.generator.submit(10, at).await.expect("submit more");
+        run_to_the_end(&mut s, at).await;
+        sync_once(&s.pool, &s.cluster).await.expect("last sync");
+        // Every job with history written after the meter ran is queued,
+        // the new ones (row and history in one statement) included.
+        let (queued, changed): (i64, i64) = {
+            let r = c.query_one(
+                "SELECT count(*) FILTER (WHERE EXISTS (SELECT 1 FROM billing_recompute_queue q
+                                                       WHERE q.env_id = 'job:' || t.id)),
+                        count(*)
+                 FROM training_jobs t WHERE t.cluster_id = $1 AND EXISTS (
+                     SELECT 1 FROM training_job_status_history h
+                     WHERE h.cluster_id = t.cluster_id AND h.job_id = t.job_id AND h.recorded_at > $2)",
+                &[&s.cluster.id, &metered_at]).await.unwrap();
+            (r.get(0), r.get(1))
+        };
+        assert!(changed >= 10, "{changed}");
+        assert_eq!(queued, changed, "late job history queues recomputations");
+        let late = meter_until_caught_up(&s.pool, &opts, now + Duration::minutes(1)).await.expect("meter");
+        assert!(late.errors.is_empty(), "{:?}", late.errors);
+        assert!(late.corrections > 0);
+        let again = meter_until_caught_up(&s.pool, &opts, now + Duration::minutes(2)).await.expect("meter again");
+        assert_eq!((again.records, again.corrections), (0, 0));
+
+        // What counts (usage and corrections together) is the generator's
+        // GPU-seconds exactly, per owner.
+        let mut want: BTreeMap<String, i64> = BTreeMap::new();
+        for ((owner, _), secs) in gpu_seconds(s.generator.log()) {
+            *want.entry(owner).or_default() += secs;
+        }
+        want.retain(|_, v| *v > 0);
+        let rows = c.query(
+            "SELECT customer_id, sum(quantity * usage_seconds) FROM billing_records
+             WHERE resource_type = 'job_gpu' GROUP BY 1 HAVING sum(quantity * usage_seconds) <> 0 ORDER BY 1",
+            &[]).await.unwrap();
+        let got: BTreeMap<String, i64> = rows.iter()
+            .map(|r| {
+                let secs: Decimal = r.get(1);
+                (USERS[(r.get::<_, i64>(0) - 1) as usize].to_string(), i64::try_from(secs).unwrap())
+            })
+            .collect();
+        assert_eq!(got, want);
+        s.generator.drop_database().await.expect("drop");
+    }
+}
