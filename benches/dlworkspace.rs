@@ -9,7 +9,10 @@
 //! jobs are a cluster's past (settled before the first sync) plus open
 //! ones; each cycle moves `C` open jobs one status on (new jobs are
 //! submitted to keep enough open) and syncs. On the seed table version a
-//! cycle also re-reads every open job, which the figures include.
+//! cycle also re-reads every open job, which the figures include. Last,
+//! the alerter's job series are read once as of the generator's clock
+//! (`job.status` over a day, `job.queued_seconds` over an hour, the
+//! clusterstatus age): what each alerter cycle costs with that many jobs.
 
 use std::time::Instant;
 
@@ -78,7 +81,7 @@ async fn bench(
         url: g.url_for("root", opts.ip_or_hostname(), opts.tcp_port()),
         poll_interval: "30s".into(),
         owner_rule: OwnerRule::Username,
-        bill: false,
+        billing: gpuwatch_dlworkspace::JobBilling::Report,
     };
     // The past is spread over a second per job, as a cluster's history is
     // over time; the cycles come after it.
@@ -130,7 +133,42 @@ async fn bench(
         secs / cycles as f64,
         changed as f64 / secs
     );
+    alert_series(&pool, at, version, kind).await;
     g.drop_database().await.expect("drop");
+}
+
+/// Times the alerter's DLWorkspace series as of `now`.
+async fn alert_series(
+    pool: &gpuwatch_store::Pool,
+    now: chrono::DateTime<Utc>,
+    version: TableVersion,
+    kind: Kind,
+) {
+    use gpuwatch_alerter::dlworkspace::{cluster_status_age, job_queued, job_status};
+    let c = pool.get().await.expect("connection");
+    let c: &tokio_postgres::Client = &c;
+    let t = Instant::now();
+    let failed = job_status(c, now, 86_400).await.expect("job.status");
+    let t_failed = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let queued = job_queued(c, now, 3_600).await.expect("job.queued_seconds");
+    let t_queued = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    cluster_status_age(c, now)
+        .await
+        .expect("cluster status age");
+    let t_age = t.elapsed().as_secs_f64();
+    println!(
+        "dlworkspace {} table, {}: alert series: job.status {} series in {:.3} s, \
+         job.queued_seconds {} series in {:.3} s, cluster status age in {:.3} s",
+        version.name(),
+        kind_name(kind),
+        failed.len(),
+        t_failed,
+        queued.len(),
+        t_queued,
+        t_age
+    );
 }
 
 fn kind_name(k: Kind) -> &'static str {

@@ -106,23 +106,34 @@ async fn evaluate<C: GenericClient>(
     let mut deletes = Vec::new();
     let mut report = CycleReport::default();
     let empty = Vec::new();
+    let no_details = Labels::new();
     for rule in rules {
         let Some(src) = crate::rule::source(&rule.metric) else {
             continue;
         };
         let want = (src, rule.reduction, rule.window_seconds);
-        for (slabels, v) in values.get(&want).unwrap_or(&empty) {
-            if !all_match(&rule.scope, slabels) {
+        for point in values.get(&want).unwrap_or(&empty) {
+            if !all_match(&rule.scope, &point.labels) {
                 continue;
             }
             report.series += 1;
-            let mut labels = (**slabels).clone();
+            let mut labels = (*point.labels).clone();
             labels.extend(rule.labels.clone());
             labels.insert("alertname".into(), rule.name.clone());
             labels.insert("severity".into(), rule.severity.to_string());
             let fp = fingerprint(&labels);
             let prev = open.remove(&(rule.id, fp.clone()));
-            if let Some(w) = step(rule, prev, labels, fp, Some(*v), now, &mut deletes) {
+            let details = point.details.as_deref().unwrap_or(&no_details);
+            if let Some(w) = step(
+                rule,
+                prev,
+                labels,
+                details,
+                fp,
+                Some(point.value),
+                now,
+                &mut deletes,
+            ) {
                 writes.push(w);
             }
         }
@@ -143,10 +154,12 @@ async fn evaluate<C: GenericClient>(
 }
 
 /// The state machine of one series with a value.
+#[allow(clippy::too_many_arguments)]
 fn step(
     rule: &Rule,
     prev: Option<Open>,
     labels: Labels,
+    details: &Labels,
     fp: String,
     value: Option<f64>,
     now: DateTime<Utc>,
@@ -165,6 +178,7 @@ fn step(
         annotations: template::render_all(
             &rule.annotations,
             &labels,
+            details,
             value,
             rule.severity.as_str(),
         ),
@@ -290,12 +304,23 @@ mod tests {
         let s = |n: i64| t0 + chrono::Duration::seconds(n);
         let r = rule(30, 20);
         let mut d = Vec::new();
-        let w = step(&r, None, Labels::new(), "f".into(), Some(90.0), t0, &mut d).unwrap();
+        let w = step(
+            &r,
+            None,
+            Labels::new(),
+            &Labels::new(),
+            "f".into(),
+            Some(90.0),
+            t0,
+            &mut d,
+        )
+        .unwrap();
         assert_eq!(w.state, AlertState::Pending);
         let w = step(
             &r,
             Some(open(&w, 1)),
             Labels::new(),
+            &Labels::new(),
             "f".into(),
             Some(90.0),
             s(29),
@@ -307,6 +332,7 @@ mod tests {
             &r,
             Some(open(&w, 1)),
             Labels::new(),
+            &Labels::new(),
             "f".into(),
             Some(90.0),
             s(30),
@@ -318,6 +344,7 @@ mod tests {
             &r,
             Some(open(&w, 1)),
             Labels::new(),
+            &Labels::new(),
             "f".into(),
             Some(50.0),
             s(40),
@@ -332,6 +359,7 @@ mod tests {
             &r,
             Some(open(&w, 1)),
             Labels::new(),
+            &Labels::new(),
             "f".into(),
             Some(50.0),
             s(60),
@@ -350,11 +378,22 @@ mod tests {
         let t0 = Utc::now();
         let r = rule(30, 0);
         let mut d = Vec::new();
-        let w = step(&r, None, Labels::new(), "f".into(), Some(90.0), t0, &mut d).unwrap();
+        let w = step(
+            &r,
+            None,
+            Labels::new(),
+            &Labels::new(),
+            "f".into(),
+            Some(90.0),
+            t0,
+            &mut d,
+        )
+        .unwrap();
         assert!(step(
             &r,
             Some(open(&w, 7)),
             Labels::new(),
+            &Labels::new(),
             "f".into(),
             Some(1.0),
             t0,

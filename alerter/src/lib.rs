@@ -6,7 +6,8 @@
 //! - [`rule`]: the rule model (metrics, closed sets such as severities and
 //!   reductions, the store's matchers, channels, webhook filters,
 //!   validation); [`template`] renders annotation templates.
-//! - [`series`] reads the latest raw samples per rule window, reduced in SQL.
+//! - [`series`] reads the latest raw samples per rule window, reduced in SQL;
+//!   [`dlworkspace`] the series of DLWorkspace jobs and clusters.
 //! - [`eval`] runs a cycle: pending → firing → resolved (and no data) in
 //!   `alert_records`, then the notification policy (`mute`: silences and
 //!   inhibition; `notify`: grouping) writes outbox rows, all in one
@@ -29,6 +30,7 @@ pub mod backoff;
 pub mod channels;
 mod config;
 pub mod delivery;
+pub mod dlworkspace;
 mod error;
 pub mod eval;
 mod mute;

@@ -44,7 +44,35 @@ pub enum Source {
     QuotaUsedPct,
     /// A column of the replication views of migration 0025.
     Replication(&'static str),
+    /// 1 for a DLWorkspace job that entered failed, killed or error within
+    /// the rule's window and is still in it; 0 for one whose entry is older
+    /// (up to twice the window) or that left it since.
+    JobStatus,
+    /// Seconds a DLWorkspace job has waited in queued or scheduling; 0 for
+    /// one that stopped waiting within the rule's window.
+    JobQueued,
+    /// Seconds since a DLWorkspace cluster's latest `clusterstatus` row.
+    ClusterStatusAge,
 }
+
+/// DLWorkspace's jobs and clusters, read from what the sync mirrors
+/// (`training_jobs`, its status history, `dlworkspace_clusters`).
+const DLWORKSPACE: &[(&str, Source)] = &[
+    ("job.status", Source::JobStatus),
+    ("job.queued_seconds", Source::JobQueued),
+    (
+        "dlworkspace.cluster_status_age_seconds",
+        Source::ClusterStatusAge,
+    ),
+];
+
+/// Metrics that are neither a column nor a family of them.
+const SINGLE: &[(&str, Source)] = &[
+    ("host.heartbeat_age", Source::HeartbeatAge),
+    ("gpu.xid_errors", Source::XidErrors),
+    ("gpu.silent_seconds", Source::GpuSilence),
+    ("quota.used_pct", Source::QuotaUsedPct),
+];
 
 /// The database's replication, watched through the views of migration 0025:
 /// (metric name, column).
@@ -57,11 +85,10 @@ const REPLICATION: &[(&str, &str)] = &[
 /// Resolves a metric name to its source; `None` if unknown.
 pub fn source(metric: &str) -> Option<Source> {
     let find = |cols: &'static [&'static str], c: &str| watchable(cols).find(|x| *x == c);
+    if let Some((_, s)) = SINGLE.iter().chain(DLWORKSPACE).find(|(m, _)| *m == metric) {
+        return Some(*s);
+    }
     match metric {
-        "host.heartbeat_age" => Some(Source::HeartbeatAge),
-        "gpu.xid_errors" => Some(Source::XidErrors),
-        "gpu.silent_seconds" => Some(Source::GpuSilence),
-        "quota.used_pct" => Some(Source::QuotaUsedPct),
         _ if metric.starts_with("db.") => REPLICATION
             .iter()
             .find(|(m, _)| *m == metric)
@@ -83,17 +110,20 @@ pub fn metric_names() -> Vec<String> {
     let mut v: Vec<String> = watchable(GPU_COLUMNS).map(|c| format!("gpu.{c}")).collect();
     v.extend(watchable(HOST_COLUMNS).map(|c| format!("host.{c}")));
     v.extend(watchable(ENV_COLUMNS).map(|c| format!("environment.{c}")));
-    v.extend(
-        [
-            "host.heartbeat_age",
-            "gpu.xid_errors",
-            "gpu.silent_seconds",
-            "quota.used_pct",
-        ]
-        .map(String::from),
-    );
+    v.extend(SINGLE.iter().map(|(m, _)| m.to_string()));
     v.extend(REPLICATION.iter().map(|(m, _)| m.to_string()));
+    v.extend(DLWORKSPACE.iter().map(|(m, _)| m.to_string()));
     v
+}
+
+/// The metrics named in an unknown-metric error: the column families as
+/// patterns, every other name in full.
+fn metric_hint() -> String {
+    let mut v: Vec<&str> = vec!["gpu.<column>", "host.<column>", "environment.<column>"];
+    v.extend(SINGLE.iter().map(|(m, _)| *m));
+    v.extend(REPLICATION.iter().map(|(m, _)| *m));
+    v.extend(DLWORKSPACE.iter().map(|(m, _)| *m));
+    v.join(", ")
 }
 
 pub use gpuwatch_store::matcher::{all_match, MatchOp, Matcher};
@@ -413,8 +443,9 @@ impl Rule {
             }
         } else {
             e.push(format!(
-                "metric: unknown metric {:?}; one of gpu.<column>, host.<column>, environment.<column>, host.heartbeat_age, gpu.xid_errors, gpu.silent_seconds, quota.used_pct (e.g. gpu.temperature)",
-                self.metric
+                "metric: unknown metric {:?}; one of {} (e.g. gpu.temperature)",
+                self.metric,
+                metric_hint()
             ));
         }
         for (i, m) in self.scope.iter().enumerate() {
@@ -526,6 +557,13 @@ mod tests {
     fn metrics_resolve_to_whitelisted_columns_only() {
         assert_eq!(source("gpu.temperature"), Some(Source::Gpu("temperature")));
         assert_eq!(source("host.heartbeat_age"), Some(Source::HeartbeatAge));
+        assert_eq!(source("job.status"), Some(Source::JobStatus));
+        assert_eq!(source("job.queued_seconds"), Some(Source::JobQueued));
+        assert_eq!(
+            source("dlworkspace.cluster_status_age_seconds"),
+            Some(Source::ClusterStatusAge)
+        );
+        assert_eq!(source("job.error_message"), None);
         assert_eq!(source("gpu.temperature; DROP TABLE x"), None);
         assert!(metric_names().iter().all(|m| source(m).is_some()));
         // Keys and the time are not metrics; the XID is watched as xid_errors.
@@ -544,6 +582,18 @@ mod tests {
             (count("gpu."), count("host."), count("environment.")),
             (22, 21, 7)
         );
+        // Every name a rule may use is in the error that lists them.
+        let mut r = rule();
+        r.metric = "job.statuses".into();
+        let e = r.validate().join("\n");
+        for m in metric_names().iter().filter(|m| {
+            !m.contains('.')
+                || m.starts_with("job.")
+                || m.starts_with("dlworkspace.")
+                || m.starts_with("db.")
+        }) {
+            assert!(e.contains(m.as_str()), "{m} missing in {e}");
+        }
     }
 
     #[test]

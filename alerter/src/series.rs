@@ -28,8 +28,32 @@ pub fn public(labels: &Labels) -> Labels {
         .collect()
 }
 
+/// One series' reduced value, with what its annotations may show beyond
+/// its labels (`{{ $details.<name> }}`): text that must not identify the
+/// alert, such as a job's errorMsg.
+#[derive(Debug, Clone)]
+pub struct Point {
+    /// The series' labels (its identity, what scopes match).
+    pub labels: Arc<Labels>,
+    /// The reduced value.
+    pub value: f64,
+    /// Template context only; never a label, never matched.
+    pub details: Option<Arc<Labels>>,
+}
+
+impl Point {
+    /// A point without details.
+    pub fn new(labels: Arc<Labels>, value: f64) -> Point {
+        Point {
+            labels,
+            value,
+            details: None,
+        }
+    }
+}
+
 /// The reduced value of every series of one (metric, reduction, window).
-pub type Values = Vec<(Arc<Labels>, f64)>;
+pub type Values = Vec<Point>;
 
 /// (metric, reduction, window seconds): what a rule reads.
 pub type Want = (Source, Reduction, i32);
@@ -218,6 +242,18 @@ pub async fn load<C: GenericClient>(
                 out.insert(*w, replication(c, col).await?);
                 continue;
             }
+            Source::JobStatus => {
+                out.insert(*w, crate::dlworkspace::job_status(c, now, w.2).await?);
+                continue;
+            }
+            Source::JobQueued => {
+                out.insert(*w, crate::dlworkspace::job_queued(c, now, w.2).await?);
+                continue;
+            }
+            Source::ClusterStatusAge => {
+                out.insert(*w, crate::dlworkspace::cluster_status_age(c, now).await?);
+                continue;
+            }
         };
         by_table.entry((table, w.2)).or_default().push(w);
     }
@@ -267,7 +303,9 @@ pub async fn load<C: GenericClient>(
             });
             for (i, w) in ws.iter().enumerate() {
                 if let Some(v) = r.get::<_, Option<f64>>(i + 2) {
-                    out.entry(**w).or_default().push((labels.clone(), v));
+                    out.entry(**w)
+                        .or_default()
+                        .push(Point::new(labels.clone(), v));
                 }
             }
         }
@@ -287,7 +325,7 @@ async fn heartbeat<C: GenericClient>(c: &C, inv: &Inventory, now: DateTime<Utc>)
     Ok(rows
         .into_iter()
         .map(|r| {
-            (
+            Point::new(
                 Arc::new(inv.host(&r.get::<_, String>(0))),
                 r.get::<_, f64>(1).max(0.0),
             )
@@ -313,7 +351,7 @@ async fn gpu_silence<C: GenericClient>(c: &C, inv: &Inventory) -> Result<Values>
         .into_iter()
         .map(|r| {
             let labels = inv.gpu(r.get(0), &r.get::<_, String>(1));
-            (Arc::new(labels), r.get::<_, f64>(2))
+            Point::new(Arc::new(labels), r.get::<_, f64>(2))
         })
         .collect())
 }
@@ -347,7 +385,7 @@ async fn quota<C: GenericClient>(c: &C) -> Result<Values> {
                 ("resource_type".to_string(), r.get::<_, String>(1)),
             ]
             .into();
-            (Arc::new(l), r.get::<_, f64>(2))
+            Point::new(Arc::new(l), r.get::<_, f64>(2))
         })
         .collect())
 }
@@ -371,7 +409,7 @@ async fn replication<C: GenericClient>(c: &C, col: &'static str) -> Result<Value
             if let Some(standby) = r.get::<_, Option<String>>(0) {
                 l.insert("standby".into(), standby);
             }
-            (Arc::new(l), r.get::<_, f64>(1))
+            Point::new(Arc::new(l), r.get::<_, f64>(1))
         })
         .collect())
 }

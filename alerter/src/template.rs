@@ -1,5 +1,7 @@
 //! Annotation templates: `{{ $labels.name }}`, `{{ $value }}` and
-//! `{{ $severity }}`, Prometheus' spelling. Deliberately tiny: a template
+//! `{{ $severity }}`, Prometheus' spelling, and `{{ $details.name }}`: text
+//! a series carries for its annotations only (a DLWorkspace job's errorMsg
+//! and status detail), never a label. Deliberately tiny: a template
 //! is parsed when its rule is saved (a syntax error is refused there), and
 //! rendering can then only fail on a label the alert lacks, where the caller
 //! falls back to a plain message instead of dropping the notification.
@@ -9,6 +11,7 @@ use std::collections::BTreeMap;
 enum Part<'a> {
     Text(&'a str),
     Label(&'a str),
+    Detail(&'a str),
     Value,
     Severity,
 }
@@ -29,16 +32,18 @@ fn parse(t: &str) -> Result<Vec<Part<'_>>, String> {
         parts.push(match expr {
             "$value" => Part::Value,
             "$severity" => Part::Severity,
-            _ => match expr.strip_prefix("$labels.") {
-                Some(name) if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
-                    Part::Label(name)
+            _ => {
+                let name_ok = |n: &str| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                match (expr.strip_prefix("$labels."), expr.strip_prefix("$details.")) {
+                    (Some(name), _) if name_ok(name) => Part::Label(name),
+                    (_, Some(name)) if name_ok(name) => Part::Detail(name),
+                    _ => {
+                        return Err(format!(
+                            "unknown expression {{{{ {expr} }}}}; use {{{{ $labels.<name> }}}}, {{{{ $details.<name> }}}}, {{{{ $value }}}} or {{{{ $severity }}}}"
+                        ))
+                    }
                 }
-                _ => {
-                    return Err(format!(
-                        "unknown expression {{{{ {expr} }}}}; use {{{{ $labels.<name> }}}}, {{{{ $value }}}} or {{{{ $severity }}}}"
-                    ))
-                }
-            },
+            }
         });
         rest = &after[close + 2..];
     }
@@ -67,6 +72,7 @@ pub fn format_value(v: f64) -> String {
 pub fn render(
     t: &str,
     labels: &BTreeMap<String, String>,
+    details: &BTreeMap<String, String>,
     value: Option<f64>,
     severity: &str,
 ) -> Result<String, String> {
@@ -80,6 +86,10 @@ pub fn render(
                 Some(v) => out.push_str(v),
                 None => return Err(format!("the alert has no label {name:?}")),
             },
+            Part::Detail(name) => match details.get(name) {
+                Some(v) => out.push_str(v),
+                None => return Err(format!("the alert has no detail {name:?}")),
+            },
         }
     }
     Ok(out)
@@ -90,12 +100,13 @@ pub fn render(
 pub fn render_all(
     annotations: &BTreeMap<String, String>,
     labels: &BTreeMap<String, String>,
+    details: &BTreeMap<String, String>,
     value: Option<f64>,
     severity: &str,
 ) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for (k, t) in annotations {
-        match render(t, labels, value, severity) {
+        match render(t, labels, details, value, severity) {
             Ok(s) => {
                 out.insert(k.clone(), s);
             }
@@ -131,12 +142,13 @@ mod tests {
         let s = render(
             "{{ $labels.host }} at {{$value}} ({{ $severity }})",
             &labels(),
+            &BTreeMap::new(),
             Some(86.5),
             "critical",
         );
         assert_eq!(s.unwrap(), "h1 at 86.50 (critical)");
         assert_eq!(
-            render("{{ $value }}", &labels(), Some(90.0), "x").unwrap(),
+            render("{{ $value }}", &labels(), &BTreeMap::new(), Some(90.0), "x").unwrap(),
             "90"
         );
     }
@@ -151,12 +163,30 @@ mod tests {
             .contains("unknown expression"));
         assert!(validate("a }} b").is_err());
         assert!(validate("plain {{ $labels.gpu_uuid }}").is_ok());
+        assert!(validate("{{ $details.error_msg }}").is_ok());
+        assert!(validate("{{ $details. }}").is_err());
+    }
+
+    #[test]
+    fn details_fill_in_beside_labels_and_a_missing_one_falls_back() {
+        let details = [("error_msg".to_string(), "CUDA out of memory".to_string())].into();
+        let s = render(
+            "{{ $labels.host }}: {{ $details.error_msg }}",
+            &labels(),
+            &details,
+            None,
+            "x",
+        );
+        assert_eq!(s.unwrap(), "h1: CUDA out of memory");
+        let ann = [("d".to_string(), "{{ $details.nope }}".to_string())].into();
+        let out = render_all(&ann, &labels(), &details, None, "warning");
+        assert!(out["template_error"].contains("detail \"nope\""), "{out:?}");
     }
 
     #[test]
     fn a_missing_label_falls_back_instead_of_dropping() {
         let ann = [("summary".to_string(), "{{ $labels.nope }}".to_string())].into();
-        let out = render_all(&ann, &labels(), Some(1.0), "warning");
+        let out = render_all(&ann, &labels(), &BTreeMap::new(), Some(1.0), "warning");
         assert!(out["summary"].contains("Hot (warning) value 1"));
         assert!(out["template_error"].contains("nope"));
     }

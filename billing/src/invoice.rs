@@ -52,7 +52,7 @@ pub struct CutReport {
 pub struct InvoiceLine {
     /// "usage" or "correction".
     pub charge_class: String,
-    /// cpu, memory or gpu.
+    /// cpu, memory, gpu or job_gpu.
     pub resource_type: String,
     /// GPU model of gpu lines.
     pub gpu_model: Option<String>,
@@ -267,7 +267,7 @@ pub async fn cut_invoices_with(
     let last_end = due_end.min(metered_end);
     let first: Option<DateTime<Utc>> = tx
         .query_one(
-            "SELECT min(start_time) FROM billing_records WHERE invoice_id IS NULL",
+            "SELECT min(start_time) FROM billing_records WHERE invoice_id IS NULL AND billed",
             &[],
         )
         .await
@@ -284,7 +284,7 @@ pub async fn cut_invoices_with(
         let due = tx
             .query(
                 "SELECT DISTINCT r.customer_id, r.currency::text FROM billing_records r
-                 WHERE r.invoice_id IS NULL AND NOT r.is_correction
+                 WHERE r.invoice_id IS NULL AND r.billed AND NOT r.is_correction
                    AND r.start_time >= $2 AND r.start_time < $1
                    AND NOT EXISTS (SELECT 1 FROM invoices i WHERE i.customer_id = r.customer_id
                                    AND i.currency = r.currency AND i.period_start = $2)
@@ -348,7 +348,7 @@ async fn credit_notes(
     let owed = tx
         .query(
             "SELECT customer_id, currency::text FROM billing_records
-             WHERE invoice_id IS NULL AND start_time < $1
+             WHERE invoice_id IS NULL AND billed AND start_time < $1
              GROUP BY 1, 2 HAVING sum(quantity * usage_seconds * unit_price) < 0 ORDER BY 1, 2",
             &[&last_end],
         )
@@ -415,7 +415,7 @@ async fn cut_one(
     // between the sum and the attachment.
     tx.execute(
         "UPDATE billing_records SET invoice_id = $1
-         WHERE customer_id = $2 AND currency = $3 AND invoice_id IS NULL AND start_time < $4",
+         WHERE customer_id = $2 AND currency = $3 AND invoice_id IS NULL AND billed AND start_time < $4",
         &[&id, customer, currency, end],
     )
     .await

@@ -3,7 +3,9 @@
 //! - Usage comes from reservations, not samples: a trigger on `environments`
 //!   writes every status and allocation change to
 //!   `environment_status_history`, to the second ([`usage`] turns it into
-//!   segments of constant allocation and price).
+//!   segments of constant allocation and price). DLWorkspace jobs come the
+//!   same way from `training_job_status_history` (resource `job_gpu`); the
+//!   meter reads both through the `billing_history` view.
 //! - [`meter`] bills closed periods of a UTC [`grid::Grid`] into
 //!   `billing_records` (one row per environment, resource and period, split
 //!   where allocation or price changes), advancing its watermark in the same

@@ -1,4 +1,6 @@
-//! The meter: closed periods of status history → `billing_records`.
+//! The meter: closed periods of status history → `billing_records`. The
+//! history is `billing_history`: environments' and DLWorkspace jobs' (a
+//! job's records are keyed `job:<training_jobs.id>` in `env_id`).
 //!
 //! One run, in one transaction: lock the watermark row, bill every period
 //! from the watermark up to `now - allowed lateness` (at most
@@ -20,7 +22,7 @@ use tokio_postgres::Transaction;
 
 use crate::error::{db, Result};
 use crate::grid::Grid;
-use crate::usage::{meter_period, Price, PriceBook, Resource, State, Usage};
+use crate::usage::{meter_period, Price, PriceBook, Resource, State, Subject, Usage};
 use crate::{metrics, BillingError};
 
 /// What the meter needs to know.
@@ -136,10 +138,7 @@ async fn run_in(
         Some(w) => w,
         None => {
             let first: Option<DateTime<Utc>> = tx
-                .query_one(
-                    "SELECT min(valid_from) FROM environment_status_history",
-                    &[],
-                )
+                .query_one("SELECT min(valid_from) FROM billing_history", &[])
                 .await
                 .map_err(db("reading the first status change"))?
                 .get(0);
@@ -265,14 +264,21 @@ async fn load_prices(tx: &Transaction<'_>) -> Result<Vec<Price>> {
         .collect())
 }
 
+/// What the meter reads of `billing_history` (migration 0031: every
+/// environment's history and the jobs' of clusters that are not "off").
 const STATE_COLUMNS: &str =
-    "env_id, customer_id, workspace_id, status, cpu, memory, gpu, gpu_model, valid_from";
+    "env_id, customer_id, workspace_id, status, cpu, memory, gpu, gpu_model, valid_from, subject, billed";
 
 fn group_states(rows: Vec<tokio_postgres::Row>) -> Vec<(String, Vec<State>)> {
     let mut out: Vec<(String, Vec<State>)> = Vec::new();
     for r in rows {
         let env: String = r.get(0);
+        let subject = match r.get::<_, &str>(9) {
+            "job" => Subject::Job { billed: r.get(10) },
+            _ => Subject::Environment,
+        };
         let s = State {
+            subject,
             customer_id: r.get(1),
             workspace_id: r.get(2),
             status: r.get(3),
@@ -297,30 +303,29 @@ async fn load_states(
     start: DateTime<Utc>,
     end: DateTime<Utc>,
 ) -> Result<Vec<(String, Vec<State>)>> {
+    // Ids are per table: a row is (env_id, id).
     let sql = format!(
-        "SELECT {STATE_COLUMNS} FROM environment_status_history
+        "SELECT {STATE_COLUMNS} FROM billing_history
          WHERE valid_from < $2
-           AND (valid_from >= $1 OR id IN (
-                SELECT DISTINCT ON (env_id) id FROM environment_status_history
+           AND (valid_from >= $1 OR (env_id, id) IN (
+                SELECT DISTINCT ON (env_id) env_id, id FROM billing_history
                 WHERE valid_from <= $1 ORDER BY env_id, valid_from DESC, id DESC))
          ORDER BY env_id, valid_from, id"
     );
-    let rows = tx
-        .query(&sql, &[&start, &end])
-        .await
-        .map_err(db("reading environment_status_history"))?;
+    let rows = tx.query(&sql, &[&start, &end]).await.map_err(db(
+        "reading billing_history (environments' and jobs' status history)",
+    ))?;
     Ok(group_states(rows))
 }
 
 async fn env_states(tx: &Transaction<'_>, envs: &[String]) -> Result<HashMap<String, Vec<State>>> {
     let sql = format!(
-        "SELECT {STATE_COLUMNS} FROM environment_status_history
+        "SELECT {STATE_COLUMNS} FROM billing_history
          WHERE env_id = ANY($1) ORDER BY env_id, valid_from, id"
     );
-    let rows = tx
-        .query(&sql, &[&envs])
-        .await
-        .map_err(db("reading environment_status_history"))?;
+    let rows = tx.query(&sql, &[&envs]).await.map_err(db(
+        "reading billing_history (environments' and jobs' status history)",
+    ))?;
     Ok(group_states(rows).into_iter().collect())
 }
 
@@ -480,9 +485,10 @@ async fn corrections(
         let n = tx
             .execute(
                 "INSERT INTO billing_records (customer_id, env_id, workspace_id, resource_type, gpu_model,
-                     quantity, usage_seconds, unit_price, currency, start_time, end_time, is_correction, corrects_id)
+                     quantity, usage_seconds, unit_price, currency, start_time, end_time, is_correction, corrects_id,
+                     billed)
                  SELECT customer_id, env_id, workspace_id, resource_type, gpu_model,
-                     -quantity, usage_seconds, unit_price, currency, start_time, end_time, true, id
+                     -quantity, usage_seconds, unit_price, currency, start_time, end_time, true, id, billed
                  FROM billing_records WHERE id = ANY($1)",
                 &[&reversals],
             )
@@ -505,7 +511,7 @@ async fn effective(
     let rows = tx
         .query(
             "SELECT r.id, r.customer_id, r.workspace_id, r.resource_type, r.gpu_model, r.quantity,
-                    r.unit_price, r.currency::text, r.start_time, r.end_time
+                    r.unit_price, r.currency::text, r.start_time, r.end_time, r.billed
              FROM billing_records r
              WHERE r.env_id = $1 AND r.start_time >= $2 AND r.start_time < $3 AND r.corrects_id IS NULL
                AND NOT EXISTS (SELECT 1 FROM billing_records x WHERE x.corrects_id = r.id)",
@@ -529,6 +535,7 @@ async fn effective(
                     currency: crate::money::Currency::parse(&currency).ok()?.code,
                     start: r.get(8),
                     end: r.get(9),
+                    billed: r.get(10),
                 },
             })
         })
@@ -543,7 +550,7 @@ async fn copy_rows(tx: &Transaction<'_>, rows: &Rows, correction: bool) -> Resul
     let sink = tx
         .copy_in(
             "COPY billing_records (customer_id, env_id, workspace_id, resource_type, gpu_model,
-                 quantity, usage_seconds, unit_price, currency, start_time, end_time, is_correction)
+                 quantity, usage_seconds, unit_price, currency, start_time, end_time, is_correction, billed)
              FROM STDIN (FORMAT binary)",
         )
         .await
@@ -562,6 +569,7 @@ async fn copy_rows(tx: &Transaction<'_>, rows: &Rows, correction: bool) -> Resul
             Type::BPCHAR,
             Type::TIMESTAMPTZ,
             Type::TIMESTAMPTZ,
+            Type::BOOL,
             Type::BOOL,
         ],
     );
@@ -584,6 +592,7 @@ async fn copy_rows(tx: &Transaction<'_>, rows: &Rows, correction: bool) -> Resul
                 &u.start,
                 &u.end,
                 &correction,
+                &u.billed,
             ])
             .await
             .map_err(copy_error)?;

@@ -13,7 +13,7 @@ use crate::usage::Resource;
 pub struct PriceEntry {
     /// Id.
     pub id: i64,
-    /// cpu, memory or gpu.
+    /// cpu, memory, gpu or job_gpu.
     pub resource_type: String,
     /// GPU model of gpu prices ("" otherwise).
     pub gpu_model: String,
@@ -32,9 +32,10 @@ pub struct PriceEntry {
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewPrice {
-    /// cpu, memory or gpu.
+    /// cpu, memory, gpu or job_gpu (a DLWorkspace job's GPU-hour).
     pub resource_type: String,
-    /// Required for gpu, absent otherwise.
+    /// Required for gpu; for job_gpu the job's GPU type, or absent for the
+    /// price of job GPUs whose type has none of its own; absent otherwise.
     #[serde(default)]
     pub gpu_model: Option<String>,
     /// Price per unit-hour (a string or number; kept exact).
@@ -56,7 +57,7 @@ impl NewPrice {
         let r = Resource::parse(&self.resource_type);
         if r.is_none() {
             e.push(format!(
-                "resource_type: must be cpu, memory or gpu, got {:?}",
+                "resource_type: must be cpu, memory, gpu or job_gpu, got {:?}",
                 self.resource_type
             ));
         }
@@ -65,7 +66,7 @@ impl NewPrice {
                 e.push("gpu_model: required for a gpu price".into())
             }
             (Some(Resource::Cpu | Resource::Memory), Some(m)) if !m.is_empty() => {
-                e.push("gpu_model: only gpu prices have a model".into())
+                e.push("gpu_model: only gpu and job_gpu prices have a model".into())
             }
             _ => {}
         }

@@ -7,7 +7,9 @@
 //! correct), records not yet invoiced by their start time, or by the month
 //! after the last one cut if they start before it: a month's report never
 //! changes once the invoice run has cut it.
-//! Voided invoices are left out. Rows that split an invoice line (by
+//! Records of report-only DLWorkspace clusters (`billed` false) are
+//! never invoiced: they are placed by their start time and marked with the
+//! charge class `report_only`. Voided invoices are left out. Rows that split an invoice line (by
 //! workspace or environment) get the line's rounded amount by a
 //! largest-remainder allocation done in exact NUMERIC arithmetic: each row
 //! gets its amount rounded down to the cent, and the cents left over go one
@@ -147,7 +149,7 @@ pub struct UsageRow {
     pub workspace_id: Option<i64>,
     /// Environment (when grouped by environment).
     pub env_id: Option<String>,
-    /// cpu, memory or gpu.
+    /// cpu, memory, gpu or job_gpu.
     pub resource_type: String,
     /// GPU model of gpu rows.
     pub gpu_model: Option<String>,
@@ -169,7 +171,8 @@ pub struct UsageRow {
     pub currency: String,
     /// Invoice holding the row's records (None: not invoiced yet).
     pub invoice_id: Option<i64>,
-    /// "usage" or "correction".
+    /// "usage", "correction", or "report_only" (a DLWorkspace cluster whose
+    /// jobs are reported, not billed).
     pub charge_class: String,
     /// The month ("2026-08") these records correct, when it is not the
     /// month that carries them (a late change to a month already invoiced).
@@ -230,21 +233,24 @@ pub async fn usage_report(pool: &gpuwatch_store::Pool, spec: &UsageSpec) -> Resu
 const REPORT_SQL: &str = "
 WITH recs AS (
     SELECT r.customer_id, r.currency::text AS currency, r.invoice_id,
-           CASE WHEN r.is_correction THEN 'correction' ELSE 'usage' END AS charge_class,
+           CASE WHEN NOT r.billed THEN 'report_only' WHEN r.is_correction THEN 'correction'
+                ELSE 'usage' END AS charge_class,
            r.resource_type::text AS resource_type, r.gpu_model::text AS gpu_model,
            CASE WHEN $3 THEN r.workspace_id END AS workspace_id,
            CASE WHEN $4 THEN r.env_id::text END AS env_id,
            r.quantity * r.usage_seconds AS unit_seconds,
            r.quantity * r.usage_seconds * r.unit_price * 100 AS x,
            r.unit_price, r.start_time, r.end_time,
-           CASE WHEN r.start_time < coalesce(i.period_start, date_trunc('month', greatest(r.start_time, m.invoiced_through) AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')
+           CASE WHEN r.start_time < coalesce(i.period_start, date_trunc('month', greatest(r.start_time, m.placed_after) AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')
                 THEN to_char(r.start_time AT TIME ZONE 'UTC', 'YYYY-MM') END AS corrects_period
     FROM billing_records r
-    CROSS JOIN billing_meter_state m
+    -- Report-only records are never invoiced: they stay in their own month.
+    CROSS JOIN LATERAL (SELECT CASE WHEN r.billed THEN invoiced_through END AS placed_after
+                        FROM billing_meter_state) m
     LEFT JOIN invoices i ON i.id = r.invoice_id
     WHERE ((i.id IS NOT NULL AND i.status <> 'void' AND i.period_start >= $1 AND i.period_start < $2)
-        OR (r.invoice_id IS NULL AND greatest(r.start_time, m.invoiced_through) >= $1
-            AND greatest(r.start_time, m.invoiced_through) < $2))
+        OR (r.invoice_id IS NULL AND greatest(r.start_time, m.placed_after) >= $1
+            AND greatest(r.start_time, m.placed_after) < $2))
       AND ($5::bigint IS NULL OR r.customer_id = $5)
 ), groups AS (
     SELECT customer_id, currency, invoice_id, charge_class, resource_type, gpu_model, workspace_id, env_id,

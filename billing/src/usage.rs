@@ -2,7 +2,10 @@
 //!
 //! An environment is billed while its status is `running`, for what it has
 //! allocated (reservation, not utilisation): CPU cores, memory in GiB, GPUs
-//! of its model. [`meter_period`] cuts one period of one environment into
+//! of its model. A DLWorkspace job is metered the same way from its own
+//! status history, for its GPUs only (`job_gpu`, priced per GPU type, or by
+//! the job_gpu price without a type), and billed or only reported as its
+//! cluster's `billing` setting says. [`meter_period`] cuts one period of one environment into
 //! segments of constant allocation and price; anything that makes the period
 //! unbillable (a negative allocation, a resource with no price in force, a
 //! currency the meter does not know) fails the whole period with one message
@@ -24,11 +27,19 @@ pub enum Resource {
     Memory,
     /// GPUs of one model, priced per GPU-hour of that model.
     Gpu,
+    /// A DLWorkspace job's GPUs, priced per GPU-hour of its GPU type (the
+    /// price without a model where its type has none).
+    JobGpu,
 }
 
 impl Resource {
     /// All billed resources, in record order.
-    pub const ALL: [Resource; 3] = [Resource::Cpu, Resource::Memory, Resource::Gpu];
+    pub const ALL: [Resource; 4] = [
+        Resource::Cpu,
+        Resource::Memory,
+        Resource::Gpu,
+        Resource::JobGpu,
+    ];
 
     /// Name in `billing_records.resource_type` and `billing_prices`.
     pub fn as_str(self) -> &'static str {
@@ -36,6 +47,7 @@ impl Resource {
             Resource::Cpu => "cpu",
             Resource::Memory => "memory",
             Resource::Gpu => "gpu",
+            Resource::JobGpu => "job_gpu",
         }
     }
 
@@ -49,21 +61,60 @@ impl Resource {
         match self {
             Resource::Cpu => "core-hour",
             Resource::Memory => "GiB-hour",
-            Resource::Gpu => "GPU-hour",
+            Resource::Gpu | Resource::JobGpu => "GPU-hour",
+        }
+    }
+
+    /// Whether prices and records of it name a GPU model.
+    pub fn per_model(self) -> bool {
+        matches!(self, Resource::Gpu | Resource::JobGpu)
+    }
+}
+
+/// What a history row is the history of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject {
+    /// An environment (`environment_status_history`): cpu, memory, gpu.
+    Environment,
+    /// A DLWorkspace job (`training_job_status_history`): job_gpu only;
+    /// `billed` false for a cluster whose jobs are only reported.
+    Job {
+        /// The cluster's `billing` is "bill".
+        billed: bool,
+    },
+}
+
+impl Subject {
+    /// The resources it is metered for.
+    pub fn resources(self) -> &'static [Resource] {
+        match self {
+            Subject::Environment => &[Resource::Cpu, Resource::Memory, Resource::Gpu],
+            Subject::Job { .. } => &[Resource::JobGpu],
+        }
+    }
+
+    /// Whether its records go on invoices (false: usage reports only).
+    pub fn billed(self) -> bool {
+        match self {
+            Subject::Environment => true,
+            Subject::Job { billed } => billed,
         }
     }
 }
 
-/// One row of `environment_status_history`: the state from `valid_from` on.
+/// One row of `environment_status_history` (or of a job's history, read
+/// through the `billing_history` view): the state from `valid_from` on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct State {
+    /// Environment or job.
+    pub subject: Subject,
     /// When this state began (whole seconds).
     pub valid_from: DateTime<Utc>,
-    /// Owner.
-    pub customer_id: i64,
+    /// Owner; None for a job whose owner maps to no customer yet.
+    pub customer_id: Option<i64>,
     /// Workspace, if any.
     pub workspace_id: Option<i64>,
-    /// Environment status; only `running` is billed.
+    /// Status; only `running` is billed.
     pub status: String,
     /// CPU cores.
     pub cpu: i32,
@@ -179,6 +230,8 @@ pub struct Usage {
     pub start: DateTime<Utc>,
     /// Segment end (exclusive).
     pub end: DateTime<Utc>,
+    /// Whether it goes on invoices (false: a report-only cluster's job).
+    pub billed: bool,
 }
 
 impl Usage {
@@ -196,6 +249,7 @@ impl Usage {
             && self.quantity == next.quantity
             && self.unit_price == next.unit_price
             && self.currency == next.currency
+            && self.billed == next.billed
     }
 }
 
@@ -210,22 +264,22 @@ fn quantity(r: Resource, s: &State) -> Result<Decimal, String> {
             Decimal::from(s.memory) / Decimal::from(BYTES_PER_GIB),
             "bytes",
         ),
-        Resource::Gpu => (Decimal::from(s.gpu), "GPUs"),
+        Resource::Gpu | Resource::JobGpu => (Decimal::from(s.gpu), "GPUs"),
     };
     if q.is_sign_negative() && !q.is_zero() {
         let raw = match r {
             Resource::Cpu => s.cpu.to_string(),
             Resource::Memory => s.memory.to_string(),
-            Resource::Gpu => s.gpu.to_string(),
+            Resource::Gpu | Resource::JobGpu => s.gpu.to_string(),
         };
         return Err(format!("negative quantity {raw} {what}"));
     }
     Ok(q)
 }
 
-/// Bills one period `[start, end)` of one environment. `states` is the
-/// environment's history sorted by (valid_from, id); the last state at or
-/// before `start` is in force at `start`.
+/// Bills one period `[start, end)` of one environment or job. `states` is
+/// its history sorted by (valid_from, id); the last state at or before
+/// `start` is in force at `start`.
 pub fn meter_period(
     env_id: &str,
     states: &[State],
@@ -247,10 +301,14 @@ pub fn meter_period(
         if s.status != "running" {
             continue;
         }
-        for r in Resource::ALL {
+        for &r in s.subject.resources() {
             let fail = |what: String| {
                 format!(
-                    "environment {env_id} resource {} period {}..{}: {what}",
+                    "{} {env_id} resource {} period {}..{}: {what}",
+                    match s.subject {
+                        Subject::Environment => "environment",
+                        Subject::Job { .. } => "job",
+                    },
                     r.as_str(),
                     start.to_rfc3339(),
                     end.to_rfc3339()
@@ -264,8 +322,14 @@ pub fn meter_period(
                     continue;
                 }
             };
+            let Some(customer_id) = s.customer_id else {
+                problems.push(fail(
+                    "the owner maps to no customer yet (dlworkspace_unmapped_owners); map it and the next run bills it".into(),
+                ));
+                continue;
+            };
             let model = match (r, s.gpu_model.as_deref()) {
-                (Resource::Gpu, Some(m)) if !m.is_empty() => m,
+                (Resource::Gpu | Resource::JobGpu, Some(m)) if !m.is_empty() => m,
                 (Resource::Gpu, _) => {
                     problems.push(fail(
                         "no price in force: the environment holds GPUs but has no gpu_model".into(),
@@ -276,7 +340,14 @@ pub fn meter_period(
             };
             let mut at = a;
             while at < b {
-                let Some(p) = prices.at(r, model, at) else {
+                // A job's GPU type without a price of its own takes job_gpu's
+                // price without a model.
+                let found = prices.at(r, model, at).or_else(|| {
+                    (r == Resource::JobGpu && !model.is_empty())
+                        .then(|| prices.at(r, "", at))
+                        .flatten()
+                });
+                let Some(p) = found else {
                     let m = if model.is_empty() {
                         String::new()
                     } else {
@@ -288,7 +359,7 @@ pub fn meter_period(
                     )));
                     break;
                 };
-                let currency = match prices.currency(p, s.customer_id) {
+                let currency = match prices.currency(p, customer_id) {
                     Ok(c) => c,
                     Err(e) => {
                         problems.push(fail(format!("price {}: {e}", p.unit_price)));
@@ -299,15 +370,16 @@ pub fn meter_period(
                 // shifted grid may straddle one; invoices are per calendar month).
                 let seg_end = p.valid_to.map_or(b, |t| t.min(b)).min(next_month(at));
                 let u = Usage {
-                    customer_id: s.customer_id,
+                    customer_id,
                     workspace_id: s.workspace_id,
                     resource: r,
-                    gpu_model: (r == Resource::Gpu).then(|| model.to_string()),
+                    gpu_model: (r.per_model() && !model.is_empty()).then(|| model.to_string()),
                     quantity: q,
                     unit_price: p.unit_price,
                     currency,
                     start: at,
                     end: seg_end,
+                    billed: s.subject.billed(),
                 };
                 push_merged(&mut out, u);
                 at = seg_end;
@@ -360,8 +432,9 @@ mod tests {
     }
     fn state(at: &str, status: &str, cpu: i32, gpu: i32) -> State {
         State {
+            subject: Subject::Environment,
             valid_from: t(at),
-            customer_id: 1,
+            customer_id: Some(1),
             workspace_id: None,
             status: status.into(),
             cpu,
@@ -542,5 +615,75 @@ mod tests {
         .unwrap();
         assert_eq!(u.len(), 2); // cpu and memory, one second each; no GPUs held
         assert!(u.iter().all(|x| x.seconds() == 1));
+    }
+
+    fn job(at: &str, status: &str, gpus: i32, model: Option<&str>, billed: bool) -> State {
+        State {
+            subject: Subject::Job { billed },
+            cpu: 0,
+            memory: 0,
+            gpu_model: model.map(str::to_string),
+            ..state(at, status, 0, gpus)
+        }
+    }
+
+    #[test]
+    fn a_job_bills_its_gpus_by_type_or_the_default_job_price() {
+        let mut prices = book().by_key.into_values().flatten().collect::<Vec<_>>();
+        prices.push(price(
+            Resource::JobGpu,
+            "A100",
+            "12",
+            "CNY",
+            "2026-01-01T00:00:00Z",
+            None,
+        ));
+        prices.push(price(
+            Resource::JobGpu,
+            "",
+            "10",
+            "CNY",
+            "2026-01-01T00:00:00Z",
+            None,
+        ));
+        let prices = PriceBook::new(prices);
+        let (a, b) = (t("2026-10-01T10:00:00Z"), t("2026-10-01T11:00:00Z"));
+        for (model, want_price, want_model) in [
+            (Some("A100"), "12", Some("A100")),
+            (Some("V100"), "10", Some("V100")),
+            (None, "10", None),
+        ] {
+            let states = vec![
+                job("2026-10-01T10:10:00Z", "running", 4, model, true),
+                job("2026-10-01T10:40:00Z", "finished", 4, model, true),
+            ];
+            let u = meter_period("job:1", &states, &prices, a, b).unwrap();
+            assert_eq!(u.len(), 1, "{u:?}");
+            assert_eq!(u[0].resource, Resource::JobGpu);
+            assert_eq!((u[0].quantity, u[0].seconds()), (d("4"), 1800));
+            assert_eq!(u[0].unit_price, d(want_price));
+            assert_eq!(u[0].gpu_model.as_deref(), want_model);
+            assert!(u[0].billed);
+        }
+        // A report-only cluster's job: the same usage, not for invoices.
+        let states = vec![job(
+            "2026-10-01T10:10:00Z",
+            "running",
+            2,
+            Some("A100"),
+            false,
+        )];
+        let u = meter_period("job:2", &states, &prices, a, b).unwrap();
+        assert!(!u[0].billed);
+        // No job price at all, or no customer: the period fails, naming why.
+        let e = meter_period("job:3", &states, &book(), a, b).unwrap_err();
+        assert!(
+            e.starts_with("job job:3 resource job_gpu") && e.contains("no price in force"),
+            "{e}"
+        );
+        let mut unmapped = states.clone();
+        unmapped[0].customer_id = None;
+        let e = meter_period("job:4", &unmapped, &prices, a, b).unwrap_err();
+        assert!(e.contains("maps to no customer"), "{e}");
     }
 }

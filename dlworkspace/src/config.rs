@@ -30,9 +30,36 @@ pub struct ClusterConfig {
     /// How a job's `userName` becomes a customer.
     #[serde(default)]
     pub owner_rule: OwnerRule,
-    /// Whether the cluster's jobs are billed (true) or only reported.
+    /// Whether the meter bills the cluster's jobs' GPU-hours ("bill"),
+    /// only reports them in usage reports ("report", the default), or
+    /// leaves them out ("off").
     #[serde(default)]
-    pub bill: bool,
+    pub billing: JobBilling,
+}
+
+/// What the meter does with a cluster's jobs (`billing`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobBilling {
+    /// GPU-hours become billing records that go on invoices.
+    Bill,
+    /// GPU-hours appear in usage reports (priced, as `report_only`) and
+    /// never on an invoice.
+    #[default]
+    Report,
+    /// Not metered.
+    Off,
+}
+
+impl JobBilling {
+    /// The name in configuration and in `dlworkspace_clusters.billing`.
+    pub fn name(self) -> &'static str {
+        match self {
+            JobBilling::Bill => "bill",
+            JobBilling::Report => "report",
+            JobBilling::Off => "off",
+        }
+    }
 }
 
 fn default_poll_interval() -> String {
@@ -151,7 +178,7 @@ url = "mysql://ro:pw@db:3306/DLWorkspaceCluster-7"
         let k = &c.clusters[0];
         assert_eq!(k.poll(), Duration::from_secs(30));
         assert_eq!(k.owner_rule, OwnerRule::Username);
-        assert!(!k.bill);
+        assert_eq!(k.billing, JobBilling::Report);
     }
 
     #[test]
@@ -167,7 +194,7 @@ id = "a b"
 url = "mysql://ro@db:3306"
 poll_interval = "10ms"
 owner_rule = "table"
-bill = true
+billing = "bill"
 "#,
         );
         let e = c.validate();
@@ -196,5 +223,13 @@ bill = true
             "[[clusters]]\nid = \"1\"\nurl = \"mysql://h/d\"\nowner_rule = \"email\"\n",
         );
         assert!(bad_rule.is_err());
+        let bad_billing = toml::from_str::<DlworkspaceConfig>(
+            "[[clusters]]\nid = \"1\"\nurl = \"mysql://h/d\"\nbilling = \"yes\"\n",
+        );
+        assert!(bad_billing.is_err());
+        let old_key = toml::from_str::<DlworkspaceConfig>(
+            "[[clusters]]\nid = \"1\"\nurl = \"mysql://h/d\"\nbill = true\n",
+        );
+        assert!(old_key.is_err(), "bill became billing");
     }
 }

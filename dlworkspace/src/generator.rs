@@ -31,12 +31,15 @@ pub struct Transition {
     pub at: DateTime<Utc>,
     /// GPUs the job asked for (`resourcegpu`).
     pub gpus: i64,
+    /// Their type (`gpuType`).
+    pub gpu_type: &'static str,
 }
 
 struct Job {
     job_id: String,
     user: String,
     gpus: i64,
+    gpu_type: &'static str,
     /// The statuses it will go through, first one included.
     plan: Vec<JobStatus>,
     /// Index in `plan` of the status it is in.
@@ -318,6 +321,7 @@ impl Generator {
                 job_id,
                 user,
                 gpus,
+                gpu_type: "",
                 plan,
                 at: 0,
                 retries: 0,
@@ -325,15 +329,17 @@ impl Generator {
             });
         }
         let mut rows = Vec::with_capacity(n);
-        for j in &fresh {
+        for (k, j) in fresh.iter_mut().enumerate() {
+            let job_name = self.pick(&JOB_NAMES);
+            j.gpu_type = self.pick(&GPU_TYPES);
             let params = json!({
-                "jobId": j.job_id, "jobName": self.pick(&JOB_NAMES), "userName": j.user,
-                "resourcegpu": j.gpus, "gpuType": self.pick(&GPU_TYPES),
+                "jobId": j.job_id, "jobName": job_name, "userName": j.user,
+                "resourcegpu": j.gpus, "gpuType": j.gpu_type,
                 "jobtrainingtype": self.pick(&TRAINING_TYPES), "vcName": self.pick(&VCS),
                 "image": "dlws/pytorch:1.13-cuda11.7", "cmd": "python train.py --epochs 10",
                 "familyToken": j.job_id, "isParent": 1, "jobType": "training",
             });
-            rows.push((j, params));
+            rows.push((k, params));
         }
         let mut tx = self.pool.start_transaction(TxOpts::default()).await?;
         for chunk in rows.chunks(500) {
@@ -345,7 +351,8 @@ impl Generator {
                 vec![one.as_str(); chunk.len()].join(",")
             );
             let mut params: Vec<Value> = Vec::with_capacity(chunk.len() * cols.len());
-            for (j, p) in chunk {
+            for (k, p) in chunk {
+                let j = &fresh[*k];
                 params.extend([
                     j.job_id.clone().into(),
                     j.job_id.clone().into(),
@@ -374,6 +381,7 @@ impl Generator {
                 status: JobStatus::Unapproved,
                 at,
                 gpus: j.gpus,
+                gpu_type: j.gpu_type,
             });
         }
         self.jobs.extend(fresh);
@@ -458,6 +466,7 @@ impl Generator {
                 status: j.plan[j.at],
                 at,
                 gpus: j.gpus,
+                gpu_type: j.gpu_type,
             });
         }
         Ok(which.len())
@@ -520,6 +529,7 @@ impl Generator {
                         status: st,
                         at,
                         gpus: j.gpus,
+                        gpu_type: j.gpu_type,
                     });
                 }
             }

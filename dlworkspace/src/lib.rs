@@ -28,7 +28,7 @@ pub mod source;
 pub mod store;
 mod sync;
 
-pub use config::{ClusterConfig, DlworkspaceConfig, OwnerRule};
+pub use config::{ClusterConfig, DlworkspaceConfig, JobBilling, OwnerRule};
 pub use error::DlwsError;
 pub use gpuwatch_store::jobs::JobStatus;
 pub use source::TableVersion;

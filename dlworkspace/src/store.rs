@@ -6,7 +6,7 @@ use gpuwatch_store::StoreError;
 use tokio_postgres::{types::Json, GenericClient};
 
 use crate::{
-    config::OwnerRule,
+    config::{JobBilling, OwnerRule},
     mapping::{MappedJob, JOB_COLUMNS},
     source::{BadRow, ClusterStatusRow, TableVersion},
     JobStatus,
@@ -326,15 +326,15 @@ pub async fn remap_owners<C: GenericClient>(
 pub async fn cycle_done<C: GenericClient>(
     c: &C,
     cluster: &str,
-    bill: bool,
+    billing: JobBilling,
     unmapped: i32,
 ) -> Result<()> {
     c.execute(
-        "INSERT INTO dlworkspace_clusters (cluster_id, bill, unmapped_owners, last_sync_at, last_error)
+        "INSERT INTO dlworkspace_clusters (cluster_id, billing, unmapped_owners, last_sync_at, last_error)
          VALUES ($1, $2, $3, now(), NULL)
-         ON CONFLICT (cluster_id) DO UPDATE SET bill = EXCLUDED.bill,
+         ON CONFLICT (cluster_id) DO UPDATE SET billing = EXCLUDED.billing,
              unmapped_owners = EXCLUDED.unmapped_owners, last_sync_at = now(), last_error = NULL",
-        &[&cluster, &bill, &unmapped],
+        &[&cluster, &billing.name(), &unmapped],
     )
     .await
     .map_err(q("recording the sync in dlworkspace_clusters"))?;

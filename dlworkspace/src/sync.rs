@@ -429,9 +429,14 @@ async fn cycle(
     let unmapped = store::remap_owners(&**client, &cluster.id, cluster.owner_rule)
         .await
         .map_err(c.store())?;
-    store::cycle_done(&**client, &cluster.id, cluster.bill, unmapped.len() as i32)
-        .await
-        .map_err(c.store())?;
+    store::cycle_done(
+        &**client,
+        &cluster.id,
+        cluster.billing,
+        unmapped.len() as i32,
+    )
+    .await
+    .map_err(c.store())?;
     if !unmapped.is_empty() {
         tracing::warn!(
             cluster.id = %cluster.id,

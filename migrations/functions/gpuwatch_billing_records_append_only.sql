@@ -6,7 +6,8 @@
 -- REPLACE cannot change them.
 --
 -- Append-only: the only update allowed is attaching a record to an invoice
--- (invoice_id NULL -> id), or releasing it from a draft that is voided.
+-- (invoice_id NULL -> id), or releasing it from a draft that is voided; a
+-- report-only record (billed false, migration 0031) is never attached.
 
 CREATE OR REPLACE FUNCTION gpuwatch_billing_records_append_only() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -20,12 +21,16 @@ BEGIN
     -- computed in a BEFORE trigger), so they are not compared.
     IF (NEW.id, NEW.customer_id, NEW.env_id, NEW.workspace_id, NEW.resource_type, NEW.gpu_model,
         NEW.quantity, NEW.usage_seconds, NEW.unit_price, NEW.currency, NEW.start_time, NEW.end_time,
-        NEW.is_correction, NEW.corrects_id, NEW.created_at)
+        NEW.is_correction, NEW.corrects_id, NEW.created_at, NEW.billed)
        IS DISTINCT FROM
        (OLD.id, OLD.customer_id, OLD.env_id, OLD.workspace_id, OLD.resource_type, OLD.gpu_model,
         OLD.quantity, OLD.usage_seconds, OLD.unit_price, OLD.currency, OLD.start_time, OLD.end_time,
-        OLD.is_correction, OLD.corrects_id, OLD.created_at) THEN
+        OLD.is_correction, OLD.corrects_id, OLD.created_at, OLD.billed) THEN
         RAISE EXCEPTION 'billing_records are append-only: record % cannot be changed; write a correction instead', OLD.id
+            USING ERRCODE = 'integrity_constraint_violation';
+    END IF;
+    IF NEW.invoice_id IS NOT NULL AND NOT NEW.billed THEN
+        RAISE EXCEPTION 'billing record % is report-only (its cluster''s jobs are not billed) and cannot be invoiced', OLD.id
             USING ERRCODE = 'integrity_constraint_violation';
     END IF;
     IF OLD.invoice_id IS NOT NULL AND NEW.invoice_id IS DISTINCT FROM OLD.invoice_id

@@ -47,9 +47,10 @@ both_backends! {
         }
         // The shipped default rules are there too (disabled by setup): six
         // from alerting (0018), billing's quota rule (0019), the two
-        // replication rules (0025) and GpuSilent (0026).
+        // replication rules (0025), GpuSilent (0026) and the three
+        // DLWorkspace rules (0031).
         let all = list_rules(&pool, RuleQuery::default()).await.unwrap();
-        assert_eq!(all.total, 4 + 6 + 1 + 2 + 1);
+        assert_eq!(all.total, 4 + 6 + 1 + 2 + 1 + 3);
         let hot = list_rules(&pool, RuleQuery { name: Some("gpuhot".into()), enabled: Some(true), sort: Some("-name".into()), ..Default::default() }).await.unwrap();
         assert_eq!(hot.items.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["GpuHotC", "GpuHotB", "GpuHotA"]);
         let page2 = list_rules(&pool, RuleQuery { name: Some("GpuHot".into()), enabled: Some(true), sort: Some("name".into()), limit: Some(2), offset: Some(2), ..Default::default() }).await.unwrap();

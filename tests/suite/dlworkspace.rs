@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use gpuwatch_dlworkspace::{
-    generator::Generator, sync_once, ClusterConfig, JobStatus, OwnerRule, TableVersion,
+    generator::Generator, sync_once, ClusterConfig, JobBilling, JobStatus, OwnerRule, TableVersion,
 };
 use gpuwatch_store::{both_backends, migrate, testing::TestDb, Pool};
 use mysql_async::prelude::Queryable;
@@ -27,14 +27,14 @@ fn mysql_host_port() -> (String, u16) {
     (opts.ip_or_hostname().to_string(), opts.tcp_port())
 }
 
-fn t0() -> DateTime<Utc> {
+pub(crate) fn t0() -> DateTime<Utc> {
     DateTime::from_timestamp(Utc::now().timestamp() - 7_200, 0).unwrap()
 }
 
-struct Setup {
-    pool: Pool,
-    generator: Generator,
-    cluster: ClusterConfig,
+pub(crate) struct Setup {
+    pub(crate) pool: Pool,
+    pub(crate) generator: Generator,
+    pub(crate) cluster: ClusterConfig,
     _drop: DropMysqlDb,
 }
 
@@ -66,7 +66,12 @@ impl Drop for DropMysqlDb {
     }
 }
 
-async fn setup(db: &TestDb, version: TableVersion, via_port: Option<u16>, tag: &str) -> Setup {
+pub(crate) async fn setup(
+    db: &TestDb,
+    version: TableVersion,
+    via_port: Option<u16>,
+    tag: &str,
+) -> Setup {
     let cfg = db.store_config();
     migrate(&cfg).await.expect("migrate");
     let pool = gpuwatch_store::connect(&cfg).await.expect("pool");
@@ -100,7 +105,7 @@ async fn setup(db: &TestDb, version: TableVersion, via_port: Option<u16>, tag: &
         id,
         poll_interval: "1s".into(),
         owner_rule: OwnerRule::Username,
-        bill: false,
+        billing: JobBilling::Report,
     };
     Setup {
         pool,
@@ -157,7 +162,7 @@ async fn fingerprint(db: &TestDb, cluster: &str) -> (String, String) {
     )
 }
 
-async fn run_to_the_end(s: &mut Setup, start: DateTime<Utc>) {
+pub(crate) async fn run_to_the_end(s: &mut Setup, start: DateTime<Utc>) {
     let mut at = start;
     for _ in 0..40 {
         sync_once(&s.pool, &s.cluster).await.expect("sync");
@@ -434,40 +439,55 @@ impl Proxy {
 
 both_backends! {
     async fn after_a_mysql_outage_every_transition_is_recorded_once(db) {
-        // The 30 s outage, compressed: 3 s of outage against a
-        // 100 ms cycle is 30 missed cycles, as 30 s is against a 1 s poll.
+        // The 30 s outage of the one MySQL server, while the
+        // generator (DLWorkspace's job manager) keeps trying to write and
+        // the sync to read, both table versions at once, every 500 ms.
+        const OUTAGE: Duration = Duration::from_secs(30);
         let proxy = Proxy::start().await;
+        let mut setups = Vec::new();
         for version in VERSIONS {
             let mut s = setup(&db, version, Some(proxy.port), "").await;
             s.generator.submit(30, t0()).await.expect("submit");
             sync_once(&s.pool, &s.cluster).await.expect("first sync");
-            let (mut at, mut failed_syncs, mut failed_steps) = (t0(), 0, 0);
-            let mut outage: Option<std::time::Instant> = None;
-            for round in 0..200 {
-                if s.generator.open_jobs() == 0 && outage.is_none() {
-                    break;
-                }
-                at += TimeDelta::seconds(20);
-                match s.generator.step(at).await {
-                    Ok(_) => {}
-                    Err(_) => failed_steps += 1,
-                }
-                if round == 3 {
-                    // Down right after the generator wrote, before the sync read.
-                    proxy.set_down(true);
-                    outage = Some(std::time::Instant::now());
-                }
-                if outage.is_some_and(|t| t.elapsed() > Duration::from_secs(3)) {
-                    proxy.set_down(false);
-                    outage = None;
-                }
-                if sync_once(&s.pool, &s.cluster).await.is_err() {
-                    failed_syncs += 1;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
+            setups.push(s);
+        }
+        let (mut at, mut failed_syncs, mut failed_steps) = (t0(), [0; 2], [0; 2]);
+        let mut outage: Option<std::time::Instant> = None;
+        let mut felt = Duration::ZERO;
+        for round in 0..400 {
+            if setups.iter().all(|s| s.generator.open_jobs() == 0) && outage.is_none() {
+                break;
             }
-            assert!(failed_syncs >= 10 && failed_steps >= 10, "the outage was felt: {failed_syncs} {failed_steps}");
-            assert_eq!(s.generator.open_jobs(), 0);
+            at += TimeDelta::seconds(20);
+            for (i, s) in setups.iter_mut().enumerate() {
+                if s.generator.step(at).await.is_err() {
+                    failed_steps[i] += 1;
+                }
+            }
+            if round == 3 {
+                // Down right after the generator wrote, before the sync read.
+                proxy.set_down(true);
+                outage = Some(std::time::Instant::now());
+            }
+            if let Some(t) = outage.filter(|t| t.elapsed() >= OUTAGE) {
+                proxy.set_down(false);
+                felt = t.elapsed();
+                outage = None;
+            }
+            for (i, s) in setups.iter().enumerate() {
+                if sync_once(&s.pool, &s.cluster).await.is_err() {
+                    failed_syncs[i] += 1;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        assert!(felt >= OUTAGE, "the outage lasted {felt:?}");
+        for (i, s) in setups.into_iter().enumerate() {
+            let version = s.generator.version();
+            // 30 s at one attempt per 500 ms and more: each was refused.
+            assert!(failed_syncs[i] >= 40 && failed_steps[i] >= 40,
+                "{version:?}: the outage was felt: {} {}", failed_syncs[i], failed_steps[i]);
+            assert_eq!(s.generator.open_jobs(), 0, "{version:?}");
             sync_once(&s.pool, &s.cluster).await.expect("sync after the outage");
             assert_eq!(recorded(&db, &s.cluster.id).await, made(&s.generator), "{version:?}");
             let statuses: Vec<JobStatus> = s.generator.log().iter().map(|t| t.status).collect();
@@ -526,10 +546,10 @@ both_backends! {
             }
             sync_once(&s.pool, &s.cluster).await.expect("last sync");
             assert_eq!(recorded(&db, &s.cluster.id).await, made(&s.generator), "{version:?}");
-            let bill: bool = db.client().await.query_one(
-                "SELECT bill FROM dlworkspace_clusters WHERE cluster_id = $1", &[&s.cluster.id])
+            let billing: String = db.client().await.query_one(
+                "SELECT billing FROM dlworkspace_clusters WHERE cluster_id = $1", &[&s.cluster.id])
                 .await.unwrap().get(0);
-            assert!(!bill);
+            assert_eq!(billing, "report");
             s.generator.drop_database().await.expect("drop");
         }
     }

@@ -29,6 +29,8 @@ mod cli;
 mod console;
 mod dashboards;
 mod dlworkspace;
+mod dlworkspace_alerts;
+mod dlworkspace_billing;
 mod exporter;
 mod failover;
 mod host_vs_node_exporter;

@@ -198,8 +198,13 @@ async fn check_rule(c: &tokio_postgres::Client, input: RuleInput, id: i64) -> Re
         sample.insert("alertname".into(), r.name.clone());
         for (k, t) in &r.annotations {
             // Labels outside the sample (e.g. a host's own labels) are fine at save time.
-            if let Err(err) = template::render(t, &sample, Some(r.threshold), r.severity.as_str()) {
-                if !err.starts_with("the alert has no label") {
+            let details = BTreeMap::new();
+            if let Err(err) =
+                template::render(t, &sample, &details, Some(r.threshold), r.severity.as_str())
+            {
+                if !err.starts_with("the alert has no label")
+                    && !err.starts_with("the alert has no detail")
+                {
                     e.push(format!("annotations.{k}: template does not render: {err}"));
                 }
             }

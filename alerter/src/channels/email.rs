@@ -133,8 +133,18 @@ fn pairs(v: Option<&Value>) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
-/// Labels that say what is alerting, in the order a subject names them.
-const IDENTIFYING: [&str; 5] = ["host", "gpu", "gpu_uuid", "environment", "customer"];
+/// Labels that say what is alerting, in the order a subject names them
+/// (the last three: a DLWorkspace cluster, a job's status, the job).
+const IDENTIFYING: [&str; 8] = [
+    "host",
+    "gpu",
+    "gpu_uuid",
+    "environment",
+    "customer",
+    "cluster",
+    "status",
+    "job",
+];
 
 /// "critical GpuHot: host=h1 gpu=0 gpu_uuid=GPU-0": severity and alert name
 /// first, then whichever identifying labels the group's alerts share (or
