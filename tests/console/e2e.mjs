@@ -140,6 +140,7 @@ const steps = {
     const focusedText = await focused.innerText()
     check(focusedText.includes('GpuHot') && focusedText.includes('gpu_id=1'), `the link opens its alert: ${focusedText}`)
     const linked = Number(new URL(page.url()).searchParams.get('alert'))
+    await shoot(page, 'alerts-linked')
 
     await page.goto(`${BASE_URL}/gpus/1`)
     const chart = page.getByTestId('gpu-temperature-chart')
