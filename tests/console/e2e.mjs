@@ -159,6 +159,28 @@ const steps = {
     return { acknowledged: acked, linked_alert: linked, gpu_links: gpuLinks, bands }
   },
 
+  // Operator: a dead letter, listed with the alert it carried, replayed.
+  async 'dead-letter'(page) {
+    await signIn(page, TOKEN)
+    await page.goto(`${BASE_URL}/notifications`)
+    await page.locator('.el-radio-button', { hasText: 'Dead letters' }).click()
+    const row = page.getByTestId('notifications').locator('tr', { hasText: 'GpuHot' })
+    await row.first().waitFor()
+    check(await row.count() === 1, `one dead letter about GpuHot, got ${await row.count()}`)
+    const text = await row.innerText()
+    check(text.includes('dead') && text.includes('GPU 0') && text.includes('h1'), `the dead letter names its alert, GPU and host: ${text}`)
+    await shoot(page, 'notifications-dead')
+    const href = await row.getByTestId('alert-link').getAttribute('href')
+    await row.getByRole('button', { name: /^Replay notification/ }).click()
+    await page.getByText('Queued for delivery again').waitFor()
+    await page.getByText(/^\s*No dead letters/).waitFor()
+    await page.goto(`${BASE_URL}${href}`)
+    const focused = page.locator('[data-testid=alert].focused')
+    await focused.waitFor()
+    check((await focused.innerText()).includes('GpuHot'), 'the link opens its alert')
+    return { linked_alert: Number(new URL(`${BASE_URL}${href}`).searchParams.get('alert')) }
+  },
+
   // Viewer: reads alerts and silences, is offered no silence control.
   async viewer(page) {
     await signIn(page, TOKEN)

@@ -364,6 +364,52 @@ async fn finance_downloads_the_invoice_csv_the_cli_prints() {
     );
 }
 
+/// A dead letter in the console: under Dead letters with the alert it
+/// carried (linked to it, its GPU and host), and Replay queues it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_names_its_alert_and_is_replayed() {
+    let db = TestDb::new(Kind::Postgres).await;
+    let (pool, w) = setup(&db, 1).await;
+    let rx = Receiver::start().await;
+    // The receiver answers a final 404 there: dead after one attempt.
+    let hook = webhook(&pool, &rx.url.replace("/hook", "/nope"), 3, 2000).await;
+    hot_rule(
+        &pool,
+        "GpuHot",
+        85.0,
+        0,
+        json!([{"type": "webhook", "webhook_id": hook}]),
+        json!(["alertname"]),
+    )
+    .await;
+    temps(&w, &[91.0]).await;
+    gpuwatch_alerter::run(fast_config(), pool.clone(), true, CancellationToken::new())
+        .await
+        .unwrap();
+    let c = pool.get().await.unwrap();
+    let (dead, alert): (String, i64) = c
+        .query_one(
+            "SELECT o.id::text, a.id FROM alert_outbox o, alert_records a WHERE o.status = 'dead' AND a.state = 'firing'",
+            &[],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    let s = serve(&db);
+    let operator = token(&pool, "operator").await;
+    let r = browser("dead-letter", &s.url, &operator).await;
+    assert_eq!(r["linked_alert"], alert, "{r}");
+    let status: String = c
+        .query_one(
+            "SELECT status FROM alert_outbox WHERE id = $1::text::uuid",
+            &[&dead],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "pending", "replayed from the console");
+}
+
 /// `POST`/`DELETE /api/v1/alerts/{id}/acknowledge`: operators and admins
 /// only, by the token's name, 404 for an unknown alert, 409 once resolved;
 /// the listing shows it.
