@@ -153,9 +153,16 @@ const steps = {
       label: await chart.getAttribute('aria-label'),
     }
     await shoot(page, 'gpu-history')
+    // 24h: 120 buckets of 12 minutes; nine series reads (avg, min, max of three metrics).
+    let dayReads = 0
+    const allRead = new Promise((resolve) => page.on('response', (r) => {
+      if (r.url().includes('/api/v1/series') && r.url().includes('step=720s') && ++dayReads === 9) resolve()
+    }))
     await page.locator('.el-radio-button', { hasText: '24h' }).click()
-    await page.waitForTimeout(800)
+    await allRead
+    await page.waitForTimeout(300)
     bands.day = Number(await chart.getAttribute('data-bands'))
+    bands.day_spread = Number(await chart.getAttribute('data-band-spread'))
     return { acknowledged: acked, linked_alert: linked, gpu_links: gpuLinks, bands }
   },
 

@@ -272,6 +272,10 @@ async fn operator_silences_the_hot_gpu_then_expires_the_silence() {
         "the 24h range (hourly buckets) banded too: {r}"
     );
     assert!(
+        r["bands"]["day_spread"].as_f64().unwrap() > 1.0,
+        "hourly-sized buckets swing too: {r}"
+    );
+    assert!(
         r["bands"]["temperature_spread"].as_f64().unwrap() > 1.0,
         "{r}"
     );
