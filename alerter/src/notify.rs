@@ -2,9 +2,10 @@
 //! same transaction: silences and inhibition mute alerts; the rest are
 //! grouped (group_by labels and receivers) and flushed after group_wait,
 //! then every group_interval while something changed, and again after
-//! repeat_interval while anything fires (muting itself is in `mute`). A
-//! flush writes one outbox row per receiver with the Alertmanager v4 body,
-//! and in-app `notifications` for alerts that carry a customer.
+//! repeat_interval while anything unacknowledged fires (muting itself is
+//! in `mute`). A flush writes one outbox row per receiver with the
+//! Alertmanager v4 body and the ids of the alerts it carries, and in-app
+//! `notifications` for alerts that carry a customer.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -182,13 +183,18 @@ async fn flush_group<C: GenericClient>(
     // again at this flush rather than after repeat_interval.
     let repeat_due =
         told.dead || last.is_none_or(|l| (now - l).num_milliseconds() as f64 >= repeat * 1000.0);
-    let send = changed || (repeat_due && !firing.is_empty());
+    // An acknowledged alert has someone on it: repeat_interval re-sends the
+    // group only while one of its firing alerts is not acknowledged (a dead
+    // letter is still re-sent: its receivers may never have heard).
+    let repeat_wanted = told.dead || firing.iter().any(|a| !a.acknowledged);
+    let send = changed || (repeat_due && repeat_wanted && !firing.is_empty());
     let mut written = 0;
     if send {
         let mut sent: Vec<&Alert> = firing.clone();
         if cfg.send_resolved {
             sent.extend(resolved.iter().copied());
         }
+        let ids: Vec<i64> = sent.iter().map(|a| a.id).collect();
         for target in targets(cfg, channels, group_labels, &sent, webhooks) {
             let (channel, webhook_id, to, receiver) = match &target {
                 Target::Webhook { id, name } => ("webhook", Some(*id), json!([]), name.clone()),
@@ -196,8 +202,8 @@ async fn flush_group<C: GenericClient>(
             };
             let body = payload(&receiver, key, group_labels, &sent, &cfg.external_url);
             c.execute(
-                "INSERT INTO alert_outbox (channel, webhook_id, email_to, group_key, payload) VALUES ($1, $2, $3, $4, $5)",
-                &[&channel, &webhook_id, &to, &key, &body],
+                "INSERT INTO alert_outbox (channel, webhook_id, email_to, group_key, payload, alert_ids) VALUES ($1, $2, $3, $4, $5, $6)",
+                &[&channel, &webhook_id, &to, &key, &body, &ids],
             )
             .await
             .map_err(q("queueing a notification"))?;

@@ -52,6 +52,9 @@ pub(crate) struct Alert {
     pub(crate) group_key: String,
     pub(crate) notified_status: Option<String>,
     pub(crate) muted_by: Option<String>,
+    /// Someone acknowledged it: while it fires, `repeat_interval` does not
+    /// bring it back (its resolve and other changes still go out).
+    pub(crate) acknowledged: bool,
 }
 
 impl Alert {

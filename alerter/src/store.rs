@@ -203,7 +203,7 @@ pub(crate) async fn notifiable_alerts<C: GenericClient>(c: &C) -> Result<Vec<Ale
     let rows = c
         .query(
             "SELECT id, rule_id, fingerprint, state, labels, annotations, started_at, resolved_at,
-                    group_key, notified_status, muted_by
+                    group_key, notified_status, muted_by, acknowledged_at IS NOT NULL
              FROM alert_records
              WHERE (state IN ('firing', 'nodata') AND fired_at IS NOT NULL)
                 OR (state = 'resolved' AND notified_status = 'firing')",
@@ -228,6 +228,7 @@ pub(crate) async fn notifiable_alerts<C: GenericClient>(c: &C) -> Result<Vec<Ale
                     group_key: r.get::<_, Option<String>>(8).unwrap_or_default(),
                     notified_status: r.get(9),
                     muted_by: r.get(10),
+                    acknowledged: r.get(11),
                 })
             };
             skip("alert record", id, read())

@@ -254,3 +254,22 @@ pub async fn delete_inhibition(
     admin::delete_inhibition(st.pool(), id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// `POST /api/v1/alerts/{id}/acknowledge`: by the calling token's name.
+pub async fn acknowledge_alert(
+    State(st): State<AppState>,
+    Extension(c): Extension<Caller>,
+    PathParam(id): PathParam<i64>,
+) -> Res<admin::AlertRecord> {
+    Ok(Json(
+        admin::acknowledge_alert(st.pool(), id, &c.name).await?,
+    ))
+}
+
+/// `DELETE /api/v1/alerts/{id}/acknowledge`: the acknowledgement taken back.
+pub async fn unacknowledge_alert(
+    State(st): State<AppState>,
+    PathParam(id): PathParam<i64>,
+) -> Res<admin::AlertRecord> {
+    Ok(Json(admin::unacknowledge_alert(st.pool(), id).await?))
+}

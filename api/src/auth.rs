@@ -82,6 +82,8 @@ pub const ROLES: [&str; 5] = [
 pub struct Caller {
     /// `api_tokens.id`
     pub token_id: i64,
+    /// The token's name (who acknowledged an alert).
+    pub name: String,
     /// The token's role.
     pub role: Role,
     /// For agent tokens bound to a host: that host.
@@ -240,6 +242,7 @@ async fn lookup(pool: &Pool, token_hash: &str) -> Result<Found, ApiError> {
     Ok(Found {
         caller: Caller {
             token_id,
+            name: row.get(5),
             role,
             host_id: row.get(2),
             any_host: row.get(3),
@@ -259,9 +262,9 @@ async fn find(
     let sql = if mark_use {
         "UPDATE api_tokens SET last_used_at = now() \
          WHERE token_hash = $1 AND revoked_at IS NULL \
-         RETURNING id, role, host_id, any_host, expires_at"
+         RETURNING id, role, host_id, any_host, expires_at, name"
     } else {
-        "SELECT id, role, host_id, any_host, expires_at FROM api_tokens \
+        "SELECT id, role, host_id, any_host, expires_at, name FROM api_tokens \
          WHERE token_hash = $1 AND revoked_at IS NULL"
     };
     let client = pool.get().await?;

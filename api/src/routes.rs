@@ -356,9 +356,29 @@ pub fn api(state: AppState) -> (Router<AppState>, serde_json::Value) {
         )
         .add(
             Endpoint::get(
+                "/api/v1/alerts/{id}/acknowledge",
+                WRITE,
+                "Acknowledge an open alert (by the token's name): while it fires, repeat_interval does not re-notify it; 409 once resolved.",
+                schema::<admin::AlertRecord>,
+            )
+            .method("post", 200),
+            post(al::acknowledge_alert),
+        )
+        .add(
+            Endpoint::get(
+                "/api/v1/alerts/{id}/acknowledge",
+                WRITE,
+                "Take an acknowledgement back: repeat_interval re-notifies the alert again.",
+                schema::<admin::AlertRecord>,
+            )
+            .method("delete", 200),
+            delete(al::unacknowledge_alert),
+        )
+        .add(
+            Endpoint::get(
                 "/api/v1/notifications",
                 READ,
-                "Notifications of the outbox, with their delivery state.",
+                "Notifications of the outbox, with their delivery state and the alerts each carries.",
                 schema::<list::Page<admin::Notification>>,
             )
             .query(query::<admin::NotificationQuery>),

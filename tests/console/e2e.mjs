@@ -109,18 +109,98 @@ const steps = {
     return { temperature: temp }
   },
 
+  // Operator: the hot GPU's alert acknowledged; who and when shown; the
+  // notification that carried it links back to it; the GPU's charts with
+  // their min/max bands.
+  async 'operator-acknowledge'(page) {
+    await signIn(page, TOKEN)
+    await page.goto(`${BASE_URL}/alerts`)
+    const row = page.getByTestId('alert').filter({ hasText: 'GpuHot' }).filter({ hasText: 'gpu_id=1' })
+    await row.first().waitFor()
+    await row.getByTestId('acknowledge-button').click()
+    await page.getByText(/Alert \d+ acknowledged/).waitFor()
+    const acked = (await row.getByTestId('acknowledged').innerText()).trim()
+    check(/^acknowledged by operator /.test(acked), `who acknowledged is shown: ${acked}`)
+    check(await row.getByTestId('acknowledge-button').count() === 0, 'an acknowledged alert offers no Acknowledge')
+    check(await row.getByTestId('unacknowledge-button').count() === 1, 'an acknowledged alert offers Unacknowledge')
+    // Still acknowledged after a reload: the server keeps it.
+    await page.reload()
+    await row.getByTestId('acknowledged').waitFor()
+    await shoot(page, 'alerts-acknowledged')
+
+    await page.goto(`${BASE_URL}/notifications`)
+    const link = page.getByTestId('notifications').getByTestId('alert-link').filter({ hasText: 'GpuHot' }).first()
+    await link.waitFor()
+    const gpuLinks = await page.getByTestId('notifications').getByTestId('gpu-link').count()
+    await shoot(page, 'notifications-alerts')
+    await link.click()
+    await page.waitForURL(/\/alerts\?alert=\d+/)
+    const focused = page.locator('[data-testid=alert].focused')
+    await focused.waitFor()
+    const focusedText = await focused.innerText()
+    check(focusedText.includes('GpuHot') && focusedText.includes('gpu_id=1'), `the link opens its alert: ${focusedText}`)
+    const linked = Number(new URL(page.url()).searchParams.get('alert'))
+    await shoot(page, 'alerts-linked')
+
+    await page.goto(`${BASE_URL}/gpus/1`)
+    const chart = page.getByTestId('gpu-temperature-chart')
+    await chart.locator('canvas').waitFor()
+    await page.waitForFunction(() => Number(document.querySelector('[data-testid=gpu-temperature-chart]')?.dataset.bandSpread) > 0, null, { timeout: 15000 })
+    const bands = {
+      temperature: Number(await chart.getAttribute('data-bands')),
+      temperature_spread: Number(await chart.getAttribute('data-band-spread')),
+      usage: Number(await page.getByTestId('gpu-usage-chart').getAttribute('data-bands')),
+      label: await chart.getAttribute('aria-label'),
+    }
+    await shoot(page, 'gpu-history')
+    // 24h: 120 buckets of 12 minutes; nine series reads (avg, min, max of three metrics).
+    let dayReads = 0
+    const allRead = new Promise((resolve) => page.on('response', (r) => {
+      if (r.url().includes('/api/v1/series') && r.url().includes('step=720s') && ++dayReads === 9) resolve()
+    }))
+    await page.locator('.el-radio-button', { hasText: '24h' }).click()
+    await allRead
+    await page.waitForTimeout(300)
+    bands.day = Number(await chart.getAttribute('data-bands'))
+    bands.day_spread = Number(await chart.getAttribute('data-band-spread'))
+    return { acknowledged: acked, linked_alert: linked, gpu_links: gpuLinks, bands }
+  },
+
+  // Operator: a dead letter, listed with the alert it carried, replayed.
+  async 'dead-letter'(page) {
+    await signIn(page, TOKEN)
+    await page.goto(`${BASE_URL}/notifications`)
+    await page.locator('.el-radio-button', { hasText: 'Dead letters' }).click()
+    const row = page.getByTestId('notifications').locator('tr', { hasText: 'GpuHot' })
+    await row.first().waitFor()
+    check(await row.count() === 1, `one dead letter about GpuHot, got ${await row.count()}`)
+    const text = await row.innerText()
+    check(text.includes('dead') && text.includes('GPU 0') && text.includes('h1'), `the dead letter names its alert, GPU and host: ${text}`)
+    await shoot(page, 'notifications-dead')
+    const href = await row.getByTestId('alert-link').getAttribute('href')
+    await row.getByRole('button', { name: /^Replay notification/ }).click()
+    await page.getByText('Queued for delivery again').waitFor()
+    await page.getByText(/^\s*No dead letters/).waitFor()
+    await page.goto(`${BASE_URL}${href}`)
+    const focused = page.locator('[data-testid=alert].focused')
+    await focused.waitFor()
+    check((await focused.innerText()).includes('GpuHot'), 'the link opens its alert')
+    return { linked_alert: Number(new URL(`${BASE_URL}${href}`).searchParams.get('alert')) }
+  },
+
   // Viewer: reads alerts and silences, is offered no silence control.
   async viewer(page) {
     await signIn(page, TOKEN)
     await page.goto(`${BASE_URL}/alerts`)
     await page.getByTestId('alert').filter({ hasText: 'GpuHot' }).first().waitFor()
     const silenceButtons = await page.getByTestId('silence-button').count()
+    const ackButtons = await page.getByTestId('acknowledge-button').count() + await page.getByTestId('unacknowledge-button').count()
     await page.goto(`${BASE_URL}/silences`)
     await page.getByRole('heading', { name: 'Silences' }).waitFor()
     const newButtons = await page.getByTestId('new-silence').count()
     const nav = await page.getByRole('navigation', { name: 'Pages' }).innerText()
     await shoot(page, 'viewer-silences')
-    return { silence_buttons: silenceButtons, new_silence_buttons: newButtons, nav }
+    return { silence_buttons: silenceButtons, acknowledge_buttons: ackButtons, new_silence_buttons: newButtons, nav }
   },
 
   // Finance: the invoice CSV downloaded from the Finance page.
@@ -136,10 +216,36 @@ const steps = {
     await page.waitForTimeout(500)
     await shoot(page, 'finance-usage')
     await page.getByRole('tab', { name: 'Prices' }).click()
-    await page.waitForTimeout(500)
+    await page.getByTestId('prices').waitFor()
     await shoot(page, 'finance-prices')
+    // A price added from the form, in the viewer's zone (Asia/Shanghai).
+    const addPrice = async (model, amount, from) => {
+      await page.getByTestId('new-price').click()
+      await page.getByRole('dialog', { name: 'Add a price' }).waitFor()
+      await page.getByLabel('GPU model').fill(model)
+      await page.getByLabel('Unit price per hour').fill(amount)
+      const when = page.getByRole('dialog').locator('input[aria-label="In force from"]')
+      await when.fill(from)
+      await when.press('Enter')
+      await page.getByTestId('price-save').click()
+    }
+    await addPrice('A100', '12.5', '2027-01-01 08:00:00')
+    await page.getByText(/Price \d+ added/).waitFor()
+    const added = Number((await page.getByText(/Price \d+ added/).textContent()).match(/\d+/)[0])
+    const priceRow = page.getByTestId('prices').locator('tr', { hasText: 'A100' })
+    await priceRow.waitFor()
+    const priceText = await priceRow.innerText()
+    check(priceText.includes('¥12.50'), `the new price is listed: ${priceText}`)
+    await shoot(page, 'finance-prices-added')
+    // The same start again overlaps it: the server's 409, shown in the form.
+    await addPrice('A100', '13', '2027-01-01 08:00:00')
+    const refusal = page.getByRole('dialog').getByText(/Refused \(409\): it overlaps/)
+    await refusal.waitFor()
+    const overlap = await refusal.innerText()
+    await shoot(page, 'finance-price-overlap')
+    await page.getByRole('dialog').getByRole('button', { name: 'Cancel' }).click()
     const nav = await page.getByRole('navigation', { name: 'Pages' }).innerText()
-    return { csv: path, name: dl.suggestedFilename(), nav }
+    return { csv: path, name: dl.suggestedFilename(), nav, price_id: added, overlap }
   },
 
   // Operator: a host into maintenance and back, from the hosts table.

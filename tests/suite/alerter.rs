@@ -284,6 +284,78 @@ both_backends! {
 }
 
 both_backends! {
+    async fn an_acknowledged_alert_is_not_repeated_but_its_resolve_is_sent(db) {
+        use gpuwatch_alerter::admin;
+        use gpuwatch_alerter::delivery::Deliverer;
+        use gpuwatch_alerter::eval::cycle;
+        use gpuwatch_alerter::AlerterError;
+        let (pool, w) = setup(&db, 1).await;
+        let rx = Receiver::start().await;
+        let hook = webhook(&pool, &rx.url, 5, 2000).await;
+        let rule = hot_rule(&pool, "GpuHot", 85.0, 0, json!([{"type": "webhook", "webhook_id": hook}]), json!(["alertname", "host"])).await;
+        pool.get().await.unwrap()
+            .execute("UPDATE alert_rules SET window_seconds = 3600, repeat_interval_seconds = 300 WHERE id = $1", &[&rule])
+            .await.unwrap();
+        let cfg = gpuwatch_alerter::AlerterConfig { group_interval_secs: 60.0, ..fast_config() };
+        let d = Deliverer::new(pool.clone(), cfg.clone()).unwrap();
+        let t0 = chrono::Utc::now();
+        let step = |s: i64| {
+            let (pool, cfg, d) = (pool.clone(), cfg.clone(), &d);
+            async move {
+                cycle(&pool, &cfg, t0 + chrono::Duration::seconds(s)).await.unwrap();
+                d.drain().await.unwrap();
+            }
+        };
+        let statuses = |rx: &Receiver| -> Vec<String> {
+            rx.seen().iter().map(|r| r.body["status"].as_str().unwrap().to_string()).collect()
+        };
+        temps(&w, &[90.0]).await;
+        step(0).await;
+        assert_eq!(statuses(&rx), ["firing"]);
+        step(310).await;
+        assert_eq!(statuses(&rx), ["firing", "firing"], "unacknowledged, repeat_interval re-sends");
+
+        let open = admin::list_active_alerts(&pool, Default::default()).await.unwrap();
+        let id = open.items[0].id;
+        assert_eq!(open.items[0].acknowledged_by, None);
+        let a = admin::acknowledge_alert(&pool, id, "alice").await.unwrap();
+        assert_eq!(a.acknowledged_by.as_deref(), Some("alice"));
+        let at = a.acknowledged_at.expect("acknowledged_at set");
+        let again = admin::acknowledge_alert(&pool, id, "bob").await.unwrap();
+        assert_eq!((again.acknowledged_by.as_deref(), again.acknowledged_at), (Some("alice"), Some(at)), "the first acknowledgement stands");
+        assert!(matches!(admin::acknowledge_alert(&pool, id + 1000, "alice").await, Err(AlerterError::NotFound(_))));
+
+        step(620).await;
+        step(950).await;
+        assert_eq!(statuses(&rx), ["firing", "firing"], "acknowledged: no repeat while it fires");
+
+        let un = admin::unacknowledge_alert(&pool, id).await.unwrap();
+        assert_eq!((un.acknowledged_by, un.acknowledged_at), (None, None));
+        step(1010).await;
+        assert_eq!(statuses(&rx), ["firing", "firing", "firing"], "taken back: the repeats return");
+
+        admin::acknowledge_alert(&pool, id, "alice").await.unwrap();
+        temps(&w, &[40.0]).await;
+        step(1080).await;
+        assert_eq!(statuses(&rx), ["firing", "firing", "firing", "resolved"], "the resolve of an acknowledged alert is sent");
+        assert!(matches!(admin::acknowledge_alert(&pool, id, "alice").await, Err(AlerterError::Conflict(_))));
+        assert!(matches!(admin::unacknowledge_alert(&pool, id).await, Err(AlerterError::Conflict(_))));
+        let history = admin::alert_history(&pool, Default::default()).await.unwrap();
+        assert_eq!(history.items[0].acknowledged_by.as_deref(), Some("alice"), "history keeps who acknowledged");
+
+        // Each notification names the alert it carries.
+        let n = admin::list_notifications(&pool, Default::default()).await.unwrap();
+        assert_eq!(n.items.len(), 4);
+        for x in &n.items {
+            let ids: Vec<i64> = x.alerts.iter().map(|a| a.id).collect();
+            assert_eq!(ids, [id], "{x:?}");
+            assert_eq!(x.alerts[0].rule_name, "GpuHot");
+            assert_eq!(x.alerts[0].labels["gpu_id"], "1");
+        }
+    }
+}
+
+both_backends! {
     async fn the_critical_temperature_alert_stands_for_the_warning(db) {
         // The shipped rules and inhibition: a GPU at 90 °C fires both
         // temperature rules, and only the critical one is notified; a GPU

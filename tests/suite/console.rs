@@ -188,6 +188,13 @@ async fn operator_silences_the_hot_gpu_then_expires_the_silence() {
          SELECT 'h1', 40 + 20 * sin(i / 9.0), 55 + i % 7, 62, 70 + 25 * cos(i / 11.0), now() - i * interval '1 minute'
          FROM generate_series(1, 60) AS i",
     ).await.unwrap();
+    // And an hour of GPU 1 history that swings within each chart bucket,
+    // older than the rule's window (the live 90 °C stays the latest).
+    pool.get().await.unwrap().batch_execute(
+        "INSERT INTO gpu_metrics (gpu_id, host_id, utilization_percent, memory_usage_percent, temperature, collected_at)
+         SELECT 1, 'h1', 55 + 25 * sin(i / 40.0) + 8 * sin(i * 1.3), 40 + 5 * cos(i / 50.0) + 3 * sin(i * 2.1), 72 + 6 * sin(i / 40.0) + 2 * sin(i * 1.7), now() - interval '1 minute' - i * interval '10 seconds'
+         FROM generate_series(1, 330) AS i",
+    ).await.unwrap();
     let s = serve(&db);
     let operator = token(&pool, "operator").await;
     let r = browser("operator-silence", &s.url, &operator).await;
@@ -241,6 +248,53 @@ async fn operator_silences_the_hot_gpu_then_expires_the_silence() {
     })
     .await;
 
+    // Acknowledged in the console: who is the token's name, and the
+    // repeats stop while it fires.
+    let r = browser("operator-acknowledge", &s.url, &operator).await;
+    let (alert_id, by): (i64, Option<String>) = c
+        .query_one(
+            "SELECT id, acknowledged_by FROM alert_records WHERE state = 'firing' AND labels->>'gpu_id' = '1'",
+            &[],
+        )
+        .await
+        .map(|row| (row.get(0), row.get(1)))
+        .unwrap();
+    assert_eq!(by.as_deref(), Some("operator"), "{r}");
+    assert_eq!(
+        r["linked_alert"], alert_id,
+        "the notification links its alert: {r}"
+    );
+    assert!(r["gpu_links"].as_i64().unwrap() >= 1, "{r}");
+    assert_eq!(r["bands"]["temperature"], 1, "{r}");
+    assert_eq!(r["bands"]["usage"], 2, "utilisation and memory banded: {r}");
+    assert_eq!(
+        r["bands"]["day"], 1,
+        "the 24h range (hourly buckets) banded too: {r}"
+    );
+    assert!(
+        r["bands"]["day_spread"].as_f64().unwrap() > 1.0,
+        "hourly-sized buckets swing too: {r}"
+    );
+    assert!(
+        r["bands"]["temperature_spread"].as_f64().unwrap() > 1.0,
+        "{r}"
+    );
+    for _ in 0..120 {
+        if outbox_pending(&pool).await == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let acked = delivered(&rx);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        delivered(&rx),
+        acked,
+        "an acknowledged alert was repeated: {:#?}",
+        rx.delivered()
+    );
+
     feed.cancel();
     feeder.await.unwrap();
     stop.cancel();
@@ -260,6 +314,7 @@ async fn viewer_is_offered_no_silence_control() {
     let viewer = token(&pool, "viewer").await;
     let r = browser("viewer", &s.url, &viewer).await;
     assert_eq!(r["silence_buttons"], 0, "{r}");
+    assert_eq!(r["acknowledge_buttons"], 0, "{r}");
     assert_eq!(r["new_silence_buttons"], 0, "{r}");
     assert!(!r["nav"].as_str().unwrap().contains("Finance"), "{r}");
 }
@@ -287,6 +342,157 @@ async fn finance_downloads_the_invoice_csv_the_cli_prints() {
         r["nav"].as_str().unwrap().trim(),
         "Finance",
         "finance sees only its page"
+    );
+    // The price added in the form, its start typed in Asia/Shanghai.
+    let row = pool
+        .get()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT gpu_model, unit_price::text, currency, valid_from, valid_to FROM billing_prices WHERE id = $1",
+            &[&r["price_id"].as_i64().expect("the new price's id")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "A100");
+    assert_eq!(row.get::<_, String>(1).trim_end_matches('0'), "12.5");
+    assert_eq!(row.get::<_, Option<String>>(2).as_deref(), Some("CNY"));
+    assert_eq!(
+        row.get::<_, chrono::DateTime<chrono::Utc>>(3).to_rfc3339(),
+        "2027-01-01T00:00:00+00:00"
+    );
+    assert_eq!(row.get::<_, Option<chrono::DateTime<chrono::Utc>>>(4), None);
+    assert!(
+        r["overlap"].as_str().unwrap().contains("overlap"),
+        "the 409 says why: {r}"
+    );
+}
+
+/// A dead letter in the console: under Dead letters with the alert it
+/// carried (linked to it, its GPU and host), and Replay queues it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_names_its_alert_and_is_replayed() {
+    let db = TestDb::new(Kind::Postgres).await;
+    let (pool, w) = setup(&db, 1).await;
+    let rx = Receiver::start().await;
+    // The receiver answers a final 404 there: dead after one attempt.
+    let hook = webhook(&pool, &rx.url.replace("/hook", "/nope"), 3, 2000).await;
+    hot_rule(
+        &pool,
+        "GpuHot",
+        85.0,
+        0,
+        json!([{"type": "webhook", "webhook_id": hook}]),
+        json!(["alertname"]),
+    )
+    .await;
+    temps(&w, &[91.0]).await;
+    gpuwatch_alerter::run(fast_config(), pool.clone(), true, CancellationToken::new())
+        .await
+        .unwrap();
+    let c = pool.get().await.unwrap();
+    let (dead, alert): (String, i64) = c
+        .query_one(
+            "SELECT o.id::text, a.id FROM alert_outbox o, alert_records a WHERE o.status = 'dead' AND a.state = 'firing'",
+            &[],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    let s = serve(&db);
+    let operator = token(&pool, "operator").await;
+    let r = browser("dead-letter", &s.url, &operator).await;
+    assert_eq!(r["linked_alert"], alert, "{r}");
+    let status: String = c
+        .query_one(
+            "SELECT status FROM alert_outbox WHERE id = $1::text::uuid",
+            &[&dead],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "pending", "replayed from the console");
+}
+
+/// `POST`/`DELETE /api/v1/alerts/{id}/acknowledge`: operators and admins
+/// only, by the token's name, 404 for an unknown alert, 409 once resolved;
+/// the listing shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledging_answers_by_role_and_state() {
+    let db = TestDb::new(Kind::Postgres).await;
+    let s = ApiClient::start(&db, ApiConfig::default()).await;
+    let rule = hot_rule(&s.pool, "GpuHot", 85.0, 0, json!([]), json!(["alertname"])).await;
+    let ids: Vec<i64> = s
+        .pool
+        .get()
+        .await
+        .unwrap()
+        .query(
+            "INSERT INTO alert_records (rule_id, fingerprint, state, severity, labels, started_at, fired_at, resolved_at)
+             VALUES ($1, 'a', 'firing', 'critical', '{\"alertname\": \"GpuHot\"}', now(), now(), NULL),
+                    ($1, 'b', 'resolved', 'critical', '{\"alertname\": \"GpuHot\"}', now(), now(), now())
+             RETURNING id",
+            &[&rule],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let (firing, resolved) = (ids[0], ids[1]);
+    let path = |id: i64| format!("/api/v1/alerts/{id}/acknowledge");
+    let operator = s.token("operator").await;
+    let viewer = s.token("viewer").await;
+    let finance = s.token("finance").await;
+    for t in [&viewer, &finance] {
+        let (st, _) = s.send(Method::POST, &path(firing), t, None).await;
+        assert_eq!(st, StatusCode::FORBIDDEN);
+        let (st, _) = s.send(Method::DELETE, &path(firing), t, None).await;
+        assert_eq!(st, StatusCode::FORBIDDEN);
+    }
+    let (st, a) = s.send(Method::POST, &path(firing), &operator, None).await;
+    assert_eq!(st, StatusCode::OK, "{a}");
+    assert_eq!(a["acknowledged_by"], "operator");
+    assert!(a["acknowledged_at"].is_string(), "{a}");
+    let (_, list) = s.get("/api/v1/alerts", Some(&operator)).await;
+    assert_eq!(list["items"][0]["acknowledged_by"], "operator", "{list}");
+    let (st, body) = s.send(Method::POST, &path(resolved), &operator, None).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("resolved"),
+        "{body}"
+    );
+    let (st, _) = s
+        .send(Method::DELETE, &path(resolved), &operator, None)
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT);
+    let (st, body) = s
+        .send(Method::POST, &path(firing + 100), &operator, None)
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "{body}");
+    let (st, _) = s
+        .send(
+            Method::POST,
+            "/api/v1/alerts/x/acknowledge",
+            &operator,
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let (st, a) = s.send(Method::DELETE, &path(firing), &operator, None).await;
+    assert_eq!(st, StatusCode::OK, "{a}");
+    assert!(
+        a["acknowledged_by"].is_null() && a["acknowledged_at"].is_null(),
+        "{a}"
+    );
+    let (_, doc) = s.get("/api/v1/openapi.json", None).await;
+    let op = &doc["paths"]["/api/v1/alerts/{id}/acknowledge"];
+    assert!(
+        op["post"]["responses"]["409"].is_object() && op["delete"]["responses"]["404"].is_object(),
+        "{op}"
     );
 }
 

@@ -1,4 +1,5 @@
-//! Alert listings, the outbox's notifications and dead-letter replay.
+//! Alert listings and acknowledgement, the outbox's notifications (with the
+//! alerts each one carries) and dead-letter replay.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -62,11 +63,17 @@ pub struct AlertRecord {
     pub muted_by: Option<String>,
     /// What receivers were last told.
     pub notified_status: Option<String>,
+    /// The token name that acknowledged it; while it fires acknowledged,
+    /// `repeat_interval` does not re-notify it.
+    pub acknowledged_by: Option<String>,
+    /// When it was acknowledged.
+    pub acknowledged_at: Option<DateTime<Utc>>,
 }
 
 const ALERT_COLUMNS: &str =
     "a.id, a.rule_id, r.name, a.fingerprint, a.state, a.severity, a.value, a.labels, \
-     a.annotations, a.started_at, a.fired_at, a.resolved_at, a.muted_by, a.notified_status";
+     a.annotations, a.started_at, a.fired_at, a.resolved_at, a.muted_by, a.notified_status, \
+     a.acknowledged_by, a.acknowledged_at";
 
 fn alert_from_row(r: &tokio_postgres::Row) -> std::result::Result<AlertRecord, String> {
     let id: i64 = r.get(0);
@@ -90,6 +97,8 @@ fn alert_from_row(r: &tokio_postgres::Row) -> std::result::Result<AlertRecord, S
         resolved_at: r.get(11),
         muted_by: r.get(12),
         notified_status: r.get(13),
+        acknowledged_by: r.get(14),
+        acknowledged_at: r.get(15),
     })
 }
 
@@ -154,6 +163,81 @@ pub async fn alert_history(
     alerts(pool, query, false).await
 }
 
+/// Acknowledges an open alert as `by` (the token's name); acknowledging
+/// again keeps the first acknowledgement. A resolved alert is a conflict.
+pub async fn acknowledge_alert(
+    pool: &gpuwatch_store::Pool,
+    id: i64,
+    by: &str,
+) -> Result<AlertRecord> {
+    set_acknowledged(pool, id, Some(by)).await
+}
+
+/// Takes an acknowledgement back: `repeat_interval` re-notifies the alert
+/// again while it fires. A resolved alert is a conflict.
+pub async fn unacknowledge_alert(pool: &gpuwatch_store::Pool, id: i64) -> Result<AlertRecord> {
+    set_acknowledged(pool, id, None).await
+}
+
+async fn set_acknowledged(
+    pool: &gpuwatch_store::Pool,
+    id: i64,
+    by: Option<&str>,
+) -> Result<AlertRecord> {
+    let c = pool.get().await?;
+    let state: Option<String> = c
+        .query_opt("SELECT state FROM alert_records WHERE id = $1", &[&id])
+        .await
+        .map_err(q("reading an alert"))?
+        .map(|r| r.get(0));
+    match state.as_deref() {
+        None => return Err(AlerterError::NotFound(format!("alert {id}"))),
+        Some("resolved") => {
+            return Err(AlerterError::Conflict(format!(
+                "alert {id} is resolved; only open alerts are acknowledged"
+            )))
+        }
+        Some(_) => {}
+    }
+    // The state is checked again in the update: a resolve in between wins.
+    let n = c
+        .execute(
+            "UPDATE alert_records SET
+                 acknowledged_by = CASE WHEN $2::text IS NULL THEN NULL ELSE coalesce(acknowledged_by, $2) END,
+                 acknowledged_at = CASE WHEN $2::text IS NULL THEN NULL ELSE coalesce(acknowledged_at, now()) END
+             WHERE id = $1 AND state <> 'resolved'",
+            &[&id, &by],
+        )
+        .await
+        .map_err(q("acknowledging an alert"))?;
+    if n == 0 {
+        return Err(AlerterError::Conflict(format!(
+            "alert {id} resolved meanwhile; only open alerts are acknowledged"
+        )));
+    }
+    let row = c
+        .query_one(
+            &format!("SELECT {ALERT_COLUMNS} FROM alert_records a JOIN alert_rules r ON r.id = a.rule_id WHERE a.id = $1"),
+            &[&id],
+        )
+        .await
+        .map_err(q("reading an alert"))?;
+    alert_from_row(&row).map_err(AlerterError::Unreadable)
+}
+
+/// An alert a notification carries, as it is now.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct NotifiedAlert {
+    /// `alert_records.id`
+    pub id: i64,
+    /// The rule's name.
+    pub rule_name: String,
+    /// Its state now: pending, firing, nodata or resolved.
+    pub state: String,
+    /// Its labels (`host`, `gpu_id` … link to the host and GPU).
+    pub labels: serde_json::Value,
+}
+
 /// An outbox row.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Notification {
@@ -173,6 +257,8 @@ pub struct Notification {
     pub created_at: DateTime<Utc>,
     /// Delivered.
     pub delivered_at: Option<DateTime<Utc>>,
+    /// The alerts it carries (empty for rows queued before migration 0033).
+    pub alerts: Vec<NotifiedAlert>,
 }
 
 /// Filters and paging of [`list_notifications`].
@@ -201,35 +287,48 @@ pub async fn list_notifications(
                 "status: must be pending, delivered or dead, got {s:?}"
             ));
         }
-        f.add("status = $?", s);
+        f.add("o.status = $?", s);
     }
     invalid(e)?;
     let source = Source {
         what: "notifications",
-        from: "alert_outbox",
-        columns:
-            "id::text, channel, webhook_id, status, attempts, last_error, created_at, delivered_at",
+        from: "alert_outbox o",
+        columns: NOTIFICATION_COLUMNS,
     };
     let page = listing::fetch(
         pool,
         &source,
         &f,
-        "ORDER BY created_at DESC, id",
+        "ORDER BY o.created_at DESC, o.id",
         bounds,
-        |r| Notification {
-            id: r.get(0),
-            channel: r.get(1),
-            webhook_id: r.get(2),
-            status: r.get(3),
-            attempts: r.get(4),
-            last_error: r.get(5),
-            created_at: r.get(6),
-            delivered_at: r.get(7),
+        |r| {
+            let id: String = r.get(0);
+            let alerts = crate::store::json::<Vec<NotifiedAlert>>(r, 8)
+                .map_err(|e| format!("notification {id}: {e}"))?;
+            Ok(Notification {
+                id,
+                channel: r.get(1),
+                webhook_id: r.get(2),
+                status: r.get(3),
+                attempts: r.get(4),
+                last_error: r.get(5),
+                created_at: r.get(6),
+                delivered_at: r.get(7),
+                alerts,
+            })
         },
     )
     .await?;
-    Ok(page)
+    Ok(skip_unreadable(page, "notification"))
 }
+
+/// The outbox's columns, and the alerts of `alert_ids` as they are now.
+const NOTIFICATION_COLUMNS: &str =
+    "o.id::text, o.channel, o.webhook_id, o.status, o.attempts, o.last_error, o.created_at, \
+     o.delivered_at, \
+     (SELECT coalesce(jsonb_agg(jsonb_build_object('id', a.id, 'rule_name', r.name, \
+         'state', a.state, 'labels', a.labels) ORDER BY a.id), '[]'::jsonb) \
+      FROM alert_records a JOIN alert_rules r ON r.id = a.rule_id WHERE a.id = ANY(o.alert_ids))";
 
 /// Puts a dead-lettered notification back in the queue with a fresh attempt
 /// budget and the same id (receivers still deduplicate on it).

@@ -75,7 +75,7 @@ pub(crate) async fn queue<C: GenericClient>(
     let valid_for =
         chrono::Duration::milliseconds((4.0 * resend.max(cfg.interval_secs) * 1000.0) as i64);
     let base = cfg.external_url.trim_end_matches('/');
-    let mut by_url: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
+    let mut by_url: BTreeMap<&str, (Vec<Value>, Vec<i64>)> = BTreeMap::new();
     let (mut fired, mut resolved) = (Vec::new(), Vec::new());
     for r in &rows {
         let (id, rule_id): (i64, i64) = (r.get(0), r.get(1));
@@ -101,7 +101,9 @@ pub(crate) async fn queue<C: GenericClient>(
             "generatorURL": format!("{base}/api/v1/alerts?rule_id={rule_id}"),
         });
         for u in &urls[&rule_id] {
-            by_url.entry(u.as_str()).or_default().push(alert.clone());
+            let (alerts, ids) = by_url.entry(u.as_str()).or_default();
+            alerts.push(alert.clone());
+            ids.push(id);
         }
         if is_resolved {
             &mut resolved
@@ -110,10 +112,10 @@ pub(crate) async fn queue<C: GenericClient>(
         }
         .push(id);
     }
-    for (url, alerts) in &by_url {
+    for (url, (alerts, ids)) in &by_url {
         c.execute(
-            "INSERT INTO alert_outbox (channel, target_url, group_key, payload) VALUES ('alertmanager', $1, $2, $3)",
-            &[url, &GROUP_KEY, &Value::Array(alerts.clone())],
+            "INSERT INTO alert_outbox (channel, target_url, group_key, payload, alert_ids) VALUES ('alertmanager', $1, $2, $3, $4)",
+            &[url, &GROUP_KEY, &Value::Array(alerts.clone()), ids],
         )
         .await
         .map_err(q("queueing an Alertmanager post"))?;
