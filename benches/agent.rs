@@ -10,13 +10,14 @@
 //! one cycle as the HTTP sink does (JSON + gzip).
 //!
 //! Then the same agent serving its own `/metrics` (`collector.listen`):
-//! cycles paced at 10 per second for `--served-secs` (default 20), each
+//! cycles paced at one per `--pace-ms` (default 100) for `--served-secs`
+//! (default 20), each
 //! rendered for scrapes (gzip'd by the first scrape of a cycle), with
 //! `/metrics` scraped every 5 s over HTTP, as is a real node_exporter started
 //! beside it; CPU per cycle and RSS against the goals and against
 //! node_exporter's RSS in the same run.
 //!
-//! `cargo bench --bench agent [-- --cycles N --served-secs S --files]`
+//! `cargo bench --bench agent [-- --cycles N --served-secs S --pace-ms P --files]`
 //! (`--files`: the plain-file tree even where real cgroups can be made). Goal (issue):
 //! under 1 ms of CPU per cycle and under 30 MB RSS.
 
@@ -330,7 +331,18 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
-    served(&cfg, &mut fleet, served_secs);
+    let pace_ms: u64 = args
+        .iter()
+        .position(|a| a == "--pace-ms")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    served(
+        &cfg,
+        &mut fleet,
+        served_secs,
+        Duration::from_millis(pace_ms),
+    );
 }
 
 fn free_port() -> u16 {
@@ -353,7 +365,7 @@ fn scrape(port: u16) -> usize {
 }
 
 /// The served run: see the file's docs.
-fn served(cfg: &CollectorConfig, fleet: &mut Fleet, secs: u64) {
+fn served(cfg: &CollectorConfig, fleet: &mut Fleet, secs: u64, pace: Duration) {
     const NODE_EXPORTER: &str = "/usr/bin/prometheus-node-exporter";
     let (agent_port, node_port) = (free_port(), free_port());
     let mut cfg = cfg.clone();
@@ -421,10 +433,10 @@ fn served(cfg: &CollectorConfig, fleet: &mut Fleet, secs: u64) {
     while wall0.elapsed() < Duration::from_secs(secs / 2) {
         std::hint::black_box(fleet.collect(Utc::now()));
         base_cycles += 1;
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(pace);
     }
     let base_ms = (cpu_time() - cpu0).as_secs_f64() * 1_000.0 / f64::from(base_cycles.max(1));
-    println!("paced, unserved: {base_ms:.3} ms CPU per cycle ({base_cycles} cycles, a cycle every 100 ms)");
+    println!("paced, unserved: {base_ms:.3} ms CPU per cycle ({base_cycles} cycles, a cycle every {} ms)", pace.as_millis());
 
     let first = fleet.collect(Utc::now());
     metrics.publish(fleet, &first);
@@ -434,7 +446,7 @@ fn served(cfg: &CollectorConfig, fleet: &mut Fleet, secs: u64) {
         let batch = fleet.collect(Utc::now());
         metrics.publish(fleet, &batch);
         cycles += 1;
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(pace);
     }
     let cpu = cpu_time() - cpu0;
     done.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -80,6 +80,32 @@ impl KernelFiles {
         self.read_as(path, true)
     }
 
+    /// The text of a mount table (`/proc/<pid>/mountinfo`) if it changed
+    /// since the last read of it, `None` if not. The kernel marks a kept
+    /// mount table for `poll` when a mount comes or goes, so an unchanged
+    /// one is not generated again. A file that is not kept open, or not a
+    /// kernel file, always counts as changed.
+    pub(crate) fn read_if_changed(&self, path: &Path) -> io::Result<Option<String>> {
+        {
+            let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(o) = state.open.get(path).filter(|o| o.kernel) {
+                use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+                use std::os::fd::AsFd;
+                let mut fds = [PollFd::new(o.file.as_fd(), PollFlags::POLLPRI)];
+                let changed = match poll(&mut fds, PollTimeout::ZERO) {
+                    Ok(_) => fds[0].revents().is_none_or(|r| {
+                        r.intersects(PollFlags::POLLPRI | PollFlags::POLLERR | PollFlags::POLLNVAL)
+                    }),
+                    Err(_) => true,
+                };
+                if !changed {
+                    return Ok(None);
+                }
+            }
+        }
+        self.read(path).map(Some)
+    }
+
     fn read_as(&self, path: &Path, value: bool) -> io::Result<String> {
         let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let State { open, buf } = &mut *guard;
@@ -261,6 +287,37 @@ mod tests {
         let procs = value.with_file_name("cgroup.procs");
         let kept = files.read(&procs).unwrap();
         assert!(kept.lines().all(|l| l.parse::<u32>().is_ok()) && kept.ends_with('\n'));
+    }
+
+    #[test]
+    fn a_kept_mount_table_is_read_again_only_when_a_mount_changes() {
+        let files = KernelFiles::new(8);
+        let p = Path::new("/proc/self/mountinfo");
+        let first = files
+            .read_if_changed(p)
+            .unwrap()
+            .expect("read the first time");
+        assert!(first.contains(" / "), "{first}");
+        assert_eq!(
+            files.read_if_changed(p).unwrap(),
+            None,
+            "nothing mounted since"
+        );
+        // A mount in a namespace of its own would show; where this process
+        // may not make one (not root), the unchanged case is all there is.
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().display().to_string();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "none", &target])
+            .status()
+            .is_ok_and(|s| s.success());
+        if mounted {
+            let after = files.read_if_changed(p).unwrap().expect("a mount came");
+            let _ = std::process::Command::new("umount").arg(&target).status();
+            assert!(after.contains(&target), "{after}");
+        } else {
+            eprintln!("cannot mount here; only the unchanged case was checked");
+        }
     }
 
     #[test]

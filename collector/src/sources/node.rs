@@ -22,7 +22,7 @@
 //! - load averages, and /proc/pressure's `some` totals where it exists.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use super::kernel_files::{KernelFiles, HOST_FILES};
 use super::procfs::{bad, is_whole_disk, num, parse_loadavg, read_parse};
@@ -109,6 +109,8 @@ pub struct NodeSource {
     clk_tck: f64,
     /// The files of every reading, kept open (shared by clones).
     files: Arc<KernelFiles>,
+    /// The mount table as last read, for the readings it did not change in.
+    mounts: Arc<Mutex<Option<Vec<Mount>>>>,
 }
 
 impl NodeSource {
@@ -125,6 +127,7 @@ impl NodeSource {
             proc_path: proc_path.to_path_buf(),
             clk_tck: clk_tck as f64,
             files: Arc::new(KernelFiles::new(HOST_FILES)),
+            mounts: Arc::default(),
         }
     }
 
@@ -135,8 +138,7 @@ impl NodeSource {
         let (cpus, boot_time) = read_parse(&self.files, p, "stat", |path, t| {
             parse_cpus(path, t, self.clk_tck)
         })?;
-        let mounts = read_parse(&self.files, p, "1/mountinfo", parse_mountinfo)
-            .or_else(|_| read_parse(&self.files, p, "self/mountinfo", parse_mountinfo))?;
+        let mounts = self.mounts()?;
         Ok(NodeReading {
             cpus,
             boot_time,
@@ -154,6 +156,41 @@ impl NodeSource {
                 })
                 .collect(),
         })
+    }
+}
+
+impl NodeSource {
+    /// The host's mounts: pid 1's table (the host's, where the agent runs in
+    /// a container with the host's pid namespace), else the agent's own.
+    /// Parsed again only when the kernel says the table changed.
+    fn mounts(&self) -> Result<Vec<Mount>, SourceError> {
+        let mut last = self.mounts.lock().unwrap_or_else(|e| e.into_inner());
+        let mut failed = None;
+        for name in ["1/mountinfo", "self/mountinfo"] {
+            let path = self.proc_path.join(name);
+            let shown = path.display().to_string();
+            match self.files.read_if_changed(&path) {
+                Ok(None) if last.is_some() => return Ok(last.clone().unwrap_or_default()),
+                Ok(None) => {}
+                Ok(Some(text)) => {
+                    let m = parse_mountinfo(&shown, &text)?;
+                    *last = Some(m.clone());
+                    return Ok(m);
+                }
+                Err(source) => {
+                    failed = Some(SourceError::Read {
+                        path: shown,
+                        source,
+                    });
+                    continue;
+                }
+            }
+            // Kept but never parsed here (a clone's first reading).
+            let m = read_parse(&self.files, &self.proc_path, name, parse_mountinfo)?;
+            *last = Some(m.clone());
+            return Ok(m);
+        }
+        Err(failed.expect("both tables were tried"))
     }
 }
 
