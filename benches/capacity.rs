@@ -109,7 +109,7 @@ fn env_sample(host: usize, e: usize, step: i64, at: DateTime<Utc>) -> EnvSample 
     };
     EnvSample {
         env_id: format!("bench-env-{:03}-{e}", host + 1),
-        host_id: Some(format!("bench-host-{:03}", host + 1)),
+        host_id: format!("bench-host-{:03}", host + 1),
         collected_at: at,
         cpu_usage_percent: Some(round(r(1) * 100.0, 1)),
         gpu_usage_percent: Some(round(r(2) * 100.0, 1)),
@@ -245,9 +245,8 @@ async fn size(c: &Client, timescale: bool, table: &str) -> (i64, i64, f64) {
     let bytes = if hyper {
         format!("SELECT hypertable_size('{table}')::bigint")
     } else {
-        format!(
-            "SELECT sum(pg_total_relation_size(relid))::bigint FROM pg_partition_tree('{table}')"
-        )
+        // A plain table is no partition tree: its own size.
+        format!("SELECT coalesce((SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('{table}')), pg_total_relation_size('{table}'))::bigint")
     };
     let rows = one_i64(c, &format!("SELECT count(*) FROM {table}")).await;
     let width = format!("SELECT coalesce(avg(pg_column_size(t.*)), 0)::float8 FROM {table} t");
@@ -570,8 +569,8 @@ fn fleet(f: &Figures) {
         HEADROOM * 100.0
     );
     println!(
-        "  disk per GPU:       {:.2} GB (raw {} d, 1h {} d, 1d {} d, bytes/row as measured)",
-        disk / 1e9,
+        "  disk per GPU:       {:.1} MB (raw {} d, 1h {} d, 1d {} d, bytes/row as measured)",
+        disk / 1e6,
         KEEP_DAYS[0],
         KEEP_DAYS[1],
         KEEP_DAYS[2]

@@ -293,6 +293,7 @@ fn fill_sql(tier: gpuwatch_aggregator::spec::Tier, span: &str) -> String {
         .filter_map(|c| {
             let e = match c.name.as_str() {
                 "gpu_id" => "g".to_string(),
+                "host_id" => format!("'bench-host-' || (g - 1) / {GPUS_PER_HOST} + 1"),
                 "bucket" => "b".to_string(),
                 "sample_count" | "utilization_percent_count" => n.to_string(),
                 "utilization_percent_sum" => format!("{n} * u"),
