@@ -71,7 +71,7 @@ impl Ingestor {
         self.writer.prepare(&client, &env).await?;
         let what = |e| StoreError::query("the ingest transaction", e);
         let mut tx = Client::transaction(&mut client).await.map_err(what)?;
-        check_environments(&tx, inventory, batch).await?;
+        check_environments(&tx, &env).await?;
         let (ids, fresh) = self.register(&tx, inventory, batch, now).await?;
         for (s, r) in gpu.iter_mut().zip(&batch.gpu) {
             // Validation proved every reading's UUID is in the inventory.
@@ -157,18 +157,13 @@ fn with_hosts(inventory: &[(HostInfo, Vec<GpuInfo>)], env: &[EnvSample]) -> Vec<
         .collect()
 }
 
-/// Every environment sample must name an environment placed on its host:
-/// the sample's `host_id`, or the one host of the inventory.
-async fn check_environments(
-    tx: &Transaction<'_>,
-    inventory: &[(HostInfo, Vec<GpuInfo>)],
-    batch: &Batch,
-) -> Result<()> {
-    if batch.env.is_empty() {
+/// Every environment sample must name an environment placed on its host
+/// (filled in by [`with_hosts`] where the agent left it out).
+async fn check_environments(tx: &Transaction<'_>, env: &[EnvSample]) -> Result<()> {
+    if env.is_empty() {
         return Ok(());
     }
-    let wanted: Vec<&str> = batch
-        .env
+    let wanted: Vec<&str> = env
         .iter()
         .map(|s| s.env_id.as_str())
         .collect::<HashSet<_>>()
@@ -182,13 +177,9 @@ async fn check_environments(
         .await
         .map_err(|e| StoreError::query("looking up the batch's environments", e))?;
     let placed: HashMap<String, String> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-    let only = (inventory.len() == 1).then(|| inventory[0].0.id.as_str());
     let mut problems = Vec::new();
-    for (i, s) in batch.env.iter().enumerate() {
-        let named = (!s.host_id.is_empty()).then_some(s.host_id.as_str());
-        let Some(host) = named.or(only) else {
-            continue;
-        };
+    for (i, s) in env.iter().enumerate() {
+        let host = s.host_id.as_str();
         let what = match placed.get(&s.env_id) {
             None => format!("environment {:?} does not exist (or was deleted)", s.env_id),
             Some(h) if h != host => format!(
