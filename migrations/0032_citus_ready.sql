@@ -43,6 +43,10 @@ UPDATE environment_metrics_1d m SET host_id = e.host_id
  WHERE m.host_id IS NULL AND e.id = m.env_id;
 UPDATE environment_metrics_1d SET host_id = '' WHERE host_id IS NULL;
 
+-- The aggregator always carried a GPU's host; a row written some other way may lack one.
+UPDATE gpu_metrics_1h SET host_id = '' WHERE host_id IS NULL;
+UPDATE gpu_metrics_1d SET host_id = '' WHERE host_id IS NULL;
+
 ALTER TABLE gpu_metrics_1h ALTER COLUMN host_id SET NOT NULL;
 ALTER TABLE gpu_metrics_1h DROP CONSTRAINT gpu_metrics_1h_pkey;
 ALTER TABLE gpu_metrics_1h ADD CONSTRAINT gpu_metrics_1h_pkey PRIMARY KEY (gpu_id, bucket, host_id);

@@ -188,3 +188,63 @@ both_backends! {
         }
     }
 }
+
+both_backends! {
+    async fn the_upgrade_gives_every_stored_row_a_host_and_requeues_the_tiers(db) {
+        let cfg = db.store_config();
+        gpuwatch_store::migrate_as_of(&cfg, 30).await.expect("migrate as the build before 0032 did");
+        let c = db.client().await;
+        let at = chrono::Utc::now() - chrono::Duration::days(1);
+        c.execute(
+            "SELECT gpuwatch_ensure_partitions('environment_metrics', ($1::timestamptz - interval '1 day')::date, ($1::timestamptz + interval '1 day')::date)",
+            &[&at],
+        )
+        .await
+        .unwrap();
+        c.batch_execute(
+            "INSERT INTO hosts (id, name, ip_address, os_type, total_cpu, total_memory)
+                 VALUES ('h1', 'h1', '10.0.0.1', 'linux', 8, 1073741824);
+             WITH c AS (INSERT INTO customers (username, email, password_hash)
+                        VALUES ('u', 'u@example.com', 'x') RETURNING id)
+             INSERT INTO environments (id, customer_id, host_id, name, image, status, cpu, memory)
+             SELECT 'env-placed', c.id, 'h1', 'e', 'img', 'running', 4, 1073741824 FROM c;
+             INSERT INTO environment_metrics_1h (env_id, bucket, sample_count, cpu_usage_percent_count,
+                 memory_used_count, memory_usage_percent_count, gpu_usage_percent_count, gpu_memory_used_count)
+                 VALUES ('env-placed', date_trunc('hour', now()) - interval '1 day', 1, 0, 0, 0, 0, 0);
+             UPDATE gpuwatch_tier_state SET watermark = now() - interval '1 hour';",
+        )
+        .await
+        .unwrap();
+        for env in ["env-placed", "env-unknown"] {
+            c.execute(
+                "INSERT INTO environment_metrics (env_id, host_id, collected_at) VALUES ($1, NULL, $2)",
+                &[&env, &at],
+            )
+            .await
+            .unwrap();
+        }
+        c.execute("DELETE FROM gpuwatch_tier_invalidations", &[]).await.unwrap();
+        migrate(&cfg).await.expect("upgrade");
+        let hosts: Vec<(String, String)> = c
+            .query("SELECT env_id::text, host_id::text FROM environment_metrics ORDER BY 1", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let want = [("env-placed", "h1"), ("env-unknown", "")].map(|(e, h)| (e.to_string(), h.to_string()));
+        assert_eq!(hosts, want);
+        let tier: String = c.query_one("SELECT host_id::text FROM environment_metrics_1h", &[]).await.unwrap().get(0);
+        assert_eq!(tier, "h1");
+        let queued: Vec<(String, String)> = c
+            .query("SELECT DISTINCT source, tier FROM gpuwatch_tier_invalidations ORDER BY 1, 2", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let want = [("environment_metrics", "1d"), ("environment_metrics", "1h"), ("gpu_metrics", "1d"), ("gpu_metrics", "1h")]
+            .map(|(s, t)| (s.to_string(), t.to_string()));
+        assert_eq!(queued, want, "buckets inside raw retention are recomputed with the host in the key");
+    }
+}
