@@ -260,7 +260,7 @@ async fn samples(pool: &Pool) -> (u64, Duration) {
         .flat_map(|k| envs.iter().map(move |e| (k, e)))
         .map(|(k, (id, host))| EnvSample {
             env_id: id.clone(),
-            host_id: Some(host.clone()),
+            host_id: host.clone(),
             collected_at: at(k),
             cpu_usage_percent: Some(round(unit(k as u64, 1) * 100.0, 1)),
             memory_used: Some(100 << 30),

@@ -14,11 +14,9 @@
 //! the cost of seeing every write, measured in the same run.
 
 mod common;
-use common::{mix, round};
+use common::{arg, mix, round, write_csv};
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
@@ -35,19 +33,6 @@ const GPUS_PER_HOST: usize = 8;
 const STEP_SECS: i64 = 10;
 /// `--sweep`: (connections, rows per chunk) tried besides the main setting.
 const SWEEP: [(usize, usize); 4] = [(1, 50_000), (4, 50_000), (2, 10_000), (2, 200_000)];
-
-/// The number after `name` on the command line, or `default`; other
-/// arguments (cargo passes `--bench`) are ignored.
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    let Some(i) = args.iter().position(|a| a == name) else {
-        return default;
-    };
-    let value = args.get(i + 1).and_then(|v| v.parse().ok());
-    value
-        .filter(|&n| n > 0)
-        .unwrap_or_else(|| panic!("{name} needs a positive number"))
-}
 
 /// Every column the generator below does not model, from the catalogue.
 static GPU_BASE: std::sync::LazyLock<GpuSample> = std::sync::LazyLock::new(common::plausible);
@@ -107,26 +92,6 @@ fn generate(n: usize) -> Vec<GpuSample> {
         .collect()
 }
 
-/// The rows as CSV in [`GpuSample::COLUMNS`] order (checked by the
-/// fingerprint comparison after the first round); NULL is an empty field,
-/// psql CSV's default null.
-fn write_csv(rows: &[GpuSample], path: &Path) -> std::io::Result<()> {
-    let mut w = BufWriter::with_capacity(1 << 20, File::create(path)?);
-    for r in rows {
-        let v = serde_json::to_value(r)?;
-        for (i, col) in GpuSample::COLUMNS.iter().enumerate() {
-            let sep = if i == 0 { "" } else { "," };
-            match &v[*col] {
-                serde_json::Value::Null => write!(w, "{sep}")?,
-                serde_json::Value::String(s) => write!(w, "{sep}{s}")?,
-                other => write!(w, "{sep}{other}")?,
-            }
-        }
-        writeln!(w)?;
-    }
-    w.into_inner().map_err(|e| e.into_error())?.sync_all()
-}
-
 async fn sql(c: &Client, q: &str) {
     c.batch_execute(q)
         .await
@@ -165,48 +130,6 @@ async fn settle(c: &Client) {
 async fn fingerprint(c: &Client, table: &str) -> i64 {
     let q = format!("SELECT sum(hashtext(t::text)::bigint)::bigint FROM {table} t");
     one_i64(c, &q).await
-}
-
-/// The bench fleet's inventory: 50 hosts of 8 GPUs, GPU `i` at `gpus.id` i + 1.
-fn inventory() -> Vec<(HostInfo, Vec<GpuInfo>)> {
-    (0..GPUS / GPUS_PER_HOST)
-        .map(|h| {
-            let id = format!("bench-host-{:03}", h + 1);
-            let host = HostInfo {
-                id: id.clone(),
-                name: id.clone(),
-                hostname: format!("{id}.bench"),
-                ip_address: format!("10.0.{h}.1"),
-                os_type: "linux".into(),
-                os_version: "Debian 12".into(),
-                arch: "x86_64".into(),
-                total_cpu: 128,
-                total_memory: 1 << 40,
-                total_disk: 1 << 42,
-                total_gpu: GPUS_PER_HOST as i32,
-                labels: serde_json::json!({"bench": "true"}),
-            };
-            let gpus = (0..GPUS_PER_HOST)
-                .map(|g| GpuInfo {
-                    host_id: id.clone(),
-                    gpu_index: g as i32,
-                    uuid: format!("GPU-bench-{}", h * GPUS_PER_HOST + g),
-                    name: "NVIDIA H100 80GB HBM3".into(),
-                    brand: "NVIDIA".into(),
-                    architecture: "Hopper".into(),
-                    memory_total: 80 << 30,
-                    compute_capability: "9.0".into(),
-                    power_limit: Some(700),
-                    temperature_limit: Some(87),
-                    pci_bus_id: None,
-                    driver_version: None,
-                    serial: None,
-                    vbios_version: None,
-                })
-                .collect();
-            (host, gpus)
-        })
-        .collect()
 }
 
 /// What every timed phase needs.
@@ -300,17 +223,6 @@ impl Bench {
     }
 }
 
-fn rate(n: usize, d: Duration) -> String {
-    let per_sec = (n as f64 / d.as_secs_f64()).round() as u64;
-    let digits = per_sec.to_string();
-    let mut grouped = String::new();
-    for (i, ch) in digits.chars().enumerate() {
-        let at_group = i > 0 && (digits.len() - i) % 3 == 0;
-        grouped.extend(at_group.then_some(',').into_iter().chain([ch]));
-    }
-    format!("{n} rows in {:.1} s = {grouped} rows/s", d.as_secs_f64())
-}
-
 /// Best of two rounds of psql then writer, on fresh tables each time.
 async fn compare(b: &Bench, connections: usize, chunk_rows: usize) -> (Duration, Duration) {
     let n = b.rows.len();
@@ -373,7 +285,7 @@ async fn main() {
         csv,
         pool,
         rows,
-        inventory: inventory(),
+        inventory: common::inventory(GPUS / GPUS_PER_HOST, GPUS_PER_HOST),
         batch,
     };
 
@@ -434,4 +346,8 @@ async fn main() {
         }
     }
     let _ = std::fs::remove_file(&b.csv);
+}
+
+fn rate(n: usize, d: Duration) -> String {
+    common::rate(n as u64, d)
 }

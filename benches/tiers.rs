@@ -13,7 +13,7 @@
 //! place (its URL is printed) for `EXPLAIN` afterwards.
 
 mod common;
-use common::{mix, round};
+use common::{arg, mix, rate, round};
 
 use std::f64::consts::TAU;
 use std::time::{Duration, Instant};
@@ -37,19 +37,6 @@ const RAW_FLOAT: &str =
     "SELECT date_bin('1 hour', collected_at, '2000-01-01 00:00:00+00') AS bucket,
     avg(utilization_percent) FROM gpu_metrics WHERE collected_at BETWEEN $1 AND $2
     GROUP BY 1 ORDER BY 1";
-
-/// The number after `name` on the command line, or `default`; other
-/// arguments (cargo passes `--bench`) are ignored.
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    let Some(i) = args.iter().position(|a| a == name) else {
-        return default;
-    };
-    let value = args.get(i + 1).and_then(|v| v.parse().ok());
-    value
-        .filter(|&n| n > 0)
-        .unwrap_or_else(|| panic!("{name} needs a positive number"))
-}
 
 fn backend() -> Kind {
     let args: Vec<String> = std::env::args().collect();
@@ -252,17 +239,6 @@ fn compare(a: &Series, b: &Series) -> usize {
     a.len().saturating_sub(2)
 }
 
-fn rate(n: u64, d: Duration) -> String {
-    let per_sec = (n as f64 / d.as_secs_f64()).round() as u64;
-    let digits = per_sec.to_string();
-    let mut grouped = String::new();
-    for (i, ch) in digits.chars().enumerate() {
-        let at_group = i > 0 && (digits.len() - i) % 3 == 0;
-        grouped.extend(at_group.then_some(',').into_iter().chain([ch]));
-    }
-    format!("{n} rows in {:.1} s = {grouped} rows/s", d.as_secs_f64())
-}
-
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
 }
@@ -317,6 +293,7 @@ fn fill_sql(tier: gpuwatch_aggregator::spec::Tier, span: &str) -> String {
         .filter_map(|c| {
             let e = match c.name.as_str() {
                 "gpu_id" => "g".to_string(),
+                "host_id" => format!("'bench-host-' || (g - 1) / {GPUS_PER_HOST} + 1"),
                 "bucket" => "b".to_string(),
                 "sample_count" | "utilization_percent_count" => n.to_string(),
                 "utilization_percent_sum" => format!("{n} * u"),

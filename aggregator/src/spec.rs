@@ -70,7 +70,8 @@ impl TierSource {
             .expect("every catalogue table declares a key")
     }
 
-    /// Columns carried as their last value in the bucket (e.g. host_id of a GPU).
+    /// The host column of a GPU's or environment's rows, a tier key besides
+    /// [`TierSource::key`] and the bucket (none for hosts: their key is the host).
     pub fn carry(&self) -> impl Iterator<Item = &'static Column> {
         self.with_role(Role::Carry)
     }
@@ -127,12 +128,14 @@ impl TierSource {
                 true,
             ),
         ];
+        // The host is part of the key (migration 0032): a GPU moved inside a
+        // bucket has a row per host there, and the reads combine them.
         for k in self.carry() {
             c.push(TierColumn::new(
                 k.name,
-                format!("(array_agg({} ORDER BY collected_at DESC))[1]", k.name),
+                k.name,
                 k.sql.information_schema(),
-                false,
+                true,
             ));
         }
         c.push(TierColumn::new("sample_count", "count(*)", INTEGER, true));
@@ -250,9 +253,13 @@ impl TierSource {
             .map(TierColumn::ddl)
             .collect();
         cols.push("materialized_at timestamptz NOT NULL DEFAULT now()".into());
+        let keys: Vec<&str> = std::iter::once(self.key().name)
+            .chain(["bucket"])
+            .chain(self.carry().map(|c| c.name))
+            .collect();
         cols.push(format!(
-            "CONSTRAINT {t}_pkey PRIMARY KEY ({}, bucket)",
-            self.key().name
+            "CONSTRAINT {t}_pkey PRIMARY KEY ({})",
+            keys.join(", ")
         ));
         format!("CREATE TABLE {t} (\n    {}\n)", cols.join(",\n    "))
     }
@@ -286,10 +293,15 @@ impl TierSource {
             .into_iter()
             .map(|(n, e)| format!("{e} AS {n}"))
             .collect();
+        // Grouped by the key, the bucket and the host: the first columns.
+        let keys: Vec<String> = (1..=2 + self.carry().count())
+            .map(|i| i.to_string())
+            .collect();
         format!(
-            "SELECT {} FROM {} WHERE collected_at >= $1 AND collected_at < $2 GROUP BY 1, 2",
+            "SELECT {} FROM {} WHERE collected_at >= $1 AND collected_at < $2 GROUP BY {}",
             exprs.join(", "),
-            self.table
+            self.table,
+            keys.join(", ")
         )
     }
 

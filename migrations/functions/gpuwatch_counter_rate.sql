@@ -61,7 +61,12 @@ BEGIN
     -- last sample to its own: so raw samples and tier rows give the same
     -- increase and the same rate (increase over that time) for any step
     -- that is a multiple of the tier's bucket. The window reaches one step
-    -- back for the unit before the first bucket.
+    -- back for the unit before the first bucket. A GPU moved to another host
+    -- inside a bucket has a tier row per host there (migration 0032): they
+    -- follow each other in the order of their last samples, so the step
+    -- from one host's last sample to the next host's first is counted as
+    -- over raw samples (exact while the GPU is on each host for one stretch
+    -- of the bucket; see DESIGN).
     q := format($f$
         WITH units (k, ts, at, first, last, inc) AS (
             SELECT d.%1$I::text, d.bucket, d.%10$I, d.%2$I, d.%3$I, d.%4$I FROM %5$I d
@@ -80,7 +85,7 @@ BEGIN
             SELECT k, date_bin($4, ts, $9) AS b,
                    inc + coalesce(gpuwatch_counter_delta(lag(last) OVER w, first), 0) AS dv,
                    coalesce(extract(epoch FROM at - lag(at) OVER w), 0) AS dt
-            FROM units WINDOW w AS (PARTITION BY k ORDER BY ts)
+            FROM units WINDOW w AS (PARTITION BY k ORDER BY ts, at)
         ), per_series AS (
             SELECT b, sum(dv) AS dv, sum(dt) AS dt FROM steps WHERE b >= date_bin($4, $2, $9) GROUP BY k, b
         )

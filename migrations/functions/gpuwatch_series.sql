@@ -138,9 +138,12 @@ BEGIN
             GROUP BY 1 ORDER BY 1 $f$, p_metric, p_source, f_r)
             USING p_ids, p_from, p_to, step, origin;
     ELSIF v_tier = '1h' AND step = interval '1 hour' AND cardinality(p_ids) = 1 THEN
+        -- An hour in which the series moved hosts has a row per host
+        -- (migration 0032) and no p95 of the whole hour: NULL, not a guess.
         RETURN QUERY EXECUTE format($f$
-            SELECT h.bucket, h.%1$I FROM %2$I h
+            SELECT h.bucket, CASE WHEN count(*) = 1 THEN max(h.%1$I) END FROM %2$I h
              WHERE h.bucket >= date_bin('1 hour', $2, $5) AND h.bucket <= $3 AND h.bucket < $6 AND %3$s
+             GROUP BY 1
             UNION ALL
             SELECT date_bin($4, r.collected_at, $5), percentile_cont(0.95) WITHIN GROUP (ORDER BY r.%4$I)::float8
             FROM %5$I r WHERE r.collected_at >= greatest($2, $6) AND r.collected_at <= $3 AND %6$s

@@ -16,6 +16,7 @@
 //! - [`Ingestor`] is the one ingest path (direct sink and HTTP): validate,
 //!   register, write and heartbeat in one transaction.
 //! - [`inventory`] holds the shared queries for `hosts` and `gpus`.
+//! - [`citus`] declares where each table would live in a Citus cluster.
 //! - [`IngestPayload`] / [`Batch`] are what agents send and spool.
 //!
 //! Data enters as row structs and leaves as rows in the database; no other
@@ -25,6 +26,7 @@
 
 mod backend;
 pub mod catalogue;
+pub mod citus;
 mod config;
 mod error;
 pub mod ingest;

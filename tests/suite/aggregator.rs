@@ -72,7 +72,7 @@ pub(crate) fn env(s: &Spec, base: DateTime<Utc>) -> EnvSample {
     let (series, minute, v) = *s;
     EnvSample {
         env_id: format!("env-{series}"),
-        host_id: Some(format!("h{}", series % 2)),
+        host_id: format!("h{}", series % 2),
         collected_at: base + Duration::minutes(minute as i64),
         cpu_usage_percent: Some(v as f64 / 700.0),
         gpu_usage_percent: (v % 5 != 0).then_some(v as f64 / 655.35),
@@ -365,7 +365,7 @@ both_backends! {
         for (table, ages) in [("gpu_metrics_1h", [91, 89]), ("gpu_metrics_1d", [366, 364])] {
             for (i, days) in ages.iter().enumerate() {
                 c.execute(
-                    &format!("INSERT INTO {table} (gpu_id, bucket, sample_count, utilization_percent_count, memory_used_count, memory_usage_percent_count, temperature_count, power_draw_count, fan_speed_percent_count, sm_clock_count, memory_clock_count, process_count_count, memory_copy_util_percent_count, memory_free_count, memory_temperature_count, pcie_tx_bytes_per_sec_count, pcie_rx_bytes_per_sec_count, xid_last_count) VALUES ($1, $2, 1, 0,0,0,0,0,0,0,0,0,0,0,0,0,0,0)"),
+                    &format!("INSERT INTO {table} (gpu_id, host_id, bucket, sample_count, utilization_percent_count, memory_used_count, memory_usage_percent_count, temperature_count, power_draw_count, fan_speed_percent_count, sm_clock_count, memory_clock_count, process_count_count, memory_copy_util_percent_count, memory_free_count, memory_temperature_count, pcie_tx_bytes_per_sec_count, pcie_rx_bytes_per_sec_count, xid_last_count) VALUES ($1, 'h', $2, 1, 0,0,0,0,0,0,0,0,0,0,0,0,0,0,0)"),
                     &[&(100 + i as i64), &(now - Duration::days(*days))],
                 ).await.unwrap();
             }

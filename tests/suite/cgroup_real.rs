@@ -352,7 +352,7 @@ fn check(first: &Reading, second: &Reading, env: &EnvTarget, gpu_share: f64, gpu
         } else {
             assert_eq!(r.env.memory_used, None, "the cgroup has no memory figure");
         }
-        assert_eq!(r.env.host_id.as_deref(), Some(HOST));
+        assert_eq!(r.env.host_id, HOST);
         assert_eq!(
             r.env.gpu_memory_used,
             Some(gpu_bytes as i64),

@@ -53,7 +53,7 @@ async fn place_environment(db: &TestDb, env: &str, host: &str) {
 fn env_sample(env: &str, host: Option<&str>) -> EnvSample {
     EnvSample {
         env_id: env.into(),
-        host_id: host.map(Into::into),
+        host_id: host.unwrap_or_default().into(),
         collected_at: Utc::now().duration_trunc(Duration::seconds(1)).unwrap()
             - Duration::minutes(1),
         cpu_usage_percent: Some(42.0),

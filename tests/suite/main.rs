@@ -25,6 +25,7 @@ mod api_billing;
 mod billing;
 mod billing_cli;
 mod cgroup_real;
+mod citus;
 mod cli;
 mod console;
 mod dashboards;

@@ -179,8 +179,9 @@ both_backends! {
                 }
             }
         }
-        // Identity of every metric table is (series, collected_at).
-        for (t, key) in [("host_metrics", "host_id, collected_at"), ("gpu_metrics", "gpu_id, collected_at"), ("environment_metrics", "env_id, collected_at")] {
+        // Identity of every metric table is (series, collected_at) and the
+        // host, the distribution column (migration 0032).
+        for (t, key) in [("host_metrics", "host_id, collected_at"), ("gpu_metrics", "gpu_id, collected_at, host_id"), ("environment_metrics", "env_id, collected_at, host_id")] {
             let def: String = c
                 .query_one(
                     "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = to_regclass($1) AND contype = 'p'",

@@ -516,3 +516,89 @@ both_backends! {
         assert_eq!(old, 0, "raw rows older than retention go once the tiers hold them");
     }
 }
+
+both_backends! {
+    async fn a_gpu_moved_to_another_host_mid_hour_reads_from_tiers_as_from_raw(db) {
+        let (pool, w) = setup(&db).await;
+        let base = day_start(Utc::now()) - Duration::days(3);
+        // GPU 1, a sample a minute for three days: on h0 until 10:20 of day
+        // two, then on h1, where its driver is reloaded five minutes later
+        // (the energy counter starts again): the hour and the day of the
+        // move have a tier row per host.
+        let moved = base + Duration::days(1) + Duration::hours(10) + Duration::minutes(20);
+        let mut energy = 1_000_000i64;
+        let mut samples: Vec<(DateTime<Utc>, i64)> = Vec::new();
+        let gpus: Vec<GpuSample> = (0..3 * 24 * 60)
+            .map(|m| {
+                let t = base + Duration::minutes(m);
+                energy = if t == moved + Duration::minutes(5) { 500 } else { energy + 4_000 + (m * 13) % 700 };
+                samples.push((t, energy));
+                let host = if t < moved { "h0" } else { "h1" };
+                GpuSample { gpu_id: 1, host_id: host.into(), collected_at: t, utilization_percent: Some(((m * 7) % 101) as f64), energy_consumed_mj: Some(energy), ..Default::default() }
+            })
+            .collect();
+        w.write(&gpus).await.unwrap();
+        let cfg = AggregatorConfig { max_hourly_buckets_per_run: 1_000, max_daily_buckets_per_run: 10, lateness_secs: 0, ..Default::default() };
+        let end = base + Duration::days(3);
+        while !run_once(&pool, &cfg, end).await.unwrap().unwrap().caught_up() {}
+        let c = db.client().await;
+        let hour = moved - Duration::minutes(20);
+        for (table, bucket) in [("gpu_metrics_1h", hour), ("gpu_metrics_1d", base + Duration::days(1))] {
+            let q = format!("SELECT count(*) FROM {table} WHERE gpu_id = 1 AND bucket = $1");
+            let n: i64 = c.query_one(&q, &[&bucket]).await.unwrap().get(0);
+            assert_eq!(n, 2, "{table}: a row per host in the bucket of the move");
+        }
+        let (from, to) = (base + Duration::days(1), end - Duration::seconds(1));
+        for (step, secs) in [("1 hour", 3_600), ("1 day", 86_400)] {
+            for (agg, raw) in [
+                ("avg", "(sum(utilization_percent::numeric) / count(utilization_percent))::float8"),
+                ("min", "min(utilization_percent)"),
+                ("max", "max(utilization_percent)"),
+                ("sum", "sum(utilization_percent::numeric)::float8"),
+                ("count", "count(utilization_percent)::float8"),
+            ] {
+                let got: Vec<(DateTime<Utc>, f64)> = c
+                    .query(
+                        "SELECT bucket, value FROM gpuwatch_series('gpu_metrics', ARRAY['1'], 'utilization_percent', $1, $2, $3::text::interval, $4)",
+                        &[&from, &to, &step, &agg],
+                    )
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| (r.get(0), r.get(1)))
+                    .collect();
+                let q = format!(
+                    "SELECT date_bin($3::text::interval, collected_at, '2000-01-01 00:00:00+00'), {raw} FROM gpu_metrics
+                      WHERE gpu_id = 1 AND collected_at BETWEEN $1 AND $2 GROUP BY 1 ORDER BY 1"
+                );
+                let want: Vec<(DateTime<Utc>, f64)> = c
+                    .query(&q, &[&from, &to, &step])
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| (r.get(0), r.get(1)))
+                    .collect();
+                assert_eq!(got, want, "{agg} at a {step} step");
+            }
+            let expect = raw_increase(&samples, from, secs);
+            for agg in ["increase", "rate"] {
+                let got: Vec<(DateTime<Utc>, f64)> = c
+                    .query(
+                        "SELECT bucket, value FROM gpuwatch_counter_series('gpu_metrics', ARRAY['1'], 'energy_consumed_mj', $1, $2, $3::text::interval, $4)",
+                        &[&from, &to, &step, &agg],
+                    )
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| (r.get(0), r.get(1)))
+                    .collect();
+                assert_eq!(got.len(), expect.len(), "{agg} at a {step} step: bucket count");
+                for (g, (b, v, dt)) in got.iter().zip(&expect) {
+                    let e = if agg == "rate" { v / dt } else { *v };
+                    assert_eq!(g.0, *b, "{agg} at a {step} step");
+                    assert!((g.1 - e).abs() <= 1e-9 * e.abs().max(1.0), "{agg} at a {step} step, bucket {b}: got {}, raw {e}", g.1);
+                }
+            }
+        }
+    }
+}

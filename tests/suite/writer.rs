@@ -129,7 +129,7 @@ both_backends! {
         let envs: Vec<EnvSample> = (0..3)
             .map(|i| EnvSample {
                 env_id: format!("env-{i}"),
-                host_id: Some("host-0".into()),
+                host_id: "host-0".into(),
                 collected_at: at,
                 gpu_usage_percent: Some(85.0),
                 ..Default::default()

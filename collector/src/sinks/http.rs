@@ -70,8 +70,7 @@ impl HttpSink {
             per_host.entry(&h.host_id).or_default().host.push(h.clone());
         }
         for e in &batch.env {
-            let host = e.host_id.as_deref().unwrap_or_default();
-            per_host.entry(host).or_default().env.push(e.clone());
+            per_host.entry(&e.host_id).or_default().env.push(e.clone());
         }
         let mut inserted = 0;
         let mut hosts: Vec<_> = per_host.into_iter().collect();

@@ -270,7 +270,7 @@ impl SimFleet {
             let up = (t - self.running_since(&e, t)).num_seconds().max(0);
             out.push(EnvSample {
                 env_id: e.id.clone(),
-                host_id: Some(host),
+                host_id: host,
                 collected_at: t,
                 cpu_usage_percent: Some(round2(state.cpu as f64 * 100.0 * (0.15 + 0.7 * load))),
                 memory_used: Some(used),

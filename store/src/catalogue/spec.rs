@@ -8,7 +8,9 @@ use super::Number;
 pub enum Role {
     /// The series key (`gpu_id`, `host_id`, `env_id`).
     Key,
-    /// Carried into tier rows as its last value in the bucket (`host_id` of a GPU).
+    /// The host of a GPU's or an environment's sample: part of every tier
+    /// row's key (the distribution column, see `crate::citus`), so a series
+    /// that moved hosts inside a bucket has one tier row per host there.
     Carry,
     /// `collected_at`, the partition key.
     Time,
@@ -170,7 +172,7 @@ impl Spec {
         tier: Tiering::None,
         export: None,
     };
-    /// A label carried into the tiers.
+    /// The host a series' sample was taken on, a tier key (see [`Role::Carry`]).
     pub const CARRY: Spec = Spec {
         role: Role::Carry,
         ..Spec::KEY

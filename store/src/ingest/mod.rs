@@ -22,7 +22,9 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::{Client, Transaction};
 
 use crate::inventory::{self, GpuInfo, HostInfo};
-use crate::{Batch, BatchWriter, GpuSample, Pool, Result, StoreError, WriteStats, WriterConfig};
+use crate::{
+    Batch, BatchWriter, EnvSample, GpuSample, Pool, Result, StoreError, WriteStats, WriterConfig,
+};
 
 pub use validate::{check, IngestLimits, MAX_PROBLEMS};
 
@@ -62,13 +64,14 @@ impl Ingestor {
             return Err(StoreError::Rejected { problems });
         }
         let mut gpu: Vec<GpuSample> = batch.gpu.iter().map(|r| r.sample.clone()).collect();
+        let env = with_hosts(inventory, &batch.env);
         let mut client = self.pool.get().await?;
         self.writer.prepare(&client, &gpu).await?;
         self.writer.prepare(&client, &batch.host).await?;
-        self.writer.prepare(&client, &batch.env).await?;
+        self.writer.prepare(&client, &env).await?;
         let what = |e| StoreError::query("the ingest transaction", e);
         let mut tx = Client::transaction(&mut client).await.map_err(what)?;
-        check_environments(&tx, inventory, batch).await?;
+        check_environments(&tx, &env).await?;
         let (ids, fresh) = self.register(&tx, inventory, batch, now).await?;
         for (s, r) in gpu.iter_mut().zip(&batch.gpu) {
             // Validation proved every reading's UUID is in the inventory.
@@ -76,7 +79,7 @@ impl Ingestor {
         }
         let mut stats = self.writer.write_in(&mut tx, &gpu).await?;
         stats += self.writer.write_in(&mut tx, &batch.host).await?;
-        stats += self.writer.write_in(&mut tx, &batch.env).await?;
+        stats += self.writer.write_in(&mut tx, &env).await?;
         record_liveness(&tx, &gpu, batch).await?;
         tx.commit().await.map_err(what)?;
         let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
@@ -138,18 +141,29 @@ fn fingerprint(host: &HostInfo, gpus: &[GpuInfo]) -> u64 {
     h.finish()
 }
 
-/// Every environment sample must name an environment placed on its host:
-/// the sample's `host_id`, or the one host of the inventory.
-async fn check_environments(
-    tx: &Transaction<'_>,
-    inventory: &[(HostInfo, Vec<GpuInfo>)],
-    batch: &Batch,
-) -> Result<()> {
-    if batch.env.is_empty() {
+/// The environment samples with the batch's one host filled in where an
+/// agent left it out (validation allows that only for a one-host batch):
+/// `host_id` is the distribution column, stored NOT NULL (migration 0032).
+fn with_hosts(inventory: &[(HostInfo, Vec<GpuInfo>)], env: &[EnvSample]) -> Vec<EnvSample> {
+    let only = (inventory.len() == 1).then(|| inventory[0].0.id.as_str());
+    env.iter()
+        .map(|s| match (s.host_id.is_empty(), only) {
+            (true, Some(host)) => EnvSample {
+                host_id: host.to_string(),
+                ..s.clone()
+            },
+            _ => s.clone(),
+        })
+        .collect()
+}
+
+/// Every environment sample must name an environment placed on its host
+/// (filled in by [`with_hosts`] where the agent left it out).
+async fn check_environments(tx: &Transaction<'_>, env: &[EnvSample]) -> Result<()> {
+    if env.is_empty() {
         return Ok(());
     }
-    let wanted: Vec<&str> = batch
-        .env
+    let wanted: Vec<&str> = env
         .iter()
         .map(|s| s.env_id.as_str())
         .collect::<HashSet<_>>()
@@ -163,12 +177,9 @@ async fn check_environments(
         .await
         .map_err(|e| StoreError::query("looking up the batch's environments", e))?;
     let placed: HashMap<String, String> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-    let only = (inventory.len() == 1).then(|| inventory[0].0.id.as_str());
     let mut problems = Vec::new();
-    for (i, s) in batch.env.iter().enumerate() {
-        let Some(host) = s.host_id.as_deref().or(only) else {
-            continue;
-        };
+    for (i, s) in env.iter().enumerate() {
+        let host = s.host_id.as_str();
         let what = match placed.get(&s.env_id) {
             None => format!("environment {:?} does not exist (or was deleted)", s.env_id),
             Some(h) if h != host => format!(

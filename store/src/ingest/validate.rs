@@ -334,13 +334,13 @@ fn check_samples(
     for (i, s) in batch.env.iter().enumerate() {
         let path = format!("batch.env[{i}]");
         c.text(&format!("{path}.env_id"), &s.env_id, 1, 64);
-        match (&s.host_id, hosts.only) {
-            (Some(h), _) => c.host(&path, h, hosts),
-            (None, None) => c.fail(
+        match (s.host_id.as_str(), hosts.only) {
+            ("", None) => c.fail(
                 &format!("{path}.host_id"),
                 "is required when a batch holds several hosts".into(),
             ),
-            (None, Some(_)) => {}
+            ("", Some(_)) => {}
+            (h, _) => c.host(&path, h, hosts),
         }
         c.time(&path, s.collected_at, win);
         c.ranges(&path, s);

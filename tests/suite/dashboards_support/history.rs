@@ -288,7 +288,7 @@ fn env_sample(env: &str, h: &HostSample, gpus: &[&GpuSample], t: DateTime<Utc>) 
     let since = (t.timestamp() - 1_767_225_600).max(0);
     EnvSample {
         env_id: env.to_string(),
-        host_id: Some(h.host_id.clone()),
+        host_id: h.host_id.clone(),
         collected_at: t,
         cpu_usage_percent: h.cpu_usage_percent.map(|c| (c * 0.8).min(100.0)),
         memory_used: Some(64 << 30),

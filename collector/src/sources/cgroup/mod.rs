@@ -231,7 +231,7 @@ impl CgroupSource {
             let g = gpu.get(&env.env_id);
             out.push(EnvSample {
                 env_id: env.env_id.clone(),
-                host_id: Some(host_id.to_string()),
+                host_id: host_id.to_string(),
                 collected_at: at,
                 cpu_usage_percent: self.cpu_percent(env, &slow.path, at),
                 memory_used,

@@ -158,7 +158,7 @@ fn cpu_memory_and_network_of_a_container() {
         (first[0].network_rx_bytes, first[0].network_tx_bytes),
         (Some(1010), Some(2020))
     );
-    assert_eq!(first[0].host_id.as_deref(), Some("host-1"));
+    assert_eq!(first[0].host_id, "host-1");
     assert_eq!(
         (first[0].gpu_usage_percent, first[0].gpu_memory_used),
         (None, None)
