@@ -4,8 +4,10 @@
 //! Opening is most of what reading a small kernel file costs: the path walk
 //! and the open and close calls take more CPU than the read itself. A kernel
 //! file (procfs, sysfs, cgroupfs) read again from offset 0 is generated
-//! afresh, so an open descriptor serves every cycle with one `pread` plus
-//! the one that finds the end. A file that is not a kernel file (a test's
+//! afresh, so an open descriptor serves every cycle, mostly with one
+//! `pread`: where the caller knows the file's shape (a cgroup value, a
+//! procfs file of short records) a short read is its end; elsewhere a
+//! second read finds it. A file that is not a kernel file (a test's
 //! fixture) is checked for having been replaced or removed (its link count)
 //! before each read, which a kernel file needs not be: a removed cgroup's
 //! files answer `ENODEV`.
@@ -29,8 +31,8 @@ use std::sync::Mutex;
 /// diskstats, net/dev, mountinfo and pressure, with room to spare.
 pub(crate) const HOST_FILES: usize = 16;
 
-/// Files the environment source keeps open: two per environment (CPU time
-/// and memory) for 256 environments. With the host sources' that stays far
+/// Files the environment source keeps open: three per environment (CPU
+/// time, memory, net/dev) for 170 environments. With the host sources' that stays far
 /// below the usual descriptor limit of 1,024.
 pub(crate) const ENV_FILES: usize = 512;
 
@@ -51,12 +53,40 @@ struct State {
 #[derive(Debug)]
 struct Open {
     file: File,
-    /// On procfs, sysfs or cgroupfs: no check before a read.
-    kernel: bool,
-    /// On sysfs or cgroupfs (kernfs), where a file that is one value comes
-    /// whole from one read that has room for it.
-    whole: bool,
+    fs: Fs,
 }
+
+/// The file system a kept file is on.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fs {
+    /// Not a kernel file: checked for being replaced before each read.
+    Plain,
+    /// procfs: its files are `seq_file`s. One read gives as many whole
+    /// records as fit in the kernel's page-sized buffer, so a read that
+    /// leaves more room than a record needs found the end.
+    Procfs,
+    /// sysfs or cgroupfs (kernfs): a file that is one value comes whole from
+    /// one read that has room for it.
+    Kernfs,
+}
+
+/// What the caller knows of a file, which says when a short read is its end.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Shape {
+    /// Anything (a mount table, whose lines can be long): read until a read
+    /// returns nothing.
+    Any,
+    /// A cgroup value (`memory.current`, `cpu.stat`, `cpuacct.usage`).
+    Value,
+    /// A procfs file of one record (`stat`, `meminfo`) or of records under
+    /// [`RECORD_ROOM`] each (`net/dev`, `diskstats`).
+    ShortRecords,
+}
+
+/// Room left in a first read that shows a procfs file of short records has
+/// ended: the kernel fills a page (4 KiB) per read, and stops early only for
+/// a record that does not fit.
+const RECORD_ROOM: usize = 1024;
 
 impl KernelFiles {
     /// Keeps at most `limit` files open (0: every read opens and closes).
@@ -69,7 +99,14 @@ impl KernelFiles {
 
     /// The whole text of `path` as it is now.
     pub(crate) fn read(&self, path: &Path) -> io::Result<String> {
-        self.read_as(path, false)
+        self.read_as(path, Shape::Any)
+    }
+
+    /// [`read`](Self::read) of a procfs file of one record (`stat`,
+    /// `meminfo`, `loadavg`) or of short records (`net/dev`, `diskstats`:
+    /// one line per device), mostly in one read.
+    pub(crate) fn read_short_records(&self, path: &Path) -> io::Result<String> {
+        self.read_as(path, Shape::ShortRecords)
     }
 
     /// [`read`](Self::read) of a cgroup or sysfs file that is one value
@@ -77,7 +114,7 @@ impl KernelFiles {
     /// whole in one read, so the read that would find the end is left out.
     /// Not for lists (`cgroup.procs`), which come a page at a time.
     pub(crate) fn read_value(&self, path: &Path) -> io::Result<String> {
-        self.read_as(path, true)
+        self.read_as(path, Shape::Value)
     }
 
     /// The text of a mount table (`/proc/<pid>/mountinfo`) if it changed
@@ -88,7 +125,7 @@ impl KernelFiles {
     pub(crate) fn read_if_changed(&self, path: &Path) -> io::Result<Option<String>> {
         {
             let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(o) = state.open.get(path).filter(|o| o.kernel) {
+            if let Some(o) = state.open.get(path).filter(|o| o.fs != Fs::Plain) {
                 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
                 use std::os::fd::AsFd;
                 let mut fds = [PollFd::new(o.file.as_fd(), PollFlags::POLLPRI)];
@@ -106,11 +143,11 @@ impl KernelFiles {
         self.read(path).map(Some)
     }
 
-    fn read_as(&self, path: &Path, value: bool) -> io::Result<String> {
+    fn read_as(&self, path: &Path, shape: Shape) -> io::Result<String> {
         let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let State { open, buf } = &mut *guard;
         if let Some(o) = open.get(path) {
-            match o.reread(buf, value) {
+            match o.reread(buf, shape) {
                 Some(Ok(text)) => return Ok(text),
                 // Replaced, removed or failing: open it again below.
                 Some(Err(_)) | None => {
@@ -119,20 +156,11 @@ impl KernelFiles {
             }
         }
         let file = File::open(path)?;
-        let text = read_from_start(&file, buf, false)?;
+        let fs =
+            nix::sys::statfs::fstatfs(&file).map_or(Fs::Plain, |s| Fs::of(s.filesystem_type()));
+        let text = read_from_start(&file, buf, fs.ends_short(shape))?;
         if open.len() < self.limit {
-            let fs = nix::sys::statfs::fstatfs(&file)
-                .map(|s| s.filesystem_type())
-                .ok();
-            let (kernel, whole) = fs.map_or((false, false), kind);
-            open.insert(
-                path.to_path_buf(),
-                Open {
-                    file,
-                    kernel,
-                    whole,
-                },
-            );
+            open.insert(path.to_path_buf(), Open { file, fs });
         }
         Ok(text)
     }
@@ -162,8 +190,8 @@ impl KernelFiles {
 
 impl Open {
     /// The text, or `None` where the file is no longer the one at its path.
-    fn reread(&self, buf: &mut Vec<u8>, value: bool) -> Option<io::Result<String>> {
-        if !self.kernel {
+    fn reread(&self, buf: &mut Vec<u8>, shape: Shape) -> Option<io::Result<String>> {
+        if self.fs == Fs::Plain {
             // A fixture rewritten in place is read as it is; one renamed
             // over or removed has no links left.
             match self.file.metadata() {
@@ -171,22 +199,39 @@ impl Open {
                 _ => return None,
             }
         }
-        Some(read_from_start(&self.file, buf, value && self.whole))
+        Some(read_from_start(&self.file, buf, self.fs.ends_short(shape)))
     }
 }
 
-/// (a kernel file, one whose value files come whole) for a file system.
-fn kind(t: nix::sys::statfs::FsType) -> (bool, bool) {
-    use nix::sys::statfs::{
-        CGROUP2_SUPER_MAGIC, CGROUP_SUPER_MAGIC, PROC_SUPER_MAGIC, SYSFS_MAGIC,
-    };
-    let kernfs = [SYSFS_MAGIC, CGROUP_SUPER_MAGIC, CGROUP2_SUPER_MAGIC].contains(&t);
-    (kernfs || t == PROC_SUPER_MAGIC, kernfs)
+impl Fs {
+    fn of(t: nix::sys::statfs::FsType) -> Fs {
+        use nix::sys::statfs::{
+            CGROUP2_SUPER_MAGIC, CGROUP_SUPER_MAGIC, PROC_SUPER_MAGIC, SYSFS_MAGIC,
+        };
+        if t == PROC_SUPER_MAGIC {
+            Fs::Procfs
+        } else if [SYSFS_MAGIC, CGROUP_SUPER_MAGIC, CGROUP2_SUPER_MAGIC].contains(&t) {
+            Fs::Kernfs
+        } else {
+            Fs::Plain
+        }
+    }
+
+    /// How much room a first read must leave to be the end of a file of
+    /// `shape` here; `None`: only an empty read is.
+    fn ends_short(self, shape: Shape) -> Option<usize> {
+        match (self, shape) {
+            (Fs::Kernfs, Shape::Value) => Some(1),
+            (Fs::Procfs, Shape::ShortRecords) => Some(RECORD_ROOM),
+            _ => None,
+        }
+    }
 }
 
-/// Reads from offset 0 to the end. A short read is the end only where
-/// `whole` says so: a list larger than a page comes a page at a time.
-fn read_from_start(file: &File, buf: &mut Vec<u8>, whole: bool) -> io::Result<String> {
+/// Reads from offset 0 to the end. A first read that leaves at least `room`
+/// of the buffer free is the end; otherwise (a list larger than a page comes
+/// a page at a time) the end is a read that returns nothing.
+fn read_from_start(file: &File, buf: &mut Vec<u8>, room: Option<usize>) -> io::Result<String> {
     let mut len = 0;
     loop {
         if len == buf.len() {
@@ -195,8 +240,10 @@ fn read_from_start(file: &File, buf: &mut Vec<u8>, whole: bool) -> io::Result<St
         match file.read_at(&mut buf[len..], len as u64) {
             Ok(0) => break,
             Ok(n) => {
+                let first = len == 0;
                 len += n;
-                if whole && len < buf.len() {
+                // The kernel's page, not the buffer, bounds what one read gives.
+                if first && room.is_some_and(|r| len + r <= buf.len().min(4096)) {
                     break;
                 }
             }
@@ -260,7 +307,7 @@ mod tests {
             .unwrap()
             .open
             .values()
-            .all(|o| o.kernel && !o.whole));
+            .all(|o| o.fs == Fs::Procfs));
     }
 
     #[test]
@@ -282,11 +329,30 @@ mod tests {
             .unwrap()
             .open
             .values()
-            .all(|o| o.kernel && o.whole));
+            .all(|o| o.fs == Fs::Kernfs));
         // A list (one record per process) is read to its end even on kernfs.
         let procs = value.with_file_name("cgroup.procs");
         let kept = files.read(&procs).unwrap();
         assert!(kept.lines().all(|l| l.parse::<u32>().is_ok()) && kept.ends_with('\n'));
+    }
+
+    #[test]
+    fn procfs_files_of_short_records_are_read_whole() {
+        let files = KernelFiles::new(8);
+        for name in ["net/dev", "meminfo", "loadavg", "diskstats"] {
+            let p = Path::new("/proc").join(name);
+            let kept = files.read_short_records(&p).unwrap();
+            let fresh = std::fs::read_to_string(&p).unwrap();
+            assert_eq!(kept.lines().count(), fresh.lines().count(), "{name}");
+            assert!(kept.ends_with('\n'), "{name}: {kept}");
+        }
+        // Many pages of short lines: a full first read is not the end.
+        let syms = Path::new("/proc/kallsyms");
+        if let Ok(fresh) = std::fs::read_to_string(syms) {
+            let kept = files.read_short_records(syms).unwrap();
+            assert!(kept.len() > 3 * 4096, "{} bytes", kept.len());
+            assert_eq!(kept.lines().count(), fresh.lines().count());
+        }
     }
 
     #[test]

@@ -151,7 +151,7 @@ impl NodeSource {
                 .into_iter()
                 .filter_map(|r| {
                     let path = p.join("pressure").join(r);
-                    let text = self.files.read(&path).ok()?;
+                    let text = self.files.read_short_records(&path).ok()?;
                     Some((r, parse_pressure_some(&text)?))
                 })
                 .collect(),
@@ -186,7 +186,11 @@ impl NodeSource {
                 }
             }
             // Kept but never parsed here (a clone's first reading).
-            let m = read_parse(&self.files, &self.proc_path, name, parse_mountinfo)?;
+            let text = self.files.read(&path).map_err(|source| SourceError::Read {
+                path: shown.clone(),
+                source,
+            })?;
+            let m = parse_mountinfo(&shown, &text)?;
             *last = Some(m.clone());
             return Ok(m);
         }

@@ -176,7 +176,8 @@ impl ProcfsSource {
     }
 }
 
-/// Reads `<proc>/<name>` and parses it, errors naming the full path.
+/// Reads `<proc>/<name>` (a file of one record, or of records under a KiB
+/// each) and parses it, errors naming the full path.
 pub(crate) fn read_parse<T>(
     files: &KernelFiles,
     proc: &Path,
@@ -185,10 +186,12 @@ pub(crate) fn read_parse<T>(
 ) -> Result<T, SourceError> {
     let path = proc.join(name);
     let shown = path.display().to_string();
-    let text = files.read(&path).map_err(|source| SourceError::Read {
-        path: shown.clone(),
-        source,
-    })?;
+    let text = files
+        .read_short_records(&path)
+        .map_err(|source| SourceError::Read {
+            path: shown.clone(),
+            source,
+        })?;
     parse(&shown, &text)
 }
 

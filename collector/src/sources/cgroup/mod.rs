@@ -337,7 +337,7 @@ fn net_dev_path(proc_path: &Path, pid: u32) -> PathBuf {
 /// holds the namespace while open, so it is let go of as soon as the
 /// environment's cgroup is gone, and with the slow facts in any case.
 fn network(files: &KernelFiles, path: &Path) -> (Option<i64>, Option<i64>) {
-    match files.read(path) {
+    match files.read_short_records(path) {
         Ok(text) => {
             let (rx, tx) = net_dev_totals(&text);
             (
