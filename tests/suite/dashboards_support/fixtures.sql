@@ -57,8 +57,8 @@ WHERE w.name = 'chat';
 -- then running, then finished, failed, killed or error; the latest ones are
 -- still queued or running, and one failed ten minutes ago, so every range of
 -- the Jobs dashboard has rows.
-INSERT INTO dlworkspace_clusters (cluster_id, bill, status, status_time, last_sync_at)
-SELECT c, false, '{"gpu_capacity": {"A100": 32}}', n.now - interval '45 seconds', n.now - interval '20 seconds'
+INSERT INTO dlworkspace_clusters (cluster_id, billing, status, status_time, last_sync_at)
+SELECT c, 'report', '{"gpu_capacity": {"A100": 32}}', n.now - interval '45 seconds', n.now - interval '20 seconds'
 FROM fixture_now n, (VALUES ('dlws-a'), ('dlws-b')) AS v(c);
 
 CREATE TEMP TABLE fixture_jobs AS
