@@ -186,7 +186,19 @@ async fn held_cutoff(
         (_, None) => Some(cutoff),
     };
     if held != Some(cutoff) {
-        tracing::warn!(table, %cutoff, held = ?held, "raw rows past retention are kept until the tiers have materialised them");
+        // Said only where rows are kept: a new database, whose tiers have not
+        // run yet, has none past retention.
+        let kept: bool = client
+            .query_one(
+                &format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE collected_at < $1)"),
+                &[&cutoff],
+            )
+            .await
+            .map_err(q(format!("looking for rows of {table} past retention")))?
+            .get(0);
+        if kept {
+            tracing::warn!(table, %cutoff, held = ?held, "raw rows past retention are kept until the tiers have materialised them");
+        }
     }
     Ok(held)
 }
