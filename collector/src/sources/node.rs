@@ -185,7 +185,7 @@ impl NodeSource {
                     continue;
                 }
             }
-            // Kept but never parsed here (a clone's first reading).
+            // Kept, unchanged, but its last text did not parse: read it again.
             let text = self.files.read(&path).map_err(|source| SourceError::Read {
                 path: shown.clone(),
                 source,

@@ -83,8 +83,8 @@ pub struct CgroupSource {
     /// opens one of them: see `files`).
     slow: HashMap<String, Slow>,
     pid_cgroups: HashMap<u32, Option<String>>,
-    /// The CPU and memory files of each environment, kept open; closed
-    /// with the slow facts, so those of environments gone are not kept.
+    /// The CPU, memory and net/dev files of each environment, kept open;
+    /// closed with the slow facts, so those of environments gone are not kept.
     files: KernelFiles,
     cycle: u64,
 }
