@@ -203,6 +203,12 @@ impl Open {
     }
 }
 
+/// A small file read once: open, read to the end, close (no `stat` for a
+/// size hint, which kernel files report as 0 anyway).
+pub(crate) fn read_once(path: &Path) -> io::Result<String> {
+    read_from_start(&File::open(path)?, &mut Vec::new(), None)
+}
+
 impl Fs {
     fn of(t: nix::sys::statfs::FsType) -> Fs {
         use nix::sys::statfs::{

@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 
 use super::layout::Layout;
-use crate::sources::kernel_files::KernelFiles;
+use crate::sources::kernel_files::{self, KernelFiles};
 
 /// memory.limit_in_bytes at or above this is "no limit": the kernel writes
 /// its page-counter maximum (2^63 − a page), which no machine has.
@@ -80,7 +80,12 @@ impl Layout {
 
 /// A file's text, or `None` (logged at debug: a controller may simply be off).
 pub(crate) fn read(path: &Path) -> Option<String> {
-    match read_small(path) {
+    logged(path, kernel_files::read_once(path))
+}
+
+/// The text of a read, or `None` with the failure logged at debug.
+pub(crate) fn logged(path: &Path, read: std::io::Result<String>) -> Option<String> {
+    match read {
         Ok(s) => Some(s),
         Err(e) => {
             tracing::debug!(path = %path.display(), error = %e, "cannot read");
@@ -95,34 +100,11 @@ fn read_u64(path: &Path) -> Option<u64> {
 
 /// [`read`] of a one-value file read every cycle, through the kept descriptors.
 fn read_kept(files: &KernelFiles, path: &Path) -> Option<String> {
-    match files.read_value(path) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::debug!(path = %path.display(), error = %e, "cannot read");
-            None
-        }
-    }
+    logged(path, files.read_value(path))
 }
 
 fn read_kept_u64(files: &KernelFiles, path: &Path) -> Option<u64> {
     read_kept(files, path).and_then(|s| s.trim().parse().ok())
-}
-
-/// Reads a small kernel file with open + read + close only:
-/// `fs::read_to_string` also stats the file for a size hint, which for
-/// cgroup and /proc files is 0 anyway, and costs a syscall per file.
-fn read_small(path: &Path) -> std::io::Result<String> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
-    let mut buf = Vec::with_capacity(512);
-    let mut chunk = [0u8; 4096];
-    loop {
-        match f.read(&mut chunk)? {
-            0 => break,
-            n => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
-    String::from_utf8(buf).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
 /// `usage_usec` from cpu.stat.

@@ -35,7 +35,7 @@ pub use layout::Layout;
 
 use crate::sources::kernel_files::{KernelFiles, ENV_FILES};
 use crate::sources::nvml::GpuProcess;
-use files::first_pid;
+use files::{first_pid, logged};
 
 /// An environment to sample and its allocation.
 #[derive(Debug, Clone, PartialEq)]
@@ -337,18 +337,15 @@ fn net_dev_path(proc_path: &Path, pid: u32) -> PathBuf {
 /// holds the namespace while open, so it is let go of as soon as the
 /// environment's cgroup is gone, and with the slow facts in any case.
 fn network(files: &KernelFiles, path: &Path) -> (Option<i64>, Option<i64>) {
-    match files.read_short_records(path) {
-        Ok(text) => {
+    match logged(path, files.read_short_records(path)) {
+        Some(text) => {
             let (rx, tx) = net_dev_totals(&text);
             (
                 Some(i64::try_from(rx).unwrap_or(i64::MAX)),
                 Some(i64::try_from(tx).unwrap_or(i64::MAX)),
             )
         }
-        Err(e) => {
-            tracing::debug!(path = %path.display(), error = %e, "cannot read");
-            (None, None)
-        }
+        None => (None, None),
     }
 }
 
